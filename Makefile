@@ -1,0 +1,34 @@
+# The two commands a new user types: `make demo` and `make test` (plus `make ui`).
+# Each creates .venv on first use: torch's CPU wheel first (a bare torch requirement
+# would pull a multi-GB CUDA build), then this project with its dev extras.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.semid-installed
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: demo test ui bench clean-home
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip check
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/semid demo $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+ui: $(STAMP)
+	$(VENV)/bin/semid ui
+
+bench: $(STAMP)
+	$(PY) bench/bench_rq_kmeans.py
+	$(PY) bench/bench_swing.py
+
+clean-home:
+	rm -rf .semid

@@ -1,0 +1,1 @@
+"""semid: semantic IDs for recommender catalogues, as Dagster assets."""

@@ -1,0 +1,113 @@
+"""The ``semid`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+
+from semid_assets.settings import Settings
+
+
+def _settings(args) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "dataset", None):
+        settings = replace(settings, dataset=args.dataset)
+    if getattr(args, "size", None):
+        settings = replace(settings, size=int(args.size) if args.size.isdigit() else args.size)
+    return settings
+
+
+def cmd_demo(args) -> int:
+    import dagster as dg
+
+    from semid_assets.definitions import build_definitions
+    from semid_assets.demo import format_summary, run_demo
+    from semid_assets.home import prepare_home
+
+    settings = _settings(args)
+    prepare_home(settings)
+    # The code location `dagster dev` loads later must describe the same dataset.
+    os.environ.update(SEMID_DATASET=settings.dataset, SEMID_SIZE=str(settings.size))
+    defs = build_definitions(settings)
+    months = settings.source().months()
+    chosen = months[-args.months:] if args.months > 0 else months
+    print(f"semid demo: dataset {settings.source().name}, months {chosen[0]} … {chosen[-1]}, home {settings.home}")
+    started = time.perf_counter()
+    with dg.DagsterInstance.get() as instance:
+        summary = run_demo(defs, instance, chosen, list(settings.methods))
+    print()
+    print(format_summary(summary))
+    print(f"\ndone in {time.perf_counter() - started:.0f}s — browse it with `make ui`.")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    from semid_assets.encode import encode_file
+
+    table = encode_file(Settings.from_env(), args.model, args.items, args.out)
+    print(f"wrote {len(table)} semantic IDs to {args.out}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from semid_assets.core.sources import fetch_movielens_100k
+
+    settings = Settings.from_env()
+    target = fetch_movielens_100k(settings.data_dir / "movielens-100k")
+    print(f"MovieLens-100K (GroupLens) is in {target}; run with SEMID_DATASET=movielens-100k")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from semid_assets.home import prepare_home
+    from semid_assets.ui import serve
+
+    settings = Settings.from_env()
+    prepare_home(settings)
+    return serve(settings, dagster_port=args.port, mlflow_port=args.mlflow_port)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="semid", description="Semantic IDs for recommender catalogues.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="materialise the whole lineage for the last N months in-process")
+    demo.add_argument("--size", help="synthetic size: tiny, small, default, or an item count")
+    demo.add_argument("--months", type=int, default=3, help="how many of the newest months (0 = all)")
+    demo.add_argument("--dataset", help="synthetic (default), movielens-100k or parquet")
+    demo.set_defaults(run=cmd_demo)
+
+    encode = sub.add_parser("encode", help="semantic IDs for new items with a registered tokenizer")
+    encode.add_argument("--model", required=True, help="NAME, NAME@ALIAS or NAME/VERSION in the MLflow registry")
+    encode.add_argument("--items", required=True, help="Parquet with item_id and either 'embedding' or the "
+                                                       "catalogue's text / emb_* columns")
+    encode.add_argument("--out", required=True, help="output Parquet: item_id, c1 … cL")
+    encode.set_defaults(run=cmd_encode)
+
+    data = sub.add_parser("data", help="public datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch", help="download a public dataset into SEMID_HOME/data")
+    fetch.add_argument("name", choices=["movielens-100k"])
+    fetch.set_defaults(run=cmd_fetch)
+
+    ui = sub.add_parser("ui", help="start the Dagster UI (with daemon) and the MLflow UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--mlflow-port", type=int, default=5000)
+    ui.set_defaults(run=cmd_ui)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"semid: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

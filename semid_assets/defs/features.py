@@ -1,0 +1,36 @@
+"""Stage 2 — per-item multimodal token matrices from a real text encoder plus given vectors."""
+
+
+import dagster as dg
+import pyarrow as pa
+
+from semid_assets.core.features import build_multimodal_features
+from semid_assets.core.markdown import markdown_table
+from semid_assets.partitions import SemidPartitions
+from semid_assets.resources import TextEncoderResource
+
+GROUP = "features"
+
+
+def build(parts: SemidPartitions) -> list:
+    @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
+    def multimodal_features(context: dg.AssetExecutionContext, raw_items: pa.Table,
+                            text_encoder: TextEncoderResource) -> dg.MaterializeResult:
+        """Token matrices per item: every text field through all-MiniLM-L6-v2 (token-level
+        outputs, cached by content so an item encoded in an earlier month is not encoded
+        again) and the ``emb_*`` vectors as given, plus pooled per-modality vectors."""
+        import pandas as pd
+
+        features, stats = build_multimodal_features(
+            raw_items, text_encoder.encoder(), text_encoder.store(), log=context.log.info)
+        dims = pd.DataFrame({"modality": list(features.dims), "dim": list(features.dims.values())})
+        return dg.MaterializeResult(value=features, metadata={
+            "dagster/row_count": features.n_items,
+            "modalities": dg.MetadataValue.md(markdown_table(dims)),
+            "texts_total": int(stats["texts_total"]),
+            "texts_encoded": int(stats["texts_encoded"]),
+            "texts_from_cache": int(stats["texts_cached"]),
+            "encode_seconds": float(stats["seconds"]),
+        })
+
+    return [multimodal_features]

@@ -1,0 +1,64 @@
+"""``semid encode``: semantic IDs for items a registered tokenizer never saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semid_assets.core import schema
+from semid_assets.core.contracts import ContractError, validate_items
+from semid_assets.core.embedding_table import EMBEDDING, embeddings_from_arrow
+from semid_assets.io_manager import write_parquet_atomically
+from semid_assets.registry import NEWEST_ALIAS, load_tokenizer
+from semid_assets.settings import Settings
+
+
+def model_uri(spec: str) -> str:
+    """``NAME`` (→ @newest), ``NAME@ALIAS`` or ``NAME/VERSION`` as an MLflow registry URI."""
+    if spec.startswith("models:/"):
+        return spec
+    if "@" in spec:
+        return f"models:/{spec}"
+    name, _, version = spec.rpartition("/")
+    if name and version.isdigit():
+        return f"models:/{name}/{version}"
+    return f"models:/{spec}@{NEWEST_ALIAS}"
+
+
+def item_embeddings(items: pa.Table, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the items: their ``embedding`` column if present, else the content embedding of their
+    text and ``emb_*`` columns — computed exactly as ``aligned_embeddings`` does with ``aligner="none"``."""
+    if EMBEDDING in items.column_names:
+        return embeddings_from_arrow(items)
+    from semid_assets.core.features import build_multimodal_features
+    from semid_assets.core.text_encoder import TextEncoder
+    from semid_assets.core.token_store import TokenStore
+
+    items = validate_items(items, where="items to encode")
+    encoder = TextEncoder()
+    store = TokenStore(settings.cache_dir / "text", encoder.name)
+    features, _ = build_multimodal_features(items, encoder, store)
+    return features.item_ids, features.content_embedding()
+
+
+def encode_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pd.DataFrame:
+    items = pq.read_table(items_path)
+    if schema.ITEM_ID not in items.column_names:
+        raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
+    wrapper = load_tokenizer(model_uri(model), settings.mlflow_tracking_uri)
+    item_ids, vectors = item_embeddings(items, settings)
+    expected = wrapper.tokenizer.dim
+    if vectors.shape[1] != expected:
+        raise ContractError(
+            f"{items_path} gives {vectors.shape[1]}-dim embeddings but {model} was trained on {expected}-dim ones; "
+            f"bring the same text and emb_* columns as the training catalogue, or an 'embedding' column of "
+            f"dimension {expected}.")
+    codes = wrapper.encode(vectors)
+    table = pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(codes.shape[1])])
+    table.insert(0, schema.ITEM_ID, item_ids)
+    write_parquet_atomically(pa.Table.from_pandas(table, preserve_index=False), Path(out_path))
+    return table

@@ -1,0 +1,32 @@
+"""Preparing the home directory: folders, and the Dagster instance that lives in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from semid_assets.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def instance_config_file() -> Path:
+    """The project's ``dagster.yaml``: the working directory's if present, else the checkout's."""
+    for candidate in (Path.cwd() / "dagster.yaml", PROJECT_ROOT / "dagster.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "dagster.yaml not found in the working directory or the semid checkout; run semid from the checkout.")
+
+
+def prepare_home(settings: Settings) -> None:
+    """Create the home folders, install the instance config and point DAGSTER_HOME at it."""
+    for folder in (settings.dagster_home, settings.mlflow_artifacts, settings.cache_dir, settings.data_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    source = instance_config_file()
+    target = settings.dagster_home / "dagster.yaml"
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, target)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    os.environ["SEMID_HOME"] = str(settings.home)

@@ -1,0 +1,166 @@
+"""Tokenizer versions in the MLflow model registry (mlflow only; no orchestrator import).
+
+Each fitted tokenizer is one MLflow run (params, per-level metrics, codebooks) and one
+registered model version whose pyfunc encodes embeddings to codes and decodes codes
+back to vectors — so a version in the registry can tokenize items it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from semid_assets.core.artifact import load_npz
+from semid_assets.core.markdown import markdown_table
+from semid_assets.io_manager import load_artifact, save_artifact
+
+TOKENIZER_ARTIFACT = "tokenizer"
+# MLflow reserves "latest" (models:/NAME/latest is the highest version number, which a
+# backfill of an old month would take over); this alias follows the newest *month*.
+NEWEST_ALIAS = "newest"
+
+
+class TokenizerModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper: ``predict`` encodes embeddings, ``params={"direction": "decode"}`` decodes codes.
+
+    Input for encoding: a 2-D array, or a DataFrame with an ``embedding`` column (one vector
+    per row) or with only numeric columns. Output: a DataFrame ``c1 … cL``. Input for
+    decoding: a DataFrame or array of codes; output: a DataFrame with an ``embedding`` column.
+    """
+
+    def load_context(self, context) -> None:
+        self.tokenizer = load_artifact(Path(context.artifacts[TOKENIZER_ARTIFACT]))
+
+    def encode(self, embeddings: np.ndarray) -> np.ndarray:
+        return self.tokenizer.encode(embeddings)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.tokenizer.decode(codes)
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None):
+        direction = (params or {}).get("direction", "encode")
+        if direction == "decode":
+            codes = np.asarray(model_input, dtype=np.int64)
+            vectors = self.decode(codes)
+            return pd.DataFrame({"embedding": list(vectors)})
+        if direction != "encode":
+            raise ValueError(f"direction must be 'encode' or 'decode', not {direction!r}")
+        codes = self.encode(embedding_matrix(model_input))
+        return pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(codes.shape[1])])
+
+
+def embedding_matrix(model_input) -> np.ndarray:
+    if isinstance(model_input, pd.DataFrame):
+        if "embedding" in model_input.columns:
+            return np.stack(model_input["embedding"].to_numpy()).astype(np.float32)
+        return model_input.to_numpy(dtype=np.float32)
+    return np.asarray(model_input, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    run_id: str
+    experiment_id: str
+    model_name: str
+    version: str
+
+
+class Registry:
+    """A thin handle on one MLflow tracking store + registry."""
+
+    def __init__(self, tracking_uri: str, artifact_root: str | Path, experiment: str = "semid"):
+        self.tracking_uri = tracking_uri
+        self.artifact_root = Path(artifact_root)
+        self.experiment = experiment
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        self.artifact_root.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_root.as_uri())
+
+    def log_tokenizer(self, tokenizer, *, model_name: str, run_name: str, params: dict[str, Any],
+                      metrics: dict[str, float], tags: dict[str, str], tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
+        """One run with params, metrics, report tables and the tokenizer; registered as a model version."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
+            mlflow.log_metrics(metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                artifact = Path(tmp) / "tokenizer.npz"
+                save_artifact(tokenizer, artifact)
+                for name, table in tables.items():
+                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
+                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
+                arrays, _ = load_npz(artifact)
+                np.save(Path(tmp) / "codebooks.npy", arrays["codebooks"])
+                mlflow.log_artifact(str(Path(tmp) / "codebooks.npy"), artifact_path="codebooks")
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=TokenizerModel(),
+                    artifacts={TOKENIZER_ARTIFACT: str(artifact)},
+                    pip_requirements=_requirements(),
+                )
+        version = self.client.create_model_version(
+            name=self._ensure_model(model_name), source=info.model_uri, run_id=run.info.run_id, tags=tags,
+        )
+        return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(version.version))
+
+    def _ensure_model(self, name: str) -> str:
+        if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
+            self.client.create_registered_model(name, description="semid tokenizer: embeddings ↔ semantic-ID codes")
+        return name
+
+    def move_alias_if_newer(self, model_name: str, version: str, month: str, alias: str = NEWEST_ALIAS) -> bool:
+        """Point ``alias`` at ``version`` unless it already names a version of a later month.
+
+        Backfilling an old month must not pull ``newest`` back in time.
+        """
+        try:
+            current = self.client.get_model_version_by_alias(model_name, alias)
+            current_month = (current.tags or {}).get("month", "")
+        except mlflow.exceptions.MlflowException:
+            current, current_month = None, ""
+        if current is not None and current_month > month:
+            return False
+        self.client.set_registered_model_alias(model_name, alias, version)
+        return True
+
+    def find_version(self, model_name: str, month: str) -> RegisteredVersion | None:
+        """The newest version of ``model_name`` registered for ``month``."""
+        versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+        mine = [v for v in versions if (v.tags or {}).get("month") == month]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda v: int(v.version))
+        run = self.client.get_run(newest.run_id)
+        return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
+
+
+def load_tokenizer(model_uri: str, tracking_uri: str):
+    """The tokenizer behind a registry URI such as ``models:/name@newest`` or ``models:/name/3``."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def _requirements() -> list[str]:
+    import faiss
+    import numpy
+
+    return [f"numpy=={numpy.__version__}", f"faiss-cpu=={faiss.__version__}", f"mlflow=={mlflow.__version__}",
+            f"pandas=={pd.__version__}"]

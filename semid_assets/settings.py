@@ -1,0 +1,99 @@
+"""Where semid keeps its files and which dataset it runs on, read from the environment.
+
+Everything lives under one home directory (``SEMID_HOME``, default ``./.semid``):
+
+    dagster/    Dagster instance storage (runs, event log, schedules)
+    assets/     asset outputs, one folder per dataset
+    mlflow/     MLflow tracking store (sqlite) and artifacts
+    cache/      content-addressed text-token cache shared by all months
+    data/       fetched public datasets (MovieLens)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from semid_assets.core.sources import DATASETS, CatalogSource, open_source
+
+METHODS = ("rq_kmeans",)
+
+# k-means needs tens of items per code to mean anything; the tiny test catalogue has a
+# few hundred items, MovieLens-100K 1,682. Users override with SEMID_CODEBOOK_SIZE.
+DEFAULT_CODEBOOK_SIZES = {"tiny": 16, "small": 128, "default": 256, "movielens-100k": 64}
+
+
+def _size(raw: str) -> str | int:
+    return int(raw) if raw.strip().isdigit() else raw.strip()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    dataset: str = "synthetic"
+    size: str | int = "default"
+    seed: int = 0
+    items_path: str | None = None
+    interactions_path: str | None = None
+    methods: tuple[str, ...] = METHODS
+    mlflow_ui_url: str = "http://127.0.0.1:5000"
+    codebook_size_override: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        dataset = env.get("SEMID_DATASET", "synthetic")
+        if dataset not in DATASETS:
+            raise ValueError(f"SEMID_DATASET={dataset!r} is not a dataset semid knows; choose one of {', '.join(DATASETS)}.")
+        return cls(
+            home=Path(env.get("SEMID_HOME", ".semid")).expanduser().resolve(),
+            dataset=dataset,
+            size=_size(env.get("SEMID_SIZE", "default")),
+            seed=int(env.get("SEMID_SEED", "0")),
+            items_path=env.get("SEMID_ITEMS"),
+            interactions_path=env.get("SEMID_INTERACTIONS"),
+            mlflow_ui_url=env.get("SEMID_MLFLOW_UI", "http://127.0.0.1:5000"),
+            codebook_size_override=int(env["SEMID_CODEBOOK_SIZE"]) if env.get("SEMID_CODEBOOK_SIZE") else None,
+        )
+
+    @property
+    def codebook_size(self) -> int:
+        """The tokenizer's default codes per level for this dataset."""
+        if self.codebook_size_override:
+            return self.codebook_size_override
+        key = self.dataset if self.dataset != "synthetic" else str(self.size)
+        return DEFAULT_CODEBOOK_SIZES.get(key, 256)
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def source(self) -> CatalogSource:
+        return open_source(
+            self.dataset, size=self.size, seed=self.seed, items_path=self.items_path,
+            interactions_path=self.interactions_path, data_dir=self.data_dir / "movielens-100k",
+        )
+
+    def assets_dir(self, source_name: str) -> Path:
+        return self.home / "assets" / source_name

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny synthetic catalogue materialised once per session into a temporary home."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from semid_assets.settings import Settings
+
+TINY_MONTHS = 2
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tmp_path_factory) -> Settings:
+    home = tmp_path_factory.mktemp("semid-home")
+    return Settings.from_env({"SEMID_HOME": str(home), "SEMID_DATASET": "synthetic", "SEMID_SIZE": "tiny",
+                              "SEMID_MLFLOW_UI": "http://127.0.0.1:5000"})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_settings):
+    """The lineage materialised for the last two tiny months; returns (defs, instance, summary, months)."""
+    import dagster as dg
+
+    from semid_assets.definitions import build_definitions
+    from semid_assets.demo import run_demo
+    from semid_assets.home import prepare_home
+
+    previous = os.environ.get("DAGSTER_HOME"), os.environ.get("SEMID_HOME")
+    prepare_home(tiny_settings)
+    defs = build_definitions(tiny_settings)
+    months = tiny_settings.source().months()[-TINY_MONTHS:]
+    instance = dg.DagsterInstance.get()
+    summary = run_demo(defs, instance, months, list(tiny_settings.methods), log=lambda s: None)
+    yield defs, instance, summary, months
+    instance.dispose()
+    for key, value in zip(("DAGSTER_HOME", "SEMID_HOME"), previous):
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

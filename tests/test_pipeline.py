@@ -1,0 +1,112 @@
+"""The whole graph materialised in-process for two tiny months."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.io_manager import load_artifact
+from semid_assets.partitions import METHOD, MONTH
+
+
+def _asset_file(settings, asset: str, partition: str, suffix: str):
+    root = settings.assets_dir(settings.source().name) / asset
+    return root / f"{partition}{suffix}"
+
+
+def test_every_month_and_method_has_a_summary_row(tiny_run):
+    _, _, summary, months = tiny_run
+    assert list(summary["month"]) == months
+    assert (summary["items"] > 0).all() and (summary["pairs"] > 0).all()
+    # Reconstruction error falls level by level in every version.
+    for cell in summary["mse per level"]:
+        mse = [float(v) for v in cell.split(" / ")]
+        assert mse == sorted(mse, reverse=True) and mse[-1] < mse[0]
+
+
+def test_outputs_are_consistent_across_assets(tiny_run, tiny_settings):
+    _, _, _, months = tiny_run
+    month = months[-1]
+    items = pq.read_table(_asset_file(tiny_settings, "raw_items", month, ".parquet"))
+    embeddings = pq.read_table(_asset_file(tiny_settings, "aligned_embeddings", month, ".parquet"))
+    ids, vectors = embeddings_from_arrow(embeddings)
+    assert list(ids) == items.column("item_id").to_pylist()
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+    sids = pd.read_parquet(_asset_file(tiny_settings, "semantic_ids", f"month={month}/method=rq_kmeans", ".parquet"))
+    code_columns = [c for c in sids.columns if c.startswith("c")]
+    assert list(sids["item_id"]) == list(ids)
+    assert not sids.duplicated(code_columns + ["suffix"]).any()
+
+    tokenizer = load_artifact(_asset_file(tiny_settings, "tokenizer", f"month={month}/method=rq_kmeans", ".npz"))
+    assert np.array_equal(tokenizer.encode(vectors), sids[code_columns].to_numpy())
+
+
+def test_catalogue_grows_and_pairs_have_both_sources(tiny_run, tiny_settings):
+    _, _, _, months = tiny_run
+    counts = [pq.read_metadata(_asset_file(tiny_settings, "raw_items", m, ".parquet")).num_rows for m in months]
+    assert counts[1] > counts[0]
+    pairs = pd.read_parquet(_asset_file(tiny_settings, "item_pairs", months[-1], ".parquet"))
+    assert set(pairs["source"].astype(str)) == {"u2i", "swing"}
+    assert (pairs["item_a"] != pairs["item_b"]).all()
+
+
+def _check_evaluations(instance, key: str) -> dict:
+    found = {}
+    for check in ("sid_table_not_empty", "sid_level1_utilisation", "sid_collision_rate"):
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("semantic_ids"), check), limit=20)
+        mine = [r for r in records if r.partition == key]
+        assert mine, f"{check} did not run for {key}"
+        found[check] = mine[0].event.dagster_event.event_specific_data
+    return found
+
+
+def test_checks_judge_every_version_by_its_thresholds(tiny_run, tiny_settings):
+    defs, instance, summary, months = tiny_run
+    thresholds = defs.resources["sid_thresholds"]
+    for month, checks_cell in zip(months, summary["checks"]):
+        key = str(dg.MultiPartitionKey({MONTH: month, METHOD: "rq_kmeans"}))
+        evaluations = _check_evaluations(instance, key)
+        sids = pd.read_parquet(_asset_file(tiny_settings, "semantic_ids", f"month={month}/method=rq_kmeans", ".parquet"))
+        rate = float((sids["suffix"] > 0).mean())
+        assert evaluations["sid_collision_rate"].passed == (rate <= thresholds.max_collision_rate)
+        assert evaluations["sid_collision_rate"].metadata["collision_rate"].value == pytest.approx(rate)
+        utilisation = sids["c1"].nunique() / tiny_settings.codebook_size
+        assert evaluations["sid_level1_utilisation"].passed == (utilisation >= thresholds.min_level1_utilisation)
+        assert evaluations["sid_table_not_empty"].passed
+        failed = [name for name, ev in evaluations.items() if not ev.passed]
+        assert checks_cell.startswith(f"{3 - len(failed)}/3 passed")
+        for name in failed:
+            assert name in checks_cell and "by" in evaluations[name].description
+
+
+def test_a_failing_check_says_what_fell_short(tiny_run):
+    from semid_assets.resources import SidQualityThresholds
+
+    defs, instance, _, months = tiny_run
+    key = dg.MultiPartitionKey({MONTH: months[-1], METHOD: "rq_kmeans"})
+    strict = SidQualityThresholds(min_items=10**6, max_collision_rate=1.0, min_level1_utilisation=0.0)
+    not_empty = dg.AssetCheckKey(dg.AssetKey("semantic_ids"), "sid_table_not_empty")
+    result = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        selection=dg.AssetSelection.assets("semantic_ids").without_checks() | dg.AssetSelection.checks(not_empty),
+        partition_key=str(key), instance=instance, raise_on_error=False,
+        resources={**defs.resources, "sid_thresholds": strict})
+    evaluation = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert len(evaluation) == 1 and not evaluation[0].passed
+    assert "at least 1000000 required" in evaluation[0].description
+
+
+def test_text_tokens_are_not_encoded_twice(tiny_run):
+    _, instance, _, months = tiny_run
+    records = instance.fetch_materializations(dg.AssetKey("multimodal_features"), limit=10).records
+    by_month = {r.partition_key: r.asset_materialization.metadata for r in records}
+    second = by_month[months[1]]
+    # The second month re-uses every text of the first and encodes only new items' texts.
+    assert second["texts_from_cache"].value > 0
+    assert second["texts_encoded"].value < second["texts_total"].value

@@ -1,0 +1,108 @@
+"""The MLflow registry round trip, `semid encode` on unseen items, and `semid demo` determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from semid_assets.cli import main
+from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.registry import Registry, load_tokenizer
+
+MODEL = "semid-synthetic-tiny-rq_kmeans"
+
+
+def _sids(settings, month):
+    path = settings.assets_dir(settings.source().name) / "semantic_ids" / f"month={month}" / "method=rq_kmeans.parquet"
+    return pd.read_parquet(path)
+
+
+def _embeddings(settings, month):
+    path = settings.assets_dir(settings.source().name) / "aligned_embeddings" / f"{month}.parquet"
+    return embeddings_from_arrow(pq.read_table(path))
+
+
+def test_registered_version_encodes_and_decodes(tiny_run, tiny_settings):
+    _, _, _, months = tiny_run
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    latest = registry.client.get_model_version_by_alias(MODEL, "newest")
+    assert latest.tags["month"] == months[-1]
+    assert {"month", "method", "dagster_run_id"} <= set(latest.tags)
+
+    model = load_tokenizer(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
+    ids, vectors = _embeddings(tiny_settings, months[-1])
+    codes = model.predict(None, vectors)
+    table = _sids(tiny_settings, months[-1])
+    assert np.array_equal(codes.to_numpy(), table[[c for c in codes.columns]].to_numpy())
+
+    decoded = np.stack(model.predict(None, codes, params={"direction": "decode"})["embedding"])
+    assert decoded.shape == vectors.shape
+    assert np.mean((decoded - vectors) ** 2) < np.mean((vectors - vectors.mean(0)) ** 2)
+
+
+def test_backfilling_an_older_month_keeps_latest_on_the_newest(tiny_run, tiny_settings):
+    _, _, _, months = tiny_run
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    older = registry.find_version(MODEL, months[0])
+    assert older is not None
+    assert registry.move_alias_if_newer(MODEL, older.version, months[0]) is False
+    assert registry.client.get_model_version_by_alias(MODEL, "newest").tags["month"] == months[-1]
+
+
+def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch):
+    _, _, _, months = tiny_run
+    source = tiny_settings.source()
+    later = source.months()[source.months().index(months[0]) - 1]
+    # Items of the last month that were not in the first month's catalogue: new uploads for version months[0].
+    first_ids = set(source.items_as_of(months[0]).column("item_id").to_pylist())
+    newest = source.items_as_of(months[-1])
+    unseen = newest.filter(pa.array([i not in first_ids for i in newest.column("item_id").to_pylist()]))
+    assert unseen.num_rows > 0 and later
+    items_file, out_file = tmp_path / "new.parquet", tmp_path / "sids.parquet"
+    pq.write_table(unseen, items_file)
+    monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
+    version = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts).find_version(MODEL, months[0])
+    assert main(["encode", "--model", f"{MODEL}/{version.version}", "--items", str(items_file),
+                 "--out", str(out_file)]) == 0
+    encoded = pd.read_parquet(out_file)
+    assert list(encoded["item_id"]) == unseen.column("item_id").to_pylist()
+
+    # The same items through the pipeline's own embeddings give the same codes.
+    ids, vectors = _embeddings(tiny_settings, months[-1])
+    rows = pd.Index(ids).get_indexer(encoded["item_id"])
+    model = load_tokenizer(f"models:/{MODEL}/{version.version}", tiny_settings.mlflow_tracking_uri)
+    expected = model.encode(vectors[rows])
+    assert (encoded[[f"c{i + 1}" for i in range(expected.shape[1])]].to_numpy() == expected).mean() > 0.99
+
+
+def test_encode_cli_refuses_wrong_dimension(tiny_run, tiny_settings, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
+    items_file = tmp_path / "bad.parquet"
+    vectors = np.ones((3, 7), dtype=np.float32)
+    pq.write_table(pa.table({"item_id": ["a", "b", "c"],
+                             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 7)}), items_file)
+    assert main(["encode", "--model", MODEL, "--items", str(items_file), "--out", str(tmp_path / "o.parquet")]) == 2
+    assert "7-dim" in capsys.readouterr().err
+
+
+def test_demo_twice_gives_identical_ids(tiny_run, tiny_settings, tmp_path, monkeypatch, capsys):
+    _, _, _, months = tiny_run
+    other_home = tmp_path / "second-home"
+    monkeypatch.setenv("SEMID_HOME", str(other_home))
+    monkeypatch.setenv("SEMID_DATASET", "synthetic")
+    monkeypatch.setenv("DAGSTER_HOME", str(other_home / "dagster"))
+    assert main(["demo", "--size", "tiny", "--months", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert months[-1] in printed and "rq_kmeans" in printed
+    again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={months[-1]}"
+                            / "method=rq_kmeans.parquet")
+    pd.testing.assert_frame_equal(again, _sids(tiny_settings, months[-1]))
+
+
+def test_unknown_dataset_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("SEMID_DATASET", "imagenet")
+    assert main(["demo", "--size", "tiny"]) == 2
+    assert "imagenet" in capsys.readouterr().err
