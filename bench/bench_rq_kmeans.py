@@ -2,7 +2,7 @@
 
     python bench/bench_rq_kmeans.py [--n 100000 1000000] [--dim 256] [--levels 3] [--K 256]
                                     [--n-iter 20] [--seed 0] [--mppc-n 100000]
-                                    [--faiss-all-max-n 1000000] [--threads T] [--builtin]
+                                    [--faiss-all-max-n 100000] [--threads T] [--builtin]
 
 Data: ``semid_assets.core.synthetic.topic_embeddings(n, dim, seed)`` when importable
 (``--builtin`` forces the fallback), else a built-in hierarchical gaussian generator
@@ -91,9 +91,9 @@ def mse_of(X: np.ndarray, X_hat: np.ndarray, total_ss: float) -> tuple[float, fl
     return sse / X.size, sse / total_ss
 
 
-def run_ours(X, args, total_ss, mppc=256, re_encode=True) -> dict:
+def run_ours(X, args, total_ss, mppc=256, re_encode=True, progressive_dim_steps=10) -> dict:
     rq = RQKMeans(levels=args.levels, codebook_size=args.K, n_iter=args.n_iter,
-                  seed=args.seed, max_points_per_centroid=mppc)
+                  seed=args.seed, max_points_per_centroid=mppc, progressive_dim_steps=progressive_dim_steps)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     codes = rq.fit_encode(X, progress=lambda line: print("   ", line))
@@ -109,7 +109,7 @@ def run_ours(X, args, total_ss, mppc=256, re_encode=True) -> dict:
     report = level_report(X, codes, rq.codebooks)
     mse, rel = mse_of(X, rq.decode(codes), total_ss)
     return {
-        "method": f"RQKMeans mppc={mppc}",
+        "method": f"RQKMeans mppc={mppc} " + ("progressive" if progressive_dim_steps else "Lloyd"),
         "train_pts": rq.fit_info["levels"][0]["train_points"],
         "fit_s": t_fit, "encode_s": t_enc,
         "total_s": t_fit + (t_enc if re_encode else 0.0),
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mppc-n", type=int, nargs="*", default=[100_000],
                    help="sizes at which to compare max_points_per_centroid 256 vs 1024")
-    p.add_argument("--faiss-all-max-n", type=int, default=1_000_000,
+    p.add_argument("--faiss-all-max-n", type=int, default=100_000,
                    help="train faiss RQ on all points only up to this n")
     p.add_argument("--threads", type=int, default=None, help="faiss OpenMP threads")
     p.add_argument("--builtin", action="store_true", help="use the built-in data generator")
@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> None:
             ours = run_ours(X, args, centred_ss)
             print(ours.pop("report").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             results.append(ours)
+            print("   RQKMeans with plain Lloyd k-means (progressive_dim_steps=0) ...")
+            lloyd = run_ours(X, args, centred_ss, progressive_dim_steps=0)
+            print(lloyd.pop("report").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            results.append(lloyd)
             n_train = min(n, 256 * args.K)
             for tt in ("progressive_dim", "default"):
                 print(f"   faiss RQ ({tt}) on {n_train:,} points ...")

@@ -10,6 +10,10 @@ from semid_assets.defs.automation import MONTHLY_JOB, TOKENIZER_JOB
 from semid_assets.partitions import METHOD, MONTH
 
 
+# The demo is read by a person: step-level DEBUG events stay in the Dagster UI.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
 def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
@@ -26,12 +30,13 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
     rows = []
     for month in months:
         log(f"[{month}] catalogue → features → pairs → embeddings")
-        result = monthly.execute_in_process(partition_key=month, instance=instance, raise_on_error=True)
+        monthly.execute_in_process(partition_key=month, instance=instance, raise_on_error=True, run_config=_QUIET)
         for method in methods:
             key = dg.MultiPartitionKey({MONTH: month, METHOD: method})
             log(f"[{month}] {method}: tokenizer → semantic IDs")
             # A failed quality check is a finding to report, not a reason to stop the demo.
-            outcome = tokenizing.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+            outcome = tokenizing.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                                    run_config=_QUIET)
             failures = [e for e in outcome.all_events if e.is_step_failure]
             if failures and not any(e.event_type_value == "ASSET_MATERIALIZATION" and
                                     e.asset_key == dg.AssetKey("semantic_ids") for e in outcome.all_events):
@@ -40,7 +45,6 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
             row = summary_row(instance, month, method, str(key))
             row["checks"] = check_summary(outcome)
             rows.append(row)
-        del result
     return pd.DataFrame(rows)
 
 

@@ -112,14 +112,14 @@ class MultimodalFeatures:
         store at ``store_root`` / ``encoder_name``).
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if rows.size and (rows.min() < -self.n_items or rows.max() >= self.n_items):
-            raise IndexError(f"rows out of range for {self.n_items} items")
+        if rows.size and (rows.min() < 0 or rows.max() >= self.n_items):
+            raise IndexError(f"rows must be positions in [0, {self.n_items}), got {rows.min()}..{rows.max()}")
         b = len(rows)
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for m in self.modality_names:
             d = self.dims[m]
             if m == TEXT_MODALITY:
-                per_row = self._text_tokens(rows, self._open_store(store) if (self.text_keys[rows] != "").any() else None)
+                per_row = self._text_tokens(rows, store)
             else:
                 tokens, offsets = self.dense_tokens[m]
                 per_row = [tokens[offsets[r] : offsets[r + 1]] for r in rows]
@@ -136,7 +136,8 @@ class MultimodalFeatures:
         d = self.dims[TEXT_MODALITY]
         keys = self.text_keys[rows]
         wanted = sorted({k for k in keys.reshape(-1).tolist() if k})
-        by_key = dict(zip(wanted, store.tokens(wanted))) if wanted else {}
+        # The store is only opened when needed, so text-less batches work without it.
+        by_key = dict(zip(wanted, self._open_store(store).tokens(wanted))) if wanted else {}
         per_row = []
         for row_keys in keys:
             parts = [by_key[k] for k in row_keys.tolist() if k]

@@ -11,8 +11,8 @@ clusters what the previous levels left unexplained::
 so ``decode(codes) = sum_l C_l[s_l]`` approximates ``X`` better with every level and the
 tuple ``(s_1, ..., s_L)`` reads from coarse (which big cluster) to fine.
 
-k-means runs on faiss (``faiss.Kmeans``-style ``Clustering``); assignment is an exact
-``IndexFlatL2`` search over every point.
+Each level's k-means is a ``faiss.Kmeans`` on a seeded sample of the residuals;
+assignment is an exact ``IndexFlatL2`` search over every point.
 """
 
 from __future__ import annotations
@@ -106,6 +106,19 @@ class RQKMeans:
         always covers all points, exactly.
     n_redo:
         k-means restarts per level; faiss keeps the run with the lowest objective.
+    progressive_dim_steps:
+        Train each level with faiss's progressive-dimension k-means (the training of
+        ``faiss.ResidualQuantizer``): k-means first runs on the top PCA dimensions of the
+        residuals and warm-starts in ever more of them, ``progressive_dim_steps`` steps up
+        to the full dimension. ``0`` runs plain Lloyd k-means from random points. Why the
+        default 10: after a level or two the residuals are close to orthogonal in high
+        dimension, so every point is nearest to whichever initial centroid has the
+        smallest norm; that centroid absorbs the others' points, its mean shrinks further,
+        and the whole level collapses into one code. On the embedded default data plain
+        Lloyd collapsed level 3 for half the seeds (one code holding 98 % of the items,
+        46 % of items sharing a full SID); progressive k-means did not for any seed, and
+        spread codes more evenly (level-3 entropy 5.5 vs 4.5 nats when Lloyd succeeds).
+        It trains about 2-3x slower; encoding is unchanged.
     verbose:
         Let faiss print its per-iteration k-means log.
     n_threads:
@@ -143,6 +156,7 @@ class RQKMeans:
         seed: int = 0,
         max_points_per_centroid: int | None = 256,
         n_redo: int = 1,
+        progressive_dim_steps: int = 10,
         verbose: bool = False,
         n_threads: int | None = None,
     ) -> None:
@@ -159,6 +173,7 @@ class RQKMeans:
             else _check_int("max_points_per_centroid", max_points_per_centroid, 1)
         )
         self.n_redo = _check_int("n_redo", n_redo, 1)
+        self.progressive_dim_steps = _check_int("progressive_dim_steps", progressive_dim_steps, 0)
         self.verbose = bool(verbose)
         self.n_threads = None if n_threads is None else _check_int("n_threads", n_threads, 1)
         self.codebooks: np.ndarray | None = None
@@ -177,6 +192,7 @@ class RQKMeans:
             "seed": self.seed,
             "max_points_per_centroid": self.max_points_per_centroid,
             "n_redo": self.n_redo,
+            "progressive_dim_steps": self.progressive_dim_steps,
             "verbose": self.verbose,
             "n_threads": self.n_threads,
         }
@@ -241,11 +257,18 @@ class RQKMeans:
                 sample = residual[idx]
             else:
                 sample = residual
+            # Points an earlier level already reconstructed exactly (singleton codes) sit at
+            # the origin; picked as an initial centroid, the origin is every near-orthogonal
+            # residual's nearest point and the level collapses. They carry nothing to learn.
+            exact = ~np.any(sample, axis=1)
+            if exact.any() and int((~exact).sum()) >= K:
+                sample = sample[~exact]
             # A fresh faiss seed per level: faiss's ResidualQuantizer reuses one seed, so on
             # a fixed training set every level starts from the same points, whose residuals
             # the previous level already shrank; its level 2 then barely helps (all 100k
             # points of the benchmark data: MSE after level 2 2.02e-3 vs 1.85e-3 here).
             faiss_seed = int(rng.integers(0, 2**31 - 1))
+            train_rows = len(sample)
             centroids, objective = self._kmeans(sample, faiss_seed)
             del sample
             codebooks[lvl] = centroids
@@ -255,7 +278,7 @@ class RQKMeans:
             level_info.append(
                 {
                     "level": lvl + 1,
-                    "train_points": int(n_train),
+                    "train_points": int(train_rows),
                     "seconds": round(seconds, 4),
                     "kmeans_objective": float(objective),
                     "mse": float(mse),
@@ -263,7 +286,7 @@ class RQKMeans:
             )
             if progress is not None:
                 progress(
-                    f"RQKMeans level {lvl + 1}/{self.levels}: K={K}, trained on {n_train:,} "
+                    f"RQKMeans level {lvl + 1}/{self.levels}: K={K}, trained on {train_rows:,} "
                     f"of {n:,} points in {seconds:.2f} s, reconstruction MSE {mse:.6g}"
                 )
 
@@ -291,6 +314,8 @@ class RQKMeans:
             # again, and from printing its too-few-points warning (we warn in Python).
             max_points_per_centroid=n_train // K + 1,
             min_points_per_centroid=1,
+            # faiss switches to progressive clustering whenever the keyword is present.
+            **({"progressive_dim_steps": self.progressive_dim_steps} if self.progressive_dim_steps else {}),
         )
         objective = kmeans.train(sample)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32), float(objective)

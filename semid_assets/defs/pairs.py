@@ -40,10 +40,7 @@ def build(parts: SemidPartitions) -> list:
         month = month_of(context)
         window_start = month_end(month) - pd.DateOffset(months=config.window_months)
         window = raw_interactions.loc[raw_interactions[schema.TS] >= window_start]
-        pair_config = PairConfig(
-            swing_alpha=config.swing_alpha, user_weight_power=config.user_weight_power,
-            max_users_per_item=config.max_users_per_item, swing_top_k=config.swing_top_k,
-            u2i_history=config.u2i_history, min_score=config.min_score)
+        pair_config = PairConfig(**config.model_dump(exclude={"window_months"}))
         pairs, stats = build_item_pairs(window, raw_items[schema.ITEM_ID].to_numpy(), pair_config,
                                         target_start=month_start(month))
         context.log.info(f"{month}: {len(pairs)} pairs from {stats['n_positive_interactions']} positives "

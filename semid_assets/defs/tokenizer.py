@@ -27,6 +27,9 @@ class TokenizerConfig(dg.Config):
     max_points_per_centroid: int = 256
     """k-means at each level trains on at most this many sampled points per centroid
     (faiss's default); every item is still encoded."""
+    progressive_dim_steps: int = 10
+    """Progressive-dimension k-means per level (faiss's residual-quantizer training); 0 =
+    plain Lloyd, which can collapse a level on near-orthogonal residuals."""
 
 
 def config_class(default_codebook_size: int) -> type[TokenizerConfig]:
@@ -65,7 +68,8 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
         model = make_tokenizer(method, levels=config.levels, codebook_size=config.codebook_size,
                                n_iter=config.n_iter, seed=config.seed,
-                               max_points_per_centroid=config.max_points_per_centroid)
+                               max_points_per_centroid=config.max_points_per_centroid,
+                               progressive_dim_steps=config.progressive_dim_steps)
         context.log.info(f"fitting {method} {config.levels}×{config.codebook_size} on "
                          f"{len(vectors)} items × {vectors.shape[1]} dims")
         codes = model.fit_encode(vectors, progress=context.log.info)

@@ -211,6 +211,15 @@ def test_build_features_and_cache_hit(tmp_path, encoder):
     vis_tok, vis_mask = mats["visual"]
     assert vis_tok.shape == (3, 2, 8) and vis_mask.tolist() == [[True, True], [False, False], [True, True]]
     np.testing.assert_array_equal(vis_tok[2], tokens[4:6])
+    with pytest.raises(IndexError):
+        f1.token_matrices(np.array([-1]))
+    # rows without text never touch the store; rows with text need it
+    g = MultimodalFeatures.from_arrays(*f1.to_arrays())
+    g.store_root = str(tmp_path / "nowhere")
+    only_empty = g.token_matrices(np.array([3]))
+    assert only_empty["text"][0].shape == (1, 1, 384) and not only_empty["text"][1].any()
+    with pytest.raises(KeyError, match="not in the token store"):
+        g.token_matrices(np.array([0]))
 
 
 def test_features_artifact_round_trip(tmp_path, encoder):

@@ -253,3 +253,27 @@ def test_inputs_are_not_modified(X, dtype):
     rq.encode(data)
     rq.encode(data.tolist())
     np.testing.assert_array_equal(data, before)
+
+
+def test_exactly_reconstructed_points_are_left_out_of_later_training():
+    # Rows already at the origin (an earlier level gave them a singleton code) would be
+    # picked as initial centroids and attract every near-orthogonal residual.
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(8, 32)).astype(np.float32) * 4
+    X = (centres[rng.integers(0, 8, 600)] + rng.normal(size=(600, 32)).astype(np.float32))
+    X[:150] = 0.0
+    model = RQKMeans(levels=1, codebook_size=8, seed=0).fit(X)
+    assert model.fit_info["levels"][0]["train_points"] == 450
+    codes = model.encode(X)
+    assert np.bincount(codes[150:, 0], minlength=8).max() < 0.5 * 450
+
+
+def test_progressive_and_plain_kmeans_are_both_available():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(800, 16)).astype(np.float32)
+    plain = RQKMeans(levels=2, codebook_size=8, seed=0, progressive_dim_steps=0).fit(X)
+    progressive = RQKMeans(levels=2, codebook_size=8, seed=0).fit(X)
+    assert progressive.get_params()["progressive_dim_steps"] == 10
+    assert not np.array_equal(plain.codebooks, progressive.codebooks)
+    again = RQKMeans.from_arrays(*progressive.to_arrays())
+    assert again.get_params() == progressive.get_params()
