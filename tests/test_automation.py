@@ -10,7 +10,7 @@ from semid_assets.partitions import METHOD, MONTH
 def test_schedule_requests_the_newest_month(tiny_run):
     defs, instance, _, months = tiny_run
     schedule = defs.resolve_schedule_def("monthly_refresh")
-    with dg.build_schedule_context(instance=instance) as context:
+    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def()) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
     assert request.partition_key == months[-1]
     assert schedule.job_name == "monthly_lineage_job"
@@ -19,16 +19,16 @@ def test_schedule_requests_the_newest_month(tiny_run):
 def test_sensor_starts_from_now_then_requests_every_method_of_new_months(tiny_run):
     defs, instance, _, months = tiny_run
     sensor = defs.resolve_sensor_def("tokenize_new_embeddings")
-    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert not first.run_requests, "months tokenized before the sensor started are not redone"
     cursor = first.cursor
 
     # A new materialisation of a month's embeddings (as a schedule run or UI backfill would make).
     instance.report_runless_asset_event(
         dg.AssetMaterialization(asset_key="aligned_embeddings", partition=months[0]))
-    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
+    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
     keys = [r.partition_key for r in second.run_requests]
     assert keys == [dg.MultiPartitionKey({MONTH: months[0], METHOD: "rq_kmeans"})]
     assert int(second.cursor) > int(cursor)
-    third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=second.cursor))
+    third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=second.cursor, definitions=defs))
     assert not third.run_requests

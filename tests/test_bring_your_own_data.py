@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 

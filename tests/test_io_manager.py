@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from semid_assets import io_manager as io_module

@@ -2,13 +2,13 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from semid_assets.core import schema
 from semid_assets.core.contracts import embedding_columns, validate_interactions
+from semid_assets.core.features import text_columns_of
 from semid_assets.core.markdown import markdown_table
 from semid_assets.core.sources import month_start
 from semid_assets.partitions import SemidPartitions, month_of
@@ -30,9 +30,8 @@ def build(parts: SemidPartitions) -> list:
         created = items.column(schema.CREATED_AT)
         start = pa.scalar(month_start(month).to_datetime64(), pa.timestamp("us"))
         new_items = int(pc.sum(pc.greater_equal(created, start)).as_py() or 0)
-        text_columns = [f.name for f in items.schema if pa.types.is_string(f.type)
-                        and f.name != schema.ITEM_ID and not f.name.startswith(schema.TRUTH_PREFIX)]
-        preview = items.select([schema.ITEM_ID, *text_columns[:3]]).slice(items.num_rows - 5).to_pandas()
+        text_columns = text_columns_of(items)
+        preview = items.select([schema.ITEM_ID, *text_columns[:3]]).slice(max(0, items.num_rows - 5)).to_pandas()
         context.log.info(f"{month}: {items.num_rows} items, {new_items} new this month")
         return dg.MaterializeResult(value=items, metadata={
             "dagster/row_count": items.num_rows,

@@ -2,7 +2,6 @@
 
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
