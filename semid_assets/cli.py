@@ -16,7 +16,7 @@ def _settings(args) -> Settings:
     if getattr(args, "dataset", None):
         settings = replace(settings, dataset=args.dataset)
     if getattr(args, "size", None):
-        settings = replace(settings, size=int(args.size) if args.size.isdigit() else args.size)
+        settings = replace(settings, size=args.size)
     return settings
 
 
@@ -30,7 +30,7 @@ def cmd_demo(args) -> int:
     settings = _settings(args)
     prepare_home(settings)
     # The code location `dagster dev` loads later must describe the same dataset.
-    os.environ.update(SEMID_DATASET=settings.dataset, SEMID_SIZE=str(settings.size))
+    os.environ.update(SEMID_DATASET=settings.dataset, SEMID_SIZE=settings.size)
     defs = build_definitions(settings)
     months = settings.source().months()
     chosen = months[-args.months:] if args.months > 0 else months
@@ -53,10 +53,9 @@ def cmd_encode(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from semid_assets.core.sources import fetch_movielens_100k
+    from semid_assets.core.sources import fetch_movielens_100k, movielens_dir
 
-    settings = Settings.from_env()
-    target = fetch_movielens_100k(settings.data_dir / "movielens-100k")
+    target = fetch_movielens_100k(movielens_dir(Settings.from_env().data_dir))
     print(f"MovieLens-100K (GroupLens) is in {target}; run with SEMID_DATASET=movielens-100k")
     return 0
 

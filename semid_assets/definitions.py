@@ -25,7 +25,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         resources={
             "io_manager": SemidIOManager(root=str(settings.assets_dir(source.name))),
             "catalog": CatalogResource(
-                dataset=settings.dataset, size=str(settings.size), seed=settings.seed,
+                dataset=settings.dataset, size=settings.size, seed=settings.seed,
                 items_path=settings.items_path, interactions_path=settings.interactions_path,
                 data_dir=str(settings.data_dir)),
             "text_encoder": TextEncoderResource(cache_dir=str(settings.cache_dir)),

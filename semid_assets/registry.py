@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from semid_assets.core.artifact import load_npz
 from semid_assets.core.markdown import markdown_table
 from semid_assets.io_manager import load_artifact, save_artifact
 
@@ -80,8 +79,6 @@ class Registry:
         self.tracking_uri = tracking_uri
         self.artifact_root = Path(artifact_root)
         self.experiment = experiment
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def experiment_id(self) -> str:
@@ -94,8 +91,8 @@ class Registry:
     def log_tokenizer(self, tokenizer, *, model_name: str, run_name: str, params: dict[str, Any],
                       metrics: dict[str, float], tags: dict[str, str], tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
         """One run with params, metrics, report tables and the tokenizer; registered as a model version."""
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        # The fluent API (start_run, log_model) reads the process-wide store.
+        _use_store(self.tracking_uri)
         experiment_id = self.experiment_id()
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
@@ -106,8 +103,7 @@ class Registry:
                 for name, table in tables.items():
                     (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
                     mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
-                arrays, _ = load_npz(artifact)
-                np.save(Path(tmp) / "codebooks.npy", arrays["codebooks"])
+                np.save(Path(tmp) / "codebooks.npy", tokenizer.codebooks)
                 mlflow.log_artifact(str(Path(tmp) / "codebooks.npy"), artifact_path="codebooks")
                 info = mlflow.pyfunc.log_model(
                     name="model",
@@ -153,9 +149,13 @@ class Registry:
 
 def load_tokenizer(model_uri: str, tracking_uri: str):
     """The tokenizer behind a registry URI such as ``models:/name@newest`` or ``models:/name/3``."""
+    _use_store(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def _use_store(tracking_uri: str) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
 
 
 def _requirements() -> list[str]:

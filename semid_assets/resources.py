@@ -24,10 +24,8 @@ class CatalogResource(dg.ConfigurableResource):
     max_unknown_item_share: float = 0.01
 
     def source(self) -> CatalogSource:
-        size: str | int = int(self.size) if self.size.isdigit() else self.size
-        return open_source(self.dataset, size=size, seed=self.seed, items_path=self.items_path,
-                           interactions_path=self.interactions_path,
-                           data_dir=Path(self.data_dir) / "movielens-100k")
+        return open_source(self.dataset, size=self.size, seed=self.seed, items_path=self.items_path,
+                           interactions_path=self.interactions_path, data_root=self.data_dir)
 
 
 @lru_cache(maxsize=2)

@@ -24,15 +24,11 @@ METHODS = ("rq_kmeans",)
 DEFAULT_CODEBOOK_SIZES = {"tiny": 16, "small": 128, "default": 256, "movielens-100k": 64}
 
 
-def _size(raw: str) -> str | int:
-    return int(raw) if raw.strip().isdigit() else raw.strip()
-
-
 @dataclass(frozen=True)
 class Settings:
     home: Path
     dataset: str = "synthetic"
-    size: str | int = "default"
+    size: str = "default"
     seed: int = 0
     items_path: str | None = None
     interactions_path: str | None = None
@@ -49,7 +45,7 @@ class Settings:
         return cls(
             home=Path(env.get("SEMID_HOME", ".semid")).expanduser().resolve(),
             dataset=dataset,
-            size=_size(env.get("SEMID_SIZE", "default")),
+            size=env.get("SEMID_SIZE", "default").strip(),
             seed=int(env.get("SEMID_SEED", "0")),
             items_path=env.get("SEMID_ITEMS"),
             interactions_path=env.get("SEMID_INTERACTIONS"),
@@ -62,7 +58,7 @@ class Settings:
         """The tokenizer's default codes per level for this dataset."""
         if self.codebook_size_override:
             return self.codebook_size_override
-        key = self.dataset if self.dataset != "synthetic" else str(self.size)
+        key = self.dataset if self.dataset != "synthetic" else self.size
         return DEFAULT_CODEBOOK_SIZES.get(key, 256)
 
     @property
@@ -92,7 +88,7 @@ class Settings:
     def source(self) -> CatalogSource:
         return open_source(
             self.dataset, size=self.size, seed=self.seed, items_path=self.items_path,
-            interactions_path=self.interactions_path, data_dir=self.data_dir / "movielens-100k",
+            interactions_path=self.interactions_path, data_root=self.data_dir,
         )
 
     def assets_dir(self, source_name: str) -> Path:

@@ -16,10 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from semid_assets.core import schema
-
-
-class ContractError(ValueError):
-    """Input data that breaks the documented table contract."""
+from semid_assets.core.embedding_columns import embedding_columns, read_embedding_column
+from semid_assets.core.errors import ContractError
 
 
 def _examples(values, limit: int = 5) -> str:
@@ -70,69 +68,15 @@ def _check_no_nulls(table: pa.Table, column: str, where: str) -> None:
         )
 
 
-def embedding_columns(table: pa.Table) -> list[str]:
-    return [n for n in table.column_names if n.startswith(schema.EMBEDDING_PREFIX)]
-
-
-def _embedding_values(column: pa.ChunkedArray, name: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flat float values and per-vector lengths of a fixed-size list or list-of-lists column."""
-    array = column.combine_chunks()
-    if array.null_count:
-        raise ContractError(
-            f"{where}: embedding column {name!r} is missing for {array.null_count} item(s); "
-            f"give every item a vector (e.g. zeros) or drop the column."
-        )
-    inner = array
-    if pa.types.is_list(inner.type) or pa.types.is_large_list(inner.type) or pa.types.is_fixed_size_list(inner.type):
-        values = inner.flatten()
-        if (pa.types.is_list(values.type) or pa.types.is_large_list(values.type)
-                or pa.types.is_fixed_size_list(values.type)):
-            # A list of token vectors per item.
-            vectors = values
-        else:
-            vectors = inner
-    else:
-        raise ContractError(
-            f"{where}: embedding column {name!r} has type {array.type}; expected a list of floats "
-            f"per item (one vector) or a list of such lists (several token vectors)."
-        )
-    if vectors.null_count:
-        raise ContractError(f"{where}: embedding column {name!r} has {vectors.null_count} missing vector(s).")
-    if pa.types.is_fixed_size_list(vectors.type):
-        lengths = np.full(len(vectors), vectors.type.list_size, dtype=np.int64)
-    else:
-        offsets = vectors.offsets.to_numpy()
-        lengths = np.diff(offsets)
-    flat = vectors.flatten()
-    if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
-        raise ContractError(f"{where}: embedding column {name!r} holds {flat.type}, not numbers.")
-    return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False), lengths
-
-
 def validate_embedding_column(table: pa.Table, name: str, where: str,
                               expected_dim: int | None = None) -> int:
-    """Check one ``emb_*`` column: finite, one dimension throughout; return that dimension."""
-    flat, lengths = _embedding_values(table.column(name), name, where)
-    dims, counts = np.unique(lengths, return_counts=True)
-    if len(dims) > 1:
-        seen = ", ".join(f"{d} ({c} vectors)" for d, c in zip(dims, counts))
-        raise ContractError(
-            f"{where}: embedding column {name!r} mixes vector dimensions {seen}; all vectors of one "
-            f"column must share one dimension — re-export the column from a single model."
-        )
-    dim = int(dims[0]) if len(dims) else 0
+    """Check one ``emb_*`` column (see :mod:`embedding_columns`); return its dimension."""
+    tokens, _ = read_embedding_column(table, name, where)
+    dim = tokens.shape[1]
     if expected_dim is not None and dim != expected_dim:
         raise ContractError(
             f"{where}: embedding column {name!r} has dimension {dim}, but {expected_dim} is expected "
             f"(the dimension this pipeline/model was built with); re-export it with the same model."
-        )
-    bad = ~np.isfinite(flat)
-    if bad.any():
-        row_of_vector = np.repeat(np.arange(len(lengths)), lengths)
-        bad_vectors = np.unique(row_of_vector[bad])
-        raise ContractError(
-            f"{where}: embedding column {name!r} has NaN/inf values in {len(bad_vectors)} vector(s) "
-            f"({int(bad.sum())} values); fix or drop those items upstream — semid does not impute."
         )
     return dim
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -217,31 +218,9 @@ class MovieLensSource:
             raise ValueError(
                 f"MovieLens-100K files {missing} are not in {root}; run `semid data fetch movielens-100k` first."
             )
-        inter = pd.read_csv(root / "ml-100k.inter", sep="\t", encoding="latin-1")
-        inter.columns = [c.split(":")[0] for c in inter.columns]
-        items = pd.read_csv(root / "ml-100k.item", sep="\t", encoding="latin-1", dtype=str, keep_default_na=False)
-        items.columns = [c.split(":")[0] for c in items.columns]
-        ts = pd.to_datetime(inter["timestamp"].astype(np.int64), unit="s").astype("datetime64[us]")
-        interactions = pd.DataFrame({
-            schema.USER_ID: inter["user_id"].astype(np.int64),
-            schema.ITEM_ID: inter["item_id"].astype(np.int64),
-            schema.TS: ts,
-            schema.LABEL: (inter["rating"] >= self.positive_rating).astype(np.int8),
-        }).sort_values([schema.TS, schema.USER_ID, schema.ITEM_ID], kind="stable").reset_index(drop=True)
-        first_seen = interactions.groupby(schema.ITEM_ID)[schema.TS].min()
-        ids = items["item_id"].astype(np.int64)
-        keep = ids.isin(first_seen.index)
-        items, ids = items.loc[keep], ids.loc[keep]
-        year = items["release_year"].str.strip()
-        title = np.where(year != "", items["movie_title"].str.strip() + " (" + year + ")", items["movie_title"].str.strip())
-        frame = pd.DataFrame({
-            schema.ITEM_ID: ids.to_numpy(),
-            schema.CREATED_AT: first_seen.loc[ids].to_numpy().astype("datetime64[us]"),
-            "title": title,
-            "genres": items["class"].str.split().str.join(", ").fillna(""),
-        }).sort_values([schema.CREATED_AT, schema.ITEM_ID], kind="stable")
-        table = validate_items(pa.Table.from_pandas(frame, preserve_index=False), where="ml-100k.item")
-        return table, interactions
+        # months() and every *_as_of() need the parsed files: parse once per version of them.
+        stamp = tuple((root / f).stat().st_mtime_ns for f in MOVIELENS_FILES)
+        return _parse_movielens(str(root), self.positive_rating, stamp)
 
     def months(self) -> list[str]:
         _, interactions = self._read()
@@ -257,15 +236,55 @@ class MovieLensSource:
         return _interactions_before(self._read()[1], month)
 
 
+
+@lru_cache(maxsize=2)
+def _parse_movielens(data_dir: str, positive_rating: float, stamp: tuple) -> tuple[pa.Table, pd.DataFrame]:
+    root = Path(data_dir)
+    inter = pd.read_csv(root / "ml-100k.inter", sep="\t", encoding="latin-1")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    items = pd.read_csv(root / "ml-100k.item", sep="\t", encoding="latin-1", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    ts = pd.to_datetime(inter["timestamp"].astype(np.int64), unit="s").astype("datetime64[us]")
+    interactions = pd.DataFrame({
+        schema.USER_ID: inter["user_id"].astype(np.int64),
+        schema.ITEM_ID: inter["item_id"].astype(np.int64),
+        schema.TS: ts,
+        schema.LABEL: (inter["rating"] >= positive_rating).astype(np.int8),
+    }).sort_values([schema.TS, schema.USER_ID, schema.ITEM_ID], kind="stable").reset_index(drop=True)
+    first_seen = interactions.groupby(schema.ITEM_ID)[schema.TS].min()
+    ids = items["item_id"].astype(np.int64)
+    keep = ids.isin(first_seen.index)
+    items, ids = items.loc[keep], ids.loc[keep]
+    year = items["release_year"].str.strip()
+    title = np.where(year != "", items["movie_title"].str.strip() + " (" + year + ")", items["movie_title"].str.strip())
+    frame = pd.DataFrame({
+        schema.ITEM_ID: ids.to_numpy(),
+        schema.CREATED_AT: first_seen.loc[ids].to_numpy().astype("datetime64[us]"),
+        "title": title,
+        "genres": items["class"].str.split().str.join(", ").fillna(""),
+    }).sort_values([schema.CREATED_AT, schema.ITEM_ID], kind="stable")
+    table = validate_items(pa.Table.from_pandas(frame, preserve_index=False), where="ml-100k.item")
+    return table, interactions
+
+
+def movielens_dir(data_root: str | Path) -> Path:
+    """Where ``semid data fetch movielens-100k`` puts the files, below the home's data folder."""
+    return Path(data_root) / "movielens-100k"
+
+
 def open_source(dataset: str, *, size: str | int = "default", seed: int = 0, items_path: str | None = None,
-                interactions_path: str | None = None, data_dir: str | Path | None = None) -> CatalogSource:
-    """Build the source a dataset name refers to; unknown names are refused with the valid ones."""
+                interactions_path: str | None = None, data_root: str | Path | None = None) -> CatalogSource:
+    """Build the source a dataset name refers to; unknown names are refused with the valid ones.
+
+    ``size`` is a synthetic size name or an item count (``"5000"`` and ``5000`` alike);
+    ``data_root`` is the home's data folder, where fetched public datasets live.
+    """
     if dataset == "synthetic":
         return SyntheticSource(size=size, seed=seed)
     if dataset == "parquet":
         return ParquetSource(items_path=items_path or "", interactions_path=interactions_path or "")
     if dataset == "movielens-100k":
-        if data_dir is None:
-            raise ValueError("the movielens-100k dataset needs a data directory (SEMID_HOME/data/movielens-100k).")
-        return MovieLensSource(data_dir=str(data_dir))
+        if data_root is None:
+            raise ValueError("the movielens-100k dataset needs a data directory (SEMID_HOME/data).")
+        return MovieLensSource(data_dir=str(movielens_dir(data_root)))
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")

@@ -39,7 +39,7 @@ def test_nan_in_embedding_column_names_column_and_count():
 
 
 def test_wrong_embedding_dimension():
-    with pytest.raises(ContractError, match=r"mixes vector dimensions 2 \(2 vectors\), 3 \(1 vectors\)"):
+    with pytest.raises(ContractError, match=r"'emb_image'.*inconsistent.*dim 2: 2 vectors, dim 3: 1 vectors"):
         validate_items(_items(emb_image=pa.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0, 3.0]])))
     with pytest.raises(ContractError, match="dimension 2, but 4 is expected"):
         validate_items(_items(emb_image=pa.array([[1.0, 2.0]] * 3)), expected_dims={"emb_image": 4})
