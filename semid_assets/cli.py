@@ -40,6 +40,9 @@ def cmd_demo(args) -> int:
         summary = run_demo(defs, instance, chosen, list(settings.methods))
     print()
     print(format_summary(summary))
+    from semid_assets.report import comparison_report
+
+    print("\n" + comparison_report(settings, chosen[-1]))
     print(f"\ndone in {time.perf_counter() - started:.0f}s — browse it with `make ui`.")
     return 0
 
@@ -49,6 +52,13 @@ def cmd_encode(args) -> int:
 
     table = encode_file(Settings.from_env(), args.model, args.items, args.out)
     print(f"wrote {len(table)} semantic IDs to {args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from semid_assets.report import comparison_report
+
+    print(comparison_report(_settings(args), args.month))
     return 0
 
 
@@ -85,6 +95,12 @@ def parser() -> argparse.ArgumentParser:
                                                        "catalogue's text / emb_* columns")
     encode.add_argument("--out", required=True, help="output Parquet: item_id, c1 … cL")
     encode.set_defaults(run=cmd_encode)
+
+    report = sub.add_parser("report", help="the tokenizer methods compared side by side, per month")
+    report.add_argument("--month", help="one month (YYYY-MM); default: every compared month")
+    report.add_argument("--size", help="synthetic size the demo ran with")
+    report.add_argument("--dataset", help="synthetic (default), movielens-100k or parquet")
+    report.set_defaults(run=cmd_report)
 
     data = sub.add_parser("data", help="public datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from semid_assets.core.markdown import markdown_table
-from semid_assets.defs.automation import MONTHLY_JOB, TOKENIZER_JOB
+from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, TOKENIZER_JOB
 from semid_assets.partitions import METHOD, MONTH
 
 
@@ -24,9 +24,11 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[str], methods: list[str],
              log=print) -> pd.DataFrame:
-    """Materialise every month, then every month × method; return one summary row each."""
+    """Materialise every month, then every month × method, then the month's method comparison;
+    return one summary row per month × method."""
     monthly = defs.resolve_job_def(MONTHLY_JOB)
     tokenizing = defs.resolve_job_def(TOKENIZER_JOB)
+    comparing = defs.resolve_job_def(COMPARISON_JOB)
     rows = []
     for month in months:
         log(f"[{month}] catalogue → features → pairs → embeddings")
@@ -45,6 +47,8 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
             row = summary_row(instance, month, method, str(key))
             row["checks"] = check_summary(outcome)
             rows.append(row)
+        log(f"[{month}] comparing {len(methods)} method(s)")
+        comparing.execute_in_process(partition_key=month, instance=instance, raise_on_error=True, run_config=_QUIET)
     return pd.DataFrame(rows)
 
 

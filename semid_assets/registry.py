@@ -116,6 +116,23 @@ class Registry:
         )
         return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(version.version))
 
+    def log_report(self, *, run_name: str, tags: dict[str, str], tables: dict[str, pd.DataFrame],
+                   metrics: dict[str, float] | None = None) -> tuple[str, str]:
+        """One run holding report tables (as markdown and CSV artifacts) and metrics; returns
+        ``(experiment_id, run_id)``."""
+        _use_store(self.tracking_uri)
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            if metrics:
+                mlflow.log_metrics(metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, table in tables.items():
+                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
+                    table.to_csv(Path(tmp) / f"{name}.csv", index=False)
+                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
+                    mlflow.log_artifact(str(Path(tmp) / f"{name}.csv"), artifact_path="reports")
+        return experiment_id, run.info.run_id
+
     def _ensure_model(self, name: str) -> str:
         if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
             self.client.create_registered_model(name, description="semid tokenizer: embeddings ↔ semantic-ID codes")
@@ -161,6 +178,9 @@ def _use_store(tracking_uri: str) -> None:
 def _requirements() -> list[str]:
     import faiss
     import numpy
+    import scipy
+    import torch
 
+    # torch: RQ-VAE / LETTER versions run their encoder; scipy: balanced RQ-Kmeans.
     return [f"numpy=={numpy.__version__}", f"faiss-cpu=={faiss.__version__}", f"mlflow=={mlflow.__version__}",
-            f"pandas=={pd.__version__}"]
+            f"pandas=={pd.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"scipy=={scipy.__version__}"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from semid_assets.core.sources import DATASETS, CatalogSource, open_source
 
-METHODS = ("rq_kmeans",)
+METHODS = ("rq_kmeans", "rq_kmeans_balanced", "rq_vae", "letter")
 
 # k-means needs tens of items per code to mean anything; the tiny test catalogue has a
 # few hundred items, MovieLens-100K 1,682. Users override with SEMID_CODEBOOK_SIZE.

@@ -27,6 +27,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from semid_assets.core.residual import beam_encode
+
 __all__ = ["RQKMeans"]
 
 _FORMAT = "semid.RQKMeans"
@@ -128,6 +130,11 @@ class RQKMeans:
         ``seed``). Use 1 when other CPU-bound processes share the machine: faiss's threads
         wait for each other at every barrier, and on an oversubscribed 2-core box
         2 threads ran 2-3x slower than 1.
+    beam_size:
+        Paths kept per level when encoding (``core/residual.py``): 1 is greedy, level by
+        level; B > 1 is faiss's beam search over the fitted codebooks, B times the search
+        cost for a lower reconstruction error. Training is unchanged (each level's
+        k-means sees the greedy residuals); ``encode(X, beam_size=...)`` overrides it.
 
     Attributes (after ``fit``)
     --------------------------
@@ -159,6 +166,7 @@ class RQKMeans:
         progressive_dim_steps: int = 10,
         verbose: bool = False,
         n_threads: int | None = None,
+        beam_size: int = 1,
     ) -> None:
         self.levels = _check_int("levels", levels, 1)
         self.codebook_size = _check_int("codebook_size", codebook_size, 2)
@@ -176,6 +184,7 @@ class RQKMeans:
         self.progressive_dim_steps = _check_int("progressive_dim_steps", progressive_dim_steps, 0)
         self.verbose = bool(verbose)
         self.n_threads = None if n_threads is None else _check_int("n_threads", n_threads, 1)
+        self.beam_size = _check_int("beam_size", beam_size, 1)
         self.codebooks: np.ndarray | None = None
         self.dim: int | None = None
         self.fit_info: dict[str, Any] = {}
@@ -195,6 +204,7 @@ class RQKMeans:
             "progressive_dim_steps": self.progressive_dim_steps,
             "verbose": self.verbose,
             "n_threads": self.n_threads,
+            "beam_size": self.beam_size,
         }
 
     @property
@@ -327,15 +337,20 @@ class RQKMeans:
             raise ValueError(f"RQKMeans is not fitted: call fit() before {action}()")
         return self.codebooks
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` [n, dim]: int32 [n, levels], greedy level by level (beam 1)."""
+    def encode(self, X: np.ndarray, beam_size: int | None = None) -> np.ndarray:
+        """Codes of ``X`` [n, dim]: int32 [n, levels]; greedy level by level at beam 1,
+        else the best path of a beam search (``beam_size`` defaults to the constructor's)."""
         codebooks = self._check_fitted("encode")
+        beam = self.beam_size if beam_size is None else _check_int("beam_size", beam_size, 1)
         X_in = X
         X = _as_float32_matrix(X)
         if X.shape[1] != self.dim:
             raise ValueError(
                 f"X has dim {X.shape[1]} but the tokenizer was fitted on dim {self.dim}"
             )
+        if beam > 1:
+            with _faiss_threads(self.n_threads):
+                return beam_encode(X, codebooks, beam)
         residual = _private_copy(X, X_in)
         del X
         codes = np.empty((residual.shape[0], self.levels), dtype=np.int32)

@@ -13,8 +13,11 @@ from semid_assets.partitions import METHOD, MONTH, SemidPartitions
 
 MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
-MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings"]
+COMPARISON_JOB = "tokenizer_comparison_job"
+MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings",
+                  "collaborative_embeddings"]
 TOKENIZER_ASSETS = ["tokenizer", "semantic_ids"]
+COMPARISON_ASSETS = ["tokenizer_comparison"]
 
 
 def build(parts: SemidPartitions) -> tuple[list, list, list]:
@@ -24,6 +27,10 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")
+
+    comparison_job = dg.define_asset_job(
+        COMPARISON_JOB, selection=dg.AssetSelection.assets(*COMPARISON_ASSETS), partitions_def=parts.month,
+        description="Compare every method's tokenizer version of one month.")
 
     @dg.schedule(job=monthly_job, cron_schedule="0 3 1 * *", execution_timezone="UTC",
                  default_status=dg.DefaultScheduleStatus.RUNNING)
@@ -58,4 +65,27 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
                 requests.append(dg.RunRequest(run_key=f"{record.storage_id}-{key}", partition_key=key))
         return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
 
-    return [monthly_job, tokenizer_job], [monthly_refresh], [tokenize_new_embeddings]
+    @dg.sensor(job=comparison_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+    def compare_complete_months(context: dg.SensorEvaluationContext):
+        """Request a month's comparison once every method's semantic IDs of that month have landed
+        since the cursor (each new method version re-triggers it once all are present)."""
+        after = int(context.cursor or 0)
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("semantic_ids"), after_storage_id=after),
+            limit=100, ascending=True).records
+        if not records:
+            return dg.SkipReason("no new semantic_ids materialisation")
+        done = context.instance.get_materialized_partitions(dg.AssetKey("semantic_ids"))
+        methods = parts.method.get_partition_keys()
+        requests, seen = [], set()
+        for record in records:
+            month = parts.month_method.get_partition_key_from_str(record.partition_key).keys_by_dimension[MONTH]
+            if month in seen:
+                continue
+            seen.add(month)
+            if all(str(parts.month_method_key(month, m)) in done for m in methods):
+                requests.append(dg.RunRequest(run_key=f"compare-{month}-{record.storage_id}", partition_key=month))
+        return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
+
+    return ([monthly_job, tokenizer_job, comparison_job], [monthly_refresh],
+            [tokenize_new_embeddings, compare_complete_months])

@@ -1,14 +1,19 @@
 """Stage 5 — per-version tokenizers (registered in MLflow) and the semantic-ID tables."""
 
 
+import time
+from typing import Literal
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from semid_assets.core.collisions import reassign_collisions
 from semid_assets.core.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.methods import make_tokenizer
-from semid_assets.core.metrics import level_report
+from semid_assets.core.methods import (candidates_for, encode_catalogue, make_tokenizer, needs_collaborative,
+                                       tokenizer_level_report)
+from semid_assets.core.metrics import collision_stats
 from semid_assets.core.sids import semantic_id_table
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
@@ -17,11 +22,21 @@ GROUP = "tokenizer"
 
 
 class TokenizerConfig(dg.Config):
-    """Shape and training of the residual quantiser (OneRec uses 3 × 8192 on a far larger catalogue)."""
+    """Shape and training of the residual quantiser (OneRec uses 3 × 8192 on a far larger catalogue).
+
+    One config for every method: each takes the fields its constructor names
+    (``core/methods.py``); the others are ignored. Shared: ``levels``, ``codebook_size``,
+    ``seed``, ``beam_size``. k-means methods: ``n_iter``, ``max_points_per_centroid``,
+    ``progressive_dim_steps`` (``rq_kmeans``), ``balance_slack`` (``rq_kmeans_balanced``).
+    RQ-VAE and LETTER: ``latent_dim``, ``hidden_dims``, ``epochs``, ``batch_size``, ``lr``,
+    ``beta``, ``dead_code_reset``, ``n_threads``; LETTER adds ``cf_weight``,
+    ``diversity_weight``, ``diversity_clusters``, ``temperature``.
+    """
 
     levels: int = 3
     codebook_size: int = 256
     n_iter: int = 20
+    """Lloyd iterations per level (k-means methods)."""
     seed: int = 0
     max_points_per_centroid: int = 256
     """k-means at each level trains on at most this many sampled points per centroid
@@ -29,6 +44,41 @@ class TokenizerConfig(dg.Config):
     progressive_dim_steps: int = 10
     """Progressive-dimension k-means per level (faiss's residual-quantizer training); 0 =
     plain Lloyd, which can collapse a level on near-orthogonal residuals."""
+    beam_size: int = 1
+    """Paths kept per level when encoding (1 = greedy); training is unchanged."""
+    balance_slack: float = 0.0
+    """rq_kmeans_balanced: a code holds at most ceil(n / K × (1 + slack)) items; 0 = equal split."""
+    latent_dim: int = 128
+    """RQ-VAE/LETTER: the quantised latent's width (the Google setting: 256)."""
+    hidden_dims: list[int] = [512]
+    """RQ-VAE/LETTER: encoder hidden widths (decoder mirrored); [] = one linear layer each way."""
+    epochs: int = 6
+    """RQ-VAE/LETTER training epochs: about 25 s for 20k items × 1.1k dims on one core."""
+    batch_size: int = 512
+    lr: float = 1e-3
+    beta: float = 0.25
+    """RQ-VAE commitment weight."""
+    dead_code_reset: bool = True
+    """RQ-VAE/LETTER: move codes unused for a while onto random batch residuals."""
+    n_threads: int | None = None
+    """torch threads of RQ-VAE/LETTER/BPR (None = 1: faster than 2 on a shared 2-core box)."""
+    cf_weight: float = 0.1
+    """LETTER: weight of the collaborative InfoNCE term."""
+    diversity_weight: float = 0.01
+    """LETTER: weight of the code-diversity term."""
+    diversity_clusters: int = 10
+    """LETTER: constrained k-means groups of each level's code vectors."""
+    temperature: float = 0.1
+    """LETTER: temperature of both contrastive terms."""
+
+
+class SemanticIdConfig(dg.Config):
+    collision_strategy: Literal["suffix", "reassign"] = "suffix"
+    """``suffix``: keep the codes, the ``suffix`` column numbers items sharing a tuple.
+    ``reassign``: later items of a shared tuple move to their nearest free last-level code
+    (L tokens kept); ``suffix`` then only separates items with no free candidate."""
+    reassign_candidates: int = 16
+    """Nearest last-level codes a colliding item may move to."""
 
 
 def config_class(default_codebook_size: int) -> type[TokenizerConfig]:
@@ -54,25 +104,32 @@ def _level_metrics(report: pd.DataFrame) -> dict[str, float]:
 def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
     Config = config_class(default_codebook_size)
 
-    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"faiss", "mlflow"})
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"faiss", "torch", "mlflow"})
     def tokenizer(context: dg.AssetExecutionContext, config: Config, aligned_embeddings: pa.Table,
-                  catalog: CatalogResource, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+                  collaborative_embeddings: pa.Table, catalog: CatalogResource,
+                  mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
         """A fitted residual quantiser for this month's items — one tokenizer version.
 
-        Logged as an MLflow run (params, per-level metrics, codebooks) and registered as a
-        model version that encodes embeddings to codes and decodes codes to vectors; the
-        alias ``newest`` follows the newest month.
+        The ``method`` partition picks RQ-Kmeans, balanced RQ-Kmeans, RQ-VAE or LETTER
+        (which alone reads ``collaborative_embeddings``). Logged as an MLflow run (params,
+        per-level metrics, codebooks) and registered as a model version that encodes
+        embeddings to codes and decodes codes to vectors; the alias ``newest`` follows the
+        newest month.
         """
         month, method = month_of(context), method_of(context)
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-        model = make_tokenizer(method, levels=config.levels, codebook_size=config.codebook_size,
-                               n_iter=config.n_iter, seed=config.seed,
-                               max_points_per_centroid=config.max_points_per_centroid,
-                               progressive_dim_steps=config.progressive_dim_steps)
-        context.log.info(f"fitting {method} {config.levels}×{config.codebook_size} on "
-                         f"{len(vectors)} items × {vectors.shape[1]} dims")
-        codes = model.fit_encode(vectors, progress=context.log.info)
-        report = level_report(vectors, codes, model.codebooks)
+        model = make_tokenizer(method, **config.model_dump())
+        side = {}
+        if needs_collaborative(method):
+            cf_ids, cf_vectors = embeddings_from_arrow(collaborative_embeddings)
+            rows = pd.Index(cf_ids).get_indexer(item_ids)
+            if (rows < 0).any():
+                raise ValueError(f"{int((rows < 0).sum())} item(s) of aligned_embeddings have no row in "
+                                 f"collaborative_embeddings [{month}]; rematerialise collaborative_embeddings")
+            side["collaborative"] = cf_vectors[rows]
+        context.log.info(f"fitting {model!r} on {len(vectors)} items × {vectors.shape[1]} dims")
+        codes = model.fit_encode(vectors, progress=context.log.info, **side)
+        report = tokenizer_level_report(model, vectors, codes)
         dataset = catalog.source().name
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
@@ -98,20 +155,36 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         })
 
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
-    def semantic_ids(context: dg.AssetExecutionContext, tokenizer, aligned_embeddings: pa.Table) -> dg.MaterializeResult:
-        """``item_id → (c1 … cL, suffix)``: every item's codes under this tokenizer version;
-        ``suffix`` numbers the items that share a full code tuple (0 when unique), oldest first."""
+    def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, tokenizer,
+                     aligned_embeddings: pa.Table) -> dg.MaterializeResult:
+        """``item_id → (c1 … cL, suffix)``: every item's codes under this tokenizer version,
+        collisions handled by ``collision_strategy``; ``suffix`` numbers the items that still
+        share a full code tuple (0 when unique), oldest first."""
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-        codes = tokenizer.encode(vectors)
+        started = time.perf_counter()
+        codes = encode_catalogue(tokenizer, vectors)
+        encode_seconds = time.perf_counter() - started
+        rate_before, largest_before = collision_stats(codes)
+        resolution = {"collision_rate_before": rate_before, "largest_group_before": largest_before}
+        if config.collision_strategy == "reassign":
+            codes, resolution = reassign_collisions(
+                codes, candidates_for(tokenizer, vectors, codes, config.reassign_candidates))
         table = semantic_id_table(item_ids, codes)
         collided = table["suffix"].to_numpy() > 0
         groups = table.groupby([f"c{i + 1}" for i in range(codes.shape[1])]).size()
-        context.log.info(f"{len(table)} semantic IDs, {int(collided.sum())} needed a suffix")
+        context.log.info(f"{len(table)} semantic IDs ({config.collision_strategy}), "
+                         f"{int(collided.sum())} needed a suffix")
         return dg.MaterializeResult(value=table, metadata={
             "dagster/row_count": len(table),
+            "collision_strategy": config.collision_strategy,
             "collision_rate": float(collided.mean()) if len(table) else 0.0,
             "largest_group": int(groups.max()) if len(groups) else 0,
+            "collision_rate_before": float(resolution["collision_rate_before"]),
+            "largest_group_before": int(resolution["largest_group_before"]),
+            **({"moved_to_free_code": int(resolution["moved"]), "no_free_code": int(resolution["stuck"])}
+               if "moved" in resolution else {}),
             "distinct_sids": int(len(groups)),
+            "encode_seconds": round(encode_seconds, 4),
             "sample": dg.MetadataValue.md(markdown_table(table.head(8))),
         })
 

@@ -1,0 +1,174 @@
+"""The tokenizer family: every method fits, encodes unseen items, decodes, round-trips and is deterministic;
+RQ-VAE's dead-code reset, balanced cluster sizes, beam search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semid_assets.core.artifact import load_npz, save_npz
+from semid_assets.core.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
+from semid_assets.core.methods import METHODS, make_tokenizer, needs_collaborative, tokenizer_level_report
+from semid_assets.core.residual import beam_encode, greedy_encode
+from semid_assets.core.rq_kmeans import RQKMeans
+from semid_assets.core.rq_vae import RQVAE
+
+from test_rq_kmeans import hierarchical_blobs
+
+SMALL = dict(levels=3, codebook_size=16, n_iter=8, seed=0, latent_dim=8, hidden_dims=[32], epochs=20,
+             batch_size=128, min_steps=0, lr=3e-3, n_threads=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X = hierarchical_blobs(n=2600, dim=16, seed=1)
+    # Collaborative side input for LETTER: a noisy view of the items' top cluster; some items have none.
+    rng = np.random.default_rng(0)
+    H = rng.normal(size=(len(X), 6)).astype(np.float32) + X[:, :6] * 0.5
+    H[::10] = 0.0
+    return X[:2000], X[2000:], H[:2000]
+
+
+def _fit(method, data, **extra):
+    X, _, H = data
+    model = make_tokenizer(method, **{**SMALL, **extra})
+    side = {"collaborative": H} if needs_collaborative(method) else {}
+    return model, model.fit_encode(X, **side)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return {method: _fit(method, data) for method in METHODS}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_fits_encodes_unseen_items_and_decodes(method, fitted, data):
+    X, unseen, _ = data
+    model, codes = fitted[method]
+    assert codes.shape == (len(X), 3) and codes.dtype == np.int32
+    assert codes.min() >= 0 and codes.max() < 16
+    new_codes = model.encode(unseen)
+    assert new_codes.shape == (len(unseen), 3)
+    decoded = model.decode(new_codes)
+    assert decoded.shape == unseen.shape and decoded.dtype == np.float32
+    # Reconstructions beat predicting the mean on items the model never saw.
+    assert np.mean((decoded - unseen) ** 2) < 0.5 * np.mean((unseen - X.mean(0)) ** 2)
+    report = tokenizer_level_report(model, X, codes)
+    assert list(report["level"]) == [1, 2, 3] and report["relative_mse"].iloc[-1] < 0.5
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_round_trip_through_npz_and_determinism(method, fitted, data, tmp_path):
+    X, unseen, _ = data
+    model, codes = fitted[method]
+    arrays, meta = model.to_arrays()
+    save_npz(tmp_path / "m.npz", arrays, meta)
+    loaded = type(model).from_arrays(*load_npz(tmp_path / "m.npz"))
+    assert np.array_equal(loaded.encode(unseen), model.encode(unseen))
+    assert np.array_equal(loaded.decode(codes[:50]), model.decode(codes[:50]))
+    again, codes_again = _fit(method, data)
+    assert np.array_equal(codes_again, codes)
+    assert np.array_equal(again.codebooks, model.codebooks)
+
+
+def test_letter_refuses_missing_or_misaligned_collaborative_input(data):
+    X, _, H = data
+    with pytest.raises(ValueError, match="collaborative"):
+        make_tokenizer("letter", **SMALL).fit(X)
+    with pytest.raises(ValueError, match="rows"):
+        make_tokenizer("letter", **SMALL).fit(X, collaborative=H[:-1])
+
+
+def test_letter_pulls_codes_towards_collaborative_groups():
+    """Content has two equally plausible 8-way structures, A (slightly stronger) and B; the
+    collaborative embeddings follow B. Plain RQ-VAE's level-1 codes follow A; with LETTER's
+    collaborative loss they follow B."""
+    from semid_assets.core.comparison import normalized_mutual_info
+
+    rng = np.random.default_rng(3)
+    A, B = rng.integers(0, 8, 2000), rng.integers(0, 8, 2000)
+    X = (np.concatenate([3 * np.eye(8)[A], 2 * np.eye(8)[B]], 1) + rng.normal(scale=0.3, size=(2000, 16)))
+    H = np.eye(8)[B] + rng.normal(scale=0.05, size=(2000, 8))
+    nmi = {}
+    for weight in (0.0, 1.0):
+        model = make_tokenizer("letter", **{**SMALL, "cf_weight": weight})
+        codes = model.fit_encode(X.astype(np.float32), collaborative=H.astype(np.float32))
+        nmi[weight] = normalized_mutual_info(codes[:, 0], B)
+    assert nmi[0.0] < 0.4 and nmi[1.0] > 0.7
+
+
+def test_dead_code_reset_prevents_codebook_collapse():
+    """Planted: a small latent and a fast-moving encoder leave most k-means-initialised codes stranded."""
+    X = hierarchical_blobs(n=2000, dim=32, seed=0)
+    utilisation = {}
+    for reset in (True, False):
+        model = RQVAE(levels=2, codebook_size=32, latent_dim=8, hidden_dims=[32], epochs=20, batch_size=128,
+                      lr=1e-3, dead_code_reset=reset, seed=0, n_threads=1)
+        codes = model.fit_encode(X)
+        utilisation[reset] = len(np.unique(codes[:, 0])) / 32
+    assert utilisation[False] <= 0.5, "the planted setting should collapse without resets"
+    assert utilisation[True] >= 0.9
+
+
+def test_balanced_largest_cluster_within_capacity(fitted, data):
+    X, _, _ = data
+    model, codes = fitted["rq_kmeans_balanced"]
+    capacity = balanced_capacity(len(X), 16, 0.0)
+    assert capacity == 125
+    for lvl in range(3):
+        sizes = np.bincount(codes[:, lvl], minlength=16)
+        # slack 0: every code holds ceil(N/K) or fewer, i.e. at most 1.0 x N/K rounded up.
+        assert sizes.max() <= capacity and sizes.min() >= len(X) - 15 * capacity
+    assert np.array_equal(model.encode_catalogue(X), codes)
+    plain = RQKMeans(levels=1, codebook_size=16, seed=0).fit_encode(X)
+    assert np.bincount(plain[:, 0]).max() > capacity, "the data should be unbalanced for plain k-means"
+
+
+def test_balanced_assign_respects_capacity_with_slack():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(900, 4)), rng.normal(loc=20, size=(100, 4))]).astype(np.float32)
+    centroids = X[rng.choice(len(X), 10, replace=False)]
+    for slack in (0.0, 0.2):
+        capacity = balanced_capacity(len(X), 10, slack)
+        labels = balanced_assign(X, centroids, capacity, candidates=3)
+        assert labels.min() >= 0 and np.bincount(labels, minlength=10).max() <= capacity
+    with pytest.raises(ValueError, match="cannot hold"):
+        balanced_assign(X, centroids, 50)
+
+
+def test_beam_search_never_worse_than_greedy_on_the_same_codebooks(fitted, data):
+    X, unseen, _ = data
+    for method in ("rq_kmeans", "rq_kmeans_balanced"):
+        model, _ = fitted[method]
+        mse = {b: float(np.mean((unseen - model.decode(model.encode(unseen, beam_size=b))) ** 2)) for b in (1, 4, 16)}
+        assert mse[4] <= mse[1] and mse[16] <= mse[1]
+    model, _ = fitted["rq_kmeans"]
+    assert np.array_equal(model.encode(unseen, beam_size=1), model.encode(unseen))
+    assert np.array_equal(beam_encode(unseen, model.codebooks, 1), greedy_encode(unseen, model.codebooks))
+
+
+def test_beam_search_finds_the_exact_optimum_with_a_full_beam():
+    rng = np.random.default_rng(5)
+    books = rng.normal(size=(2, 6, 3)).astype(np.float32)
+    Z = rng.normal(size=(40, 3)).astype(np.float32)
+    best = beam_encode(Z, books, beam_size=6)
+    every = np.stack(np.meshgrid(np.arange(6), np.arange(6), indexing="ij"), -1).reshape(-1, 2)
+    err = ((Z[:, None, :] - books[0][every[:, 0]][None] - books[1][every[:, 1]][None]) ** 2).sum(-1)
+    chosen = ((Z - books[0][best[:, 0]] - books[1][best[:, 1]]) ** 2).sum(-1)
+    assert np.allclose(chosen, err.min(1), atol=1e-5)
+
+
+def test_google_setting_is_expressible():
+    model = make_tokenizer("rq_vae", levels=8, codebook_size=2048, latent_dim=256, hidden_dims=[])
+    assert (model.levels, model.codebook_size, model.latent_dim, model.hidden_dims) == (8, 2048, 256, [])
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="unknown tokenizer method"):
+        make_tokenizer("vqgan")
+    with pytest.raises(ValueError, match="beam_size"):
+        RQKMeans(beam_size=0)
+    with pytest.raises(ValueError, match="balance_slack"):
+        RQKMeansBalanced(balance_slack=-1)
+    with pytest.raises(ValueError, match="lr"):
+        RQVAE(lr=0)
