@@ -11,6 +11,7 @@ import pytest
 from semid_assets.core.embedding_table import embeddings_from_arrow
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import METHOD, MONTH
+from semid_assets.settings import METHODS
 
 
 def _asset_file(settings, asset: str, partition: str, suffix: str):
@@ -20,7 +21,8 @@ def _asset_file(settings, asset: str, partition: str, suffix: str):
 
 def test_every_month_and_method_has_a_summary_row(tiny_run):
     _, _, summary, months = tiny_run
-    assert list(summary["month"]) == months
+    assert list(dict.fromkeys(summary["month"])) == months
+    assert sorted(summary["method"]) == sorted(METHODS * len(months))
     assert (summary["items"] > 0).all() and (summary["pairs"] > 0).all()
     # Reconstruction error falls level by level in every version.
     for cell in summary["mse per level"]:
@@ -69,7 +71,8 @@ def _check_evaluations(instance, key: str) -> dict:
 def test_checks_judge_every_version_by_its_thresholds(tiny_run, tiny_settings):
     defs, instance, summary, months = tiny_run
     thresholds = defs.resources["sid_thresholds"]
-    for month, checks_cell in zip(months, summary["checks"]):
+    rq_kmeans = summary[summary["method"] == "rq_kmeans"]
+    for month, checks_cell in zip(months, rq_kmeans["checks"]):
         key = str(dg.MultiPartitionKey({MONTH: month, METHOD: "rq_kmeans"}))
         evaluations = _check_evaluations(instance, key)
         sids = pd.read_parquet(_asset_file(tiny_settings, "semantic_ids", f"month={month}/method=rq_kmeans", ".parquet"))

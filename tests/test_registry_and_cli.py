@@ -14,8 +14,8 @@ from semid_assets.registry import Registry, load_tokenizer
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
 
-def _sids(settings, month):
-    path = settings.assets_dir(settings.source().name) / "semantic_ids" / f"month={month}" / "method=rq_kmeans.parquet"
+def _sids(settings, month, method="rq_kmeans"):
+    path = settings.assets_dir(settings.source().name) / "semantic_ids" / f"month={month}" / f"method={method}.parquet"
     return pd.read_parquet(path)
 
 
@@ -92,12 +92,14 @@ def test_demo_twice_gives_identical_ids(tiny_run, tiny_settings, tmp_path, monke
     monkeypatch.setenv("SEMID_HOME", str(other_home))
     monkeypatch.setenv("SEMID_DATASET", "synthetic")
     monkeypatch.setenv("DAGSTER_HOME", str(other_home / "dagster"))
-    assert main(["demo", "--size", "tiny", "--months", "1"]) == 0
+    # LETTER covers the torch path end to end (BPR embeddings, RQ-VAE training, LETTER losses).
+    assert main(["demo", "--size", "tiny", "--months", "1", "--methods", "rq_kmeans,letter"]) == 0
     printed = capsys.readouterr().out
-    assert months[-1] in printed and "rq_kmeans" in printed
-    again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={months[-1]}"
-                            / "method=rq_kmeans.parquet")
-    pd.testing.assert_frame_equal(again, _sids(tiny_settings, months[-1]))
+    assert months[-1] in printed and "rq_kmeans" in printed and "letter" in printed
+    for method in ("rq_kmeans", "letter"):
+        again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={months[-1]}"
+                                / f"method={method}.parquet")
+        pd.testing.assert_frame_equal(again, _sids(tiny_settings, months[-1], method))
 
 
 def test_unknown_dataset_is_refused(monkeypatch, capsys):

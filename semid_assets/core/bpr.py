@@ -43,7 +43,7 @@ class BPRMF:
         Same seed and threads give the same factors; ``n_threads=None`` uses 1 thread.
     """
 
-    def __init__(self, dim: int = 64, epochs: int = 20, batch_size: int = 4096, lr: float = 0.01,
+    def __init__(self, dim: int = 64, epochs: int = 10, batch_size: int = 8192, lr: float = 0.01,
                  reg: float = 1e-4, negatives: int = 1, seed: int = 0, n_threads: int | None = None) -> None:
         self.dim = _check_int("dim", dim, 1)
         self.epochs = _check_int("epochs", epochs, 1)
@@ -133,10 +133,10 @@ def collaborative_item_embeddings(interactions: pd.DataFrame, item_ids: np.ndarr
     """BPR item factors for ``item_ids`` from the positives of ``interactions``.
 
     Returns ``(vectors float32 [n_items, dim], has_embedding bool [n_items], info)``. Rows
-    of items nobody liked are zero with ``has_embedding`` False. ``info`` carries a
-    leave-latest-out check: each user's most recent positive is held out of a first
-    fit, whose held-out AUC against random items says whether the factors learned
-    anything (0.5 = chance); the returned factors are then refitted on all positives.
+    of items without a training positive are zero with ``has_embedding`` False. Each
+    user's most recent positive is held out of training (one fit, not a refit: the
+    held-out rows are ~2 % of the positives on the embedded default), and ``info`` carries
+    their AUC against random items — whether the factors learned anything (0.5 = chance).
     """
     for column in (schema.USER_ID, schema.ITEM_ID, schema.TS, schema.LABEL):
         if column not in interactions.columns:
@@ -148,17 +148,16 @@ def collaborative_item_embeddings(interactions: pd.DataFrame, item_ids: np.ndarr
         raise ValueError(f"{int((rows < 0).sum())} positive interaction(s) name items absent from item_ids")
     users, user_rows = np.unique(positives[schema.USER_ID].to_numpy(), return_inverse=True)
     ts = positives[schema.TS].to_numpy()
-    # Latest positive per user, ties by row order: held out for the sanity check.
+    # Latest positive per user, ties by row order; users with a single positive keep it.
     order = np.lexsort((np.arange(len(ts)), ts, user_rows))
     last = order[np.r_[user_rows[order][1:] != user_rows[order][:-1], True]]
     counts = np.bincount(user_rows, minlength=len(users))
     held = last[counts[user_rows[last]] >= 2]
     train = np.ones(len(rows), dtype=bool)
     train[held] = False
-    check = BPRMF(**options).fit(user_rows[train], rows[train], len(users), len(index))
-    auc = check.heldout_auc(user_rows[held], rows[held]) if len(held) else float("nan")
-    model = BPRMF(**options).fit(user_rows, rows, len(users), len(index))
-    has = np.bincount(rows, minlength=len(index)) > 0
+    model = BPRMF(**options).fit(user_rows[train], rows[train], len(users), len(index))
+    auc = model.heldout_auc(user_rows[held], rows[held]) if len(held) else float("nan")
+    has = np.bincount(rows[train], minlength=len(index)) > 0
     vectors = np.where(has[:, None], model.item_factors, 0.0).astype(np.float32)
     info = {**model.fit_info, "positives": int(len(rows)), "items_with_embedding": int(has.sum()),
             "heldout_users": int(len(held)), "heldout_auc": auc}

@@ -92,12 +92,17 @@ class LETTER(RQVAE):
         self.fit_info_side = {"items_with_cf": int((norms > 0).sum()), "cf_dim": int(H.shape[1])}
 
     def _extra_parameters(self) -> list[nn.Parameter]:
+        steps_per_epoch = max(1, -(-int(self._cf.shape[0]) // self.batch_size))
+        epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
+        self._recluster_every = max(1, epochs // 10)
         torch.manual_seed(self.seed + 7)
         self._head = nn.Linear(self.latent_dim, int(self._cf.shape[1]), bias=False)
         return list(self._head.parameters())
 
     def _on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
-        if self.diversity_weight == 0:
+        # Code vectors drift slowly: re-cluster at most ~10 times a fit (a small catalogue may
+        # train hundreds of one-batch epochs, see RQVAE's min_steps).
+        if self.diversity_weight == 0 or epoch % self._recluster_every:
             return
         books = self.codebooks
         K = self.codebook_size

@@ -127,7 +127,7 @@ class RQVAE:
         hidden_dims: tuple[int, ...] | list[int] = (512,),
         epochs: int = 6,
         batch_size: int = 512,
-        min_steps: int = 200,
+        min_steps: int = 100,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         beta: float = 0.25,

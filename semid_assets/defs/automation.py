@@ -69,9 +69,14 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
     def compare_complete_months(context: dg.SensorEvaluationContext):
         """Request a month's comparison once every method's semantic IDs of that month have landed
         since the cursor (each new method version re-triggers it once all are present)."""
-        after = int(context.cursor or 0)
+        if not context.cursor:
+            # As tokenize_new_embeddings: months compared before the sensor started are not redone.
+            newest = context.instance.fetch_materializations(
+                dg.AssetKey("semantic_ids"), limit=1, ascending=False).records
+            context.update_cursor(str(newest[0].storage_id) if newest else "0")
+            return dg.SkipReason("sensor started; watching for new semantic_ids from now on")
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("semantic_ids"), after_storage_id=after),
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("semantic_ids"), after_storage_id=int(context.cursor)),
             limit=100, ascending=True).records
         if not records:
             return dg.SkipReason("no new semantic_ids materialisation")

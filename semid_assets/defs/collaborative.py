@@ -16,8 +16,8 @@ class CollaborativeConfig(dg.Config):
     """BPR matrix factorisation on every positive up to the month's end."""
 
     dim: int = 64
-    epochs: int = 20
-    batch_size: int = 4096
+    epochs: int = 10
+    batch_size: int = 8192
     lr: float = 0.01
     reg: float = 1e-4
     seed: int = 0
