@@ -86,3 +86,12 @@ def test_reassign_strategy_keeps_l_tokens_and_lowers_collisions(tiny_run, tiny_s
     # Prefixes are untouched; only the last level moved.
     assert np.array_equal(table[["c1", "c2"]].to_numpy(), before[:, :2])
     assert not table.duplicated(["c1", "c2", "c3", "suffix"]).any()
+
+
+def test_comparison_skips_nmi_with_a_reason_without_ground_truth():
+    import pyarrow as pa
+
+    from semid_assets.defs.comparison import _truth
+
+    truth, note = _truth(pa.table({"item_id": ["a", "b"], "title": ["x", "y"]}), np.array(["a", "b"]))
+    assert truth is None and "skipped" in note and "truth_category" in note
