@@ -14,7 +14,7 @@ from semid_assets.partitions import METHOD, MONTH, SemidPartitions
 MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
 MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings"]
-TOKENIZER_ASSETS = ["tokenizer", "semantic_ids"]
+TOKENIZER_ASSETS = ["tokenizer", "semantic_ids", "sid_stability", "sid_hierarchy"]
 
 
 def build(parts: SemidPartitions) -> tuple[list, list, list]:

@@ -10,6 +10,7 @@ from semid_assets.core.markdown import markdown_table
 from semid_assets.core.methods import make_tokenizer
 from semid_assets.core.metrics import level_report
 from semid_assets.core.sids import semantic_id_table
+from semid_assets.defs.anchoring import fit_tokenizer
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -29,6 +30,10 @@ class TokenizerConfig(dg.Config):
     progressive_dim_steps: int = 10
     """Progressive-dimension k-means per level (faiss's residual-quantizer training); 0 =
     plain Lloyd, which can collapse a level on near-orthogonal residuals."""
+    anchor_to_previous: bool = True
+    """Warm-start from the newest stored earlier version of this method and keep its code labels
+    (optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. On the
+    default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining")."""
 
 
 def config_class(default_codebook_size: int) -> type[TokenizerConfig]:
@@ -71,14 +76,15 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
                                progressive_dim_steps=config.progressive_dim_steps)
         context.log.info(f"fitting {method} {config.levels}×{config.codebook_size} on "
                          f"{len(vectors)} items × {vectors.shape[1]} dims")
-        codes = model.fit_encode(vectors, progress=context.log.info)
+        codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, config.anchor_to_previous)
         report = level_report(vectors, codes, model.codebooks)
         dataset = catalog.source().name
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
         version = registry.log_tokenizer(
             model, model_name=name, run_name=f"{method}-{month}",
-            params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1]},
+            params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1],
+                    "anchored_to": str(anchoring["anchored_to"])[:250]},
             metrics={**_level_metrics(report), "fit_seconds": float(model.fit_info.get("seconds", 0.0))},
             tags={"month": month, "method": method, "dataset": dataset, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "tokenizer", "dagster_partition": str(context.partition_key)},
@@ -95,6 +101,7 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
             "mlflow_model_version": dg.MetadataValue.url(
                 mlflow_registry.model_version_url(version.model_name, version.version)),
             "model_uri": f"models:/{version.model_name}/{version.version}",
+            **anchoring,
         })
 
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
