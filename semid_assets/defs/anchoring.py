@@ -12,12 +12,12 @@ from semid_assets.partitions import SemidPartitions
 
 
 def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model, vectors: np.ndarray,
-                  month: str, method: str, anchor: bool) -> tuple[np.ndarray, dict]:
+                  month: str, method: str, dataset: str, anchor: bool) -> tuple[np.ndarray, dict]:
     """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
     ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened."""
     previous = None
     if anchor:
-        previous, reason = _previous_version(context, parts, model, vectors, month, method)
+        previous, reason = _previous_version(context, parts, model, vectors, month, method, dataset)
         if previous is None:
             context.log.info(f"not anchored: {reason}; training from scratch")
             return model.fit_encode(vectors, progress=context.log.info), {"anchored_to": f"none ({reason})"}
@@ -38,10 +38,10 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
     }
 
 
-def _previous_version(context, parts, model, vectors, month, method):
+def _previous_version(context, parts, model, vectors, month, method, dataset):
     if not supports_anchoring(model):
         return None, f"method {method} cannot warm-start from codebooks"
-    stored = versions.previous_tokenizer(context.instance, parts, month, method)
+    stored = versions.previous_tokenizer(context.instance, parts, month, method, dataset)
     if stored is None:
         return None, f"no {method} tokenizer of a month before {month} is materialised"
     earlier = load_artifact(stored.path)

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core.embedding_table import embeddings_from_arrow
 from semid_assets.core.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
 from semid_assets.core.markdown import markdown_table
 from semid_assets.core.schema import ITEM_ID, TRUTH_PREFIX
-from semid_assets.defs.stability import GROUP, sid_codes
+from semid_assets.defs.stability import GROUP, version_codes
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
@@ -39,7 +38,7 @@ def item_titles(items: pa.Table) -> tuple[np.ndarray, np.ndarray, str]:
 
 def build(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"})
-    def sid_hierarchy(context: dg.AssetExecutionContext, config: HierarchyConfig, semantic_ids: pd.DataFrame,
+    def sid_hierarchy(context: dg.AssetExecutionContext, config: HierarchyConfig, tokenizer,
                       aligned_embeddings: pa.Table, raw_items: pa.Table, catalog: CatalogResource,
                       mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
         """Does a longer shared prefix mean more similar items? (Singh et al., Table 1.)
@@ -50,13 +49,7 @@ def build(parts: SemidPartitions) -> list:
         item titles, chosen deterministically (the most populous length-2 prefix and a median one).
         """
         month, method = month_of(context), method_of(context)
-        ids, codes = sid_codes(semantic_ids)
-        emb_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-        rows = pd.Index(emb_ids).get_indexer(ids)
-        if (rows < 0).any():
-            raise ValueError(f"{int((rows < 0).sum())} items of semantic_ids have no aligned embedding for {month}; "
-                             "re-materialise semantic_ids from the current aligned_embeddings")
-        vectors = vectors[rows]
+        ids, codes, vectors = version_codes(tokenizer, aligned_embeddings)
         similarity = prefix_similarity(codes, vectors, pairs=config.pairs, seed=config.seed)
         trie = trie_stats(codes)
         item_ids, titles, title_column = item_titles(raw_items)

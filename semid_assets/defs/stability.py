@@ -38,6 +38,18 @@ class StabilityConfig(dg.Config):
     seed: int = 0
 
 
+def version_codes(tokenizer, aligned_embeddings: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(item_ids, codes, vectors)`` of this version: its tokenizer applied to the month's embeddings.
+
+    These are exactly the codes ``semantic_ids`` stores, but the reports read them from the
+    tokenizer so that they also describe a version whose ``semantic_ids`` failed a blocking
+    check: that is when one wants to look at its stability and trie. Promotion still waits
+    for those checks (the gate reads ``semantic_ids``).
+    """
+    ids, vectors = embeddings_from_arrow(aligned_embeddings)
+    return ids, tokenizer.encode(vectors), vectors
+
+
 def sid_codes(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``(item_ids, codes [n, L])`` of a ``semantic_ids`` table (the suffix is not a code)."""
     columns = [c for c in table.columns if c[:1] == "c" and c[1:].isdigit()]
@@ -61,10 +73,13 @@ def _report_markdown(month: str, method: str, earlier: str, table: pd.DataFrame,
 
 def build(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"scipy", "mlflow"})
-    def sid_stability(context: dg.AssetExecutionContext, config: StabilityConfig, semantic_ids: pd.DataFrame,
+    def sid_stability(context: dg.AssetExecutionContext, config: StabilityConfig,
                       aligned_embeddings: pa.Table, tokenizer, catalog: CatalogResource,
                       mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
         """This version against the version ``months_back`` months earlier, on the items both encode.
+
+        This version's codes are its tokenizer applied to the month's embeddings (what
+        ``semantic_ids`` stores), so the report exists even when a ``semantic_ids`` check failed.
 
         Per prefix length: ARI and NMI of the partitions, the share of items keeping their optimally
         matched prefix, the Jaccard overlap of prefix neighbours, code-usage drift (JSD) and the raw
@@ -73,21 +88,21 @@ def build(parts: SemidPartitions) -> list:
         materialised month has nothing to compare with and says so.
         """
         month, method = month_of(context), method_of(context)
-        earlier = versions.earlier_sids(context.instance, parts, month, method, config.months_back)
+        dataset = catalog.source().name
+        earlier = versions.earlier_sids(context.instance, parts, month, method, config.months_back, dataset)
         if earlier is None:
             context.log.info(f"no {method} version before {month} is materialised: nothing to compare")
             return dg.MaterializeResult(value=pd.DataFrame({"prefix_length": pd.Series(dtype="int64")}), metadata={
                 "compared_with": "none: no earlier version is materialised",
                 "months_back_requested": config.months_back})
-        ids_b, codes_b = sid_codes(semantic_ids)
+        ids_b, codes_b, emb_b = version_codes(tokenizer, aligned_embeddings)
         ids_a, codes_a = sid_codes(pd.read_parquet(earlier.path))
-        emb_stored = versions.stored(context.instance, "aligned_embeddings", earlier.month, earlier.month)
-        emb_a = emb_b = None
+        emb_stored = versions.stored(context.instance, "aligned_embeddings", earlier.month, earlier.month, dataset)
+        emb_a = None
         if emb_stored is not None:
             emb_ids_a, emb_a = embeddings_from_arrow(pq.read_table(emb_stored.path))
-            emb_ids_b, emb_b = embeddings_from_arrow(aligned_embeddings)
-            emb_a = emb_a[pd.Index(emb_ids_a).get_indexer(ids_a)]
-            emb_b = emb_b[pd.Index(emb_ids_b).get_indexer(ids_b)]
+            rows = pd.Index(emb_ids_a).get_indexer(ids_a)
+            emb_a = emb_a[rows] if (rows >= 0).all() else None
         report, figures = compare_versions(ids_a, codes_a, ids_b, codes_b, emb_a=emb_a, emb_b=emb_b,
                                            knn_sample=config.knn_sample, knn_k=config.knn_k, seed=config.seed)
         anchoring = getattr(tokenizer, "fit_info", {}).get("anchoring", {})
@@ -104,7 +119,7 @@ def build(parts: SemidPartitions) -> list:
         if "knn_overlap" in figures:
             metrics["stability_knn_overlap"] = figures["knn_overlap"]
         registry = mlflow_registry.registry()
-        version = registry.find_version(model_name(catalog.source().name, method), month)
+        version = registry.find_version(model_name(dataset, method), month)
         links = {}
         if version is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +155,8 @@ def build(parts: SemidPartitions) -> list:
         """
         key = parts.month_method.get_partition_key_from_str(context.partition_key)
         month, method = key.keys_by_dimension[MONTH], key.keys_by_dimension[METHOD]
-        name = model_name(catalog.source().name, method)
+        dataset = catalog.source().name
+        name = model_name(dataset, method)
         registry = mlflow_registry.registry()
         candidate = registry.find_version(name, month)
         if candidate is None:
@@ -156,7 +172,7 @@ def build(parts: SemidPartitions) -> list:
             metadata["champion"] = "none" if champion is None else f"already version {champion.version}"
         else:
             champion_month = (champion.tags or {}).get("month", "")
-            stored = versions.stored_sids(context.instance, parts, champion_month, method)
+            stored = versions.stored_sids(context.instance, parts, champion_month, method, dataset)
             metadata.update(champion_version=champion.version, champion_month=champion_month)
             if stored is None:
                 return dg.AssetCheckResult(passed=False, metadata=metadata, description=(

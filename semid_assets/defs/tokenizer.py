@@ -76,9 +76,10 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
                                progressive_dim_steps=config.progressive_dim_steps)
         context.log.info(f"fitting {method} {config.levels}×{config.codebook_size} on "
                          f"{len(vectors)} items × {vectors.shape[1]} dims")
-        codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, config.anchor_to_previous)
-        report = level_report(vectors, codes, model.codebooks)
         dataset = catalog.source().name
+        codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, dataset,
+                                         config.anchor_to_previous)
+        report = level_report(vectors, codes, model.codebooks)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
         version = registry.log_tokenizer(

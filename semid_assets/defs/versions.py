@@ -49,30 +49,36 @@ def choose_earlier(month: str, available: list[str], months_back: int) -> str | 
     return within[0] if within else earlier[-1]
 
 
-def stored(instance: dg.DagsterInstance, asset: str, partition: str | dg.MultiPartitionKey, month: str
-           ) -> StoredVersion | None:
-    """The newest materialisation of ``asset`` at ``partition`` whose file still exists, or None."""
+def stored(instance: dg.DagsterInstance, asset: str, partition: str | dg.MultiPartitionKey, month: str,
+           dataset: str) -> StoredVersion | None:
+    """The newest materialisation of ``asset`` at ``partition`` of ``dataset`` whose file still exists.
+
+    One Dagster instance serves every dataset of a home and asset keys do not name the dataset,
+    so a record counts only if its file lies in the IO manager's folder of ``dataset``
+    (``assets/<dataset>/…``).
+    """
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)]), limit=1).records
-    if not records:
-        return None
-    path = records[0].asset_materialization.metadata.get("path")
-    if path is None or not Path(path.value).exists():
-        return None
-    return StoredVersion(month, str(partition), Path(path.value), records[0].run_id)
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)]), limit=50).records
+    for record in records:
+        path = record.asset_materialization.metadata.get("path")
+        if path is not None and dataset in Path(path.value).parts:
+            return StoredVersion(month, str(partition), Path(path.value), record.run_id) \
+                if Path(path.value).exists() else None
+    return None
 
 
-def stored_sids(instance: dg.DagsterInstance, parts: SemidPartitions, month: str, method: str) -> StoredVersion | None:
-    return stored(instance, "semantic_ids", parts.month_method_key(month, method), month)
+def stored_sids(instance: dg.DagsterInstance, parts: SemidPartitions, month: str, method: str,
+                dataset: str) -> StoredVersion | None:
+    return stored(instance, "semantic_ids", parts.month_method_key(month, method), month, dataset)
 
 
 def earlier_sids(instance: dg.DagsterInstance, parts: SemidPartitions, month: str, method: str,
-                 months_back: int) -> StoredVersion | None:
+                 months_back: int, dataset: str) -> StoredVersion | None:
     """The stored semantic IDs of the version to compare with (see :func:`choose_earlier`)."""
     found = {}
     for candidate in parts.month.get_partition_keys():
         if candidate < month:
-            version = stored_sids(instance, parts, candidate, method)
+            version = stored_sids(instance, parts, candidate, method, dataset)
             if version is not None:
                 found[candidate] = version
     chosen = choose_earlier(month, list(found), months_back)
@@ -80,10 +86,10 @@ def earlier_sids(instance: dg.DagsterInstance, parts: SemidPartitions, month: st
 
 
 def previous_tokenizer(instance: dg.DagsterInstance, parts: SemidPartitions, month: str,
-                       method: str) -> StoredVersion | None:
+                       method: str, dataset: str) -> StoredVersion | None:
     """The newest stored tokenizer of ``method`` for a month before ``month`` (what anchoring starts from)."""
     for candidate in sorted((m for m in parts.month.get_partition_keys() if m < month), reverse=True):
-        version = stored(instance, "tokenizer", parts.month_method_key(candidate, method), candidate)
+        version = stored(instance, "tokenizer", parts.month_method_key(candidate, method), candidate, dataset)
         if version is not None:
             return version
     return None
