@@ -92,11 +92,11 @@ class PromotionThresholds(dg.ConfigurableResource):
 
     max_relative_mse: float = 0.5
     max_mse_regression: float = 0.05
-    min_ari: float = 0.3
-    min_prefix_jaccard: float = 0.2
+    min_ari: float = 0.5
+    min_matched_kept: float = 0.8
 
     def limits(self):
         from semid_assets.core.gate import GateLimits
 
         return GateLimits(max_relative_mse=self.max_relative_mse, max_mse_regression=self.max_mse_regression,
-                          min_ari=self.min_ari, min_prefix_jaccard=self.min_prefix_jaccard)
+                          min_ari=self.min_ari, min_matched_kept=self.min_matched_kept)

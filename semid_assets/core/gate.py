@@ -20,10 +20,11 @@ class GateLimits:
     """Fraction of the embeddings' variance the full SID may leave unexplained."""
     max_mse_regression: float = 0.05
     """How much worse (relative) than the champion's relative MSE the candidate may be."""
-    min_ari: float = 0.3
+    min_ari: float = 0.5
     """Adjusted Rand index at prefix length 1 against the champion, on the items both encode."""
-    min_prefix_jaccard: float = 0.2
-    """Mean Jaccard overlap, at full SID length, of the items sharing an item's SID in both versions."""
+    min_matched_kept: float = 0.8
+    """Share of the common items whose full SID, after optimally matching the champion's codes to
+    the candidate's, is unchanged (label-free: an unanchored retrain is not penalised for renaming)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class Requirement:
 
 
 def promotion_requirements(limits: GateLimits, relative_mse: float, champion_relative_mse: float | None = None,
-                           ari: float | None = None, prefix_jaccard: float | None = None) -> list[Requirement]:
+                           ari: float | None = None, matched_kept: float | None = None) -> list[Requirement]:
     """What the candidate must meet; the stability figures apply only when there is a champion to compare with."""
     found = [Requirement("relative MSE (full SID)", relative_mse, limits.max_relative_mse, at_least=False)]
     if champion_relative_mse is not None:
@@ -51,7 +52,7 @@ def promotion_requirements(limits: GateLimits, relative_mse: float, champion_rel
                                  champion_relative_mse * (1.0 + limits.max_mse_regression), at_least=False))
     if ari is not None:
         found.append(Requirement("ARI at prefix length 1 vs champion", ari, limits.min_ari, at_least=True))
-    if prefix_jaccard is not None:
-        found.append(Requirement("prefix Jaccard at full length vs champion", prefix_jaccard,
-                                 limits.min_prefix_jaccard, at_least=True))
+    if matched_kept is not None:
+        found.append(Requirement("matched full SID kept vs champion", matched_kept,
+                                 limits.min_matched_kept, at_least=True))
     return found

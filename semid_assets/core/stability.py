@@ -12,9 +12,11 @@ the measures below compare those partitions:
 - ``matched_kept``: share of items whose length-``l`` prefix in ``a``, translated by the
   optimal trie matching (``core/matching.py``), is their prefix in ``b``;
 - ``prefix_jaccard``: mean over items of ``|S_a ∩ S_b| / |S_a ∪ S_b|`` where ``S_v`` is
-  the set of items sharing the item's length-``l`` prefix in version ``v`` (the item
-  included). It follows from the contingency table, so it is exact over every common
-  item rather than estimated on a sample;
+  the set of *other* items sharing the item's length-``l`` prefix in version ``v`` — do
+  an item's prefix neighbours stay its neighbours. Items alone under their prefix in
+  both versions have no neighbours to keep and are left out (NaN when every item is);
+  ``jaccard_items`` says how many counted. It follows from the contingency table, so it
+  is exact over every common item rather than estimated on a sample;
 - ``usage_jsd``: Jensen–Shannon divergence (bits, in [0, 1]) between ``b``'s prefix
   frequencies and ``a``'s after translating ``a``'s prefixes by the matching (unmatched
   prefixes keep their own bins, so they count as drift);
@@ -193,8 +195,10 @@ def compare_codes(codes_a: np.ndarray, codes_b: np.ndarray) -> StabilityReport:
         cell_a, cell_b, counts, cell_of_item = cell_counts(ga, gb)
         size_a = np.bincount(ga).astype(np.float64)
         size_b = np.bincount(gb).astype(np.float64)
-        both = counts[cell_of_item].astype(np.float64)
-        jaccard = both / (size_a[ga] + size_b[gb] - both)
+        both = counts[cell_of_item].astype(np.float64) - 1.0
+        union = size_a[ga] + size_b[gb] - 2.0 - both
+        counted = union > 0
+        jaccard = both[counted] / union[counted]
         rows.append({
             "prefix_length": level + 1,
             "prefixes_earlier": int(size_a.size),
@@ -202,7 +206,8 @@ def compare_codes(codes_a: np.ndarray, codes_b: np.ndarray) -> StabilityReport:
             "ari": _ari(counts, cell_a, cell_b, n),
             "nmi": _nmi(counts, cell_a, cell_b, n),
             "matched_kept": float(matching.kept[level].mean()),
-            "prefix_jaccard": float(jaccard.mean()),
+            "prefix_jaccard": float(jaccard.mean()) if jaccard.size else float("nan"),
+            "jaccard_items": int(counted.sum()),
             "usage_jsd": _usage_jsd(size_a, size_b, matching.mapping[level]),
             "raw_unchanged": float(np.all(codes_a[:, : level + 1] == codes_b[:, : level + 1], axis=1).mean()),
         })

@@ -81,6 +81,8 @@ def build(parts: SemidPartitions) -> list:
             "trie": dg.MetadataValue.md(markdown_table(trie)),
             "examples": dg.MetadataValue.md("\n\n".join(examples)),
             "similarity_rises_with_prefix": rising,
+            "mean_cosine_by_prefix": " / ".join(f"{v:.3f}" for v in similarity["mean_cosine"]),
+            "random_cosine": float(similarity["random_cosine"].iloc[0]),
             "pairs_per_length": config.pairs,
             **links,
         })

@@ -136,7 +136,10 @@ def build(parts: SemidPartitions) -> list:
             "months_apart": gap,
             "months_back_requested": config.months_back,
             "anchored_to": anchored_to or "none",
-            **{k: v for k, v in figures.items()},
+            "ari_prefix_1": report.figure("ari", 1),
+            "matched_kept_full": report.figure("matched_kept", codes_b.shape[1]),
+            "raw_unchanged_full": report.figure("raw_unchanged", codes_b.shape[1]),
+            **figures,
             **links,
         })
 
@@ -149,7 +152,7 @@ def build(parts: SemidPartitions) -> list:
 
         Requirements (``PromotionThresholds``): relative MSE of the full SID, no more than a small
         regression against the champion's, and — against the champion's stored SIDs, on the items
-        both encode — ARI at prefix length 1 and the full-length prefix Jaccard. With no champion
+        both encode — ARI at prefix length 1 and the share of items keeping their matched full SID. With no champion
         yet, quality alone decides. A failure names each figure, its limit and the shortfall, and
         ``champion`` stays where it was. A version older than the champion is judged but not promoted.
         """
@@ -181,9 +184,9 @@ def build(parts: SemidPartitions) -> list:
             ids_a, codes_a = sid_codes(pd.read_parquet(stored.path))
             report, figures = compare_versions(ids_a, codes_a, ids_b, codes_b)
             champion_mse = registry.run_metrics(champion.run_id).get(f"relative_mse_l{levels}")
-            ari, jaccard = report.figure("ari", 1), report.figure("prefix_jaccard", levels)
-            requirements = promotion_requirements(limits, relative_mse, champion_mse, ari=ari, prefix_jaccard=jaccard)
-            metadata.update(ari_vs_champion=ari, prefix_jaccard_vs_champion=jaccard,
+            ari, kept = report.figure("ari", 1), report.figure("matched_kept", levels)
+            requirements = promotion_requirements(limits, relative_mse, champion_mse, ari=ari, matched_kept=kept)
+            metadata.update(ari_vs_champion=ari, matched_kept_vs_champion=kept,
                             items_common=figures["items_common"],
                             vs_champion=dg.MetadataValue.md(markdown_table(report.table)))
         unmet = [r for r in requirements if not r.met]

@@ -151,10 +151,10 @@ def test_init_codebooks_of_another_shape_is_refused():
 
 
 def test_gate_refuses_a_bad_version_with_the_shortfall_and_accepts_a_good_one():
-    limits = GateLimits(max_relative_mse=0.5, max_mse_regression=0.05, min_ari=0.3, min_prefix_jaccard=0.2)
-    good = promotion_requirements(limits, 0.21, champion_relative_mse=0.212, ari=0.6, prefix_jaccard=0.4)
+    limits = GateLimits(max_relative_mse=0.5, max_mse_regression=0.05, min_ari=0.3, min_matched_kept=0.8)
+    good = promotion_requirements(limits, 0.21, champion_relative_mse=0.212, ari=0.6, matched_kept=0.9)
     assert all(r.met for r in good)
-    bad = promotion_requirements(limits, 0.30, champion_relative_mse=0.212, ari=0.1, prefix_jaccard=0.4)
+    bad = promotion_requirements(limits, 0.30, champion_relative_mse=0.212, ari=0.1, matched_kept=0.9)
     unmet = [r for r in bad if not r.met]
     assert [r.figure for r in unmet] == ["relative MSE vs champion's", "ARI at prefix length 1 vs champion"]
     assert "below the limit 0.3000 by 0.2000" in unmet[1].shortfall()
@@ -173,5 +173,17 @@ def test_gate_on_planted_versions():
     for codes, should_pass in ((shuffled, False), (near, True)):
         report = compare_codes(champion, codes)
         requirements = promotion_requirements(limits, 0.2, 0.2, ari=report.figure("ari", 1),
-                                              prefix_jaccard=report.figure("prefix_jaccard", 3))
+                                              matched_kept=report.figure("matched_kept", 3))
         assert all(r.met for r in requirements) == should_pass
+
+
+def test_prefix_jaccard_counts_other_items_and_skips_items_alone_in_both():
+    a = np.array([[0], [0], [0], [1], [2]])
+    b = np.array([[0], [0], [1], [1], [2]])
+    row = compare_codes(a, b).table.iloc[0]
+    # Items 0, 1: neighbours {1,2}/{0,2} vs {1}/{0} -> 1/2 each; item 2: {0,1} vs {3} -> 0;
+    # item 3: {} vs {2} -> 0; item 4 is alone in both and not counted.
+    assert row["jaccard_items"] == 4
+    assert row["prefix_jaccard"] == pytest.approx((0.5 + 0.5 + 0 + 0) / 4)
+    alone = compare_codes(np.arange(5).reshape(-1, 1), np.arange(5).reshape(-1, 1)).table.iloc[0]
+    assert alone["jaccard_items"] == 0 and np.isnan(alone["prefix_jaccard"])
