@@ -89,7 +89,7 @@ def main() -> None:
                  "fit_s": round(seconds, 1), "common": len(codes),
                  "churn": float(1 - np.all(codes_again == codes, axis=1).mean())})
     print()
-    print(markdown_table(pd.DataFrame(rows).fillna(""), digits=4))
+    print(markdown_table(pd.DataFrame(rows).astype(object).fillna(""), digits=4))
 
 
 if __name__ == "__main__":
