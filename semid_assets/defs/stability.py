@@ -20,7 +20,7 @@ from semid_assets.core.stability import compare_versions
 from semid_assets.defs import versions
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, method_of, month_of
-from semid_assets.registry import CHAMPION_ALIAS
+from semid_assets.registry import CHAMPION_ALIAS, load_tokenizer
 from semid_assets.resources import CatalogResource, MlflowRegistry, PromotionThresholds
 
 GROUP = "evaluation"
@@ -151,7 +151,8 @@ def build(parts: SemidPartitions) -> list:
         """Moves the MLflow alias ``champion`` to this version if it is good and stable enough.
 
         Requirements (``PromotionThresholds``): relative MSE of the full SID, no more than a small
-        regression against the champion's, and — against the champion's stored SIDs, on the items
+        regression against the champion's, and — against the codes the registered champion gives
+        its own month's items (its stored embeddings), on the items
         both encode — ARI at prefix length 1 and the share of items keeping their matched full SID. With no champion
         yet, quality alone decides. A failure names each figure, its limit and the shortfall, and
         ``champion`` stays where it was. A version older than the champion is judged but not promoted.
@@ -175,14 +176,22 @@ def build(parts: SemidPartitions) -> list:
             metadata["champion"] = "none" if champion is None else f"already version {champion.version}"
         else:
             champion_month = (champion.tags or {}).get("month", "")
-            stored = versions.stored_sids(context.instance, parts, champion_month, method, dataset)
             metadata.update(champion_version=champion.version, champion_month=champion_month)
+            # The champion's codes come from the registered champion itself applied to its month's
+            # embeddings: a later re-materialisation of that month (another config, or this very
+            # run when the champion is of the same month) overwrites the stored semantic_ids.
+            stored = versions.stored(context.instance, "aligned_embeddings", champion_month, champion_month, dataset)
             if stored is None:
                 return dg.AssetCheckResult(passed=False, metadata=metadata, description=(
-                    f"the champion ({name} version {champion.version}, {champion_month}) has no stored "
-                    f"semantic_ids to compare with; materialise semantic_ids for {champion_month} × {method}"))
-            ids_a, codes_a = sid_codes(pd.read_parquet(stored.path))
-            report, figures = compare_versions(ids_a, codes_a, ids_b, codes_b)
+                    f"the champion ({name} version {champion.version}, {champion_month}) cannot be compared: "
+                    f"aligned_embeddings of {champion_month} are not stored; materialise them first"))
+            champion_model = load_tokenizer(f"models:/{name}/{champion.version}", registry.tracking_uri)
+            ids_a, vectors_a = embeddings_from_arrow(pq.read_table(stored.path))
+            try:
+                report, figures = compare_versions(ids_a, champion_model.encode(vectors_a), ids_b, codes_b)
+            except ValueError as exc:
+                return dg.AssetCheckResult(passed=False, metadata=metadata, description=(
+                    f"cannot compare with the champion ({name} version {champion.version}): {exc}"))
             champion_mse = registry.run_metrics(champion.run_id).get(f"relative_mse_l{levels}")
             ari, kept = report.figure("ari", 1), report.figure("matched_kept", levels)
             requirements = promotion_requirements(limits, relative_mse, champion_mse, ari=ari, matched_kept=kept)
