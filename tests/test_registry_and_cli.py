@@ -92,12 +92,14 @@ def test_demo_twice_gives_identical_ids(tiny_run, tiny_settings, tmp_path, monke
     monkeypatch.setenv("SEMID_HOME", str(other_home))
     monkeypatch.setenv("SEMID_DATASET", "synthetic")
     monkeypatch.setenv("DAGSTER_HOME", str(other_home / "dagster"))
-    assert main(["demo", "--size", "tiny", "--months", "1"]) == 0
+    # The same months: a version anchors to the one before it, which is part of its input.
+    assert main(["demo", "--size", "tiny", "--months", str(len(months))]) == 0
     printed = capsys.readouterr().out
     assert months[-1] in printed and "rq_kmeans" in printed
-    again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={months[-1]}"
-                            / "method=rq_kmeans.parquet")
-    pd.testing.assert_frame_equal(again, _sids(tiny_settings, months[-1]))
+    for month in months:
+        again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={month}"
+                                / "method=rq_kmeans.parquet")
+        pd.testing.assert_frame_equal(again, _sids(tiny_settings, month))
 
 
 def test_unknown_dataset_is_refused(monkeypatch, capsys):

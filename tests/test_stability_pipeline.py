@@ -21,10 +21,13 @@ def _key(month: str) -> str:
 
 
 def _metadata(instance, asset: str, partition: str) -> dict:
+    """The newest materialisation's metadata of the tiny dataset (other tests run other datasets
+    through the same instance)."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records
-    assert records, f"{asset} [{partition}] was not materialised"
-    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=20).records
+    mine = [r for r in records if "synthetic-tiny" in r.asset_materialization.metadata["path"].value]
+    assert mine, f"{asset} [{partition}] was not materialised"
+    return {k: v.value for k, v in mine[0].asset_materialization.metadata.items()}
 
 
 def test_choose_earlier_clips_to_materialised_months():
