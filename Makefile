@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_rq_kmeans.py
 	$(PY) bench/bench_swing.py
 	$(PY) bench/bench_tokenizers.py --target-balanced --target-vae
+	$(PY) bench/bench_stability.py
 
 clean-home:
 	rm -rf .semid

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, ingest, pairs,
-                               tokenizer)
+from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
+                               pairs, stability, tokenizer)
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
-from semid_assets.resources import CatalogResource, MlflowRegistry, SidQualityThresholds, TextEncoderResource
+from semid_assets.resources import (CatalogResource, MlflowRegistry, PromotionThresholds, SidQualityThresholds,
+                                   TextEncoderResource)
 from semid_assets.settings import Settings
 
 
@@ -16,11 +17,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     source = settings.source()
     parts = build_partitions(source.months(), settings.methods)
     jobs, schedules, sensors = automation.build(parts)
+    stability_assets, stability_checks = stability.build(parts)
     return dg.Definitions(
         assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
-                *tokenizer.build(parts, settings.codebook_size),
-                *collaborative.build(parts), *comparison.build(parts)],
-        asset_checks=checks.build(parts),
+                *tokenizer.build(parts, settings.codebook_size), *collaborative.build(parts),
+                *comparison.build(parts), *stability_assets, *hierarchy.build(parts)],
+        asset_checks=[*checks.build(parts), *stability_checks],
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
@@ -35,6 +37,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),
             "sid_thresholds": SidQualityThresholds(),
+            "promotion_thresholds": PromotionThresholds(),
         },
     )
 

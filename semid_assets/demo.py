@@ -64,6 +64,25 @@ def check_summary(outcome) -> str:
     return f"{passed}/{len(evaluations)} passed" + ("; " + "; ".join(failed) if failed else "")
 
 
+def _evaluation_columns(instance: dg.DagsterInstance, key: str) -> dict:
+    """Stability and hierarchy figures of a version, when those reports were materialised."""
+    columns = {}
+    try:
+        stability = _latest_metadata(instance, "sid_stability", key)
+        columns["stability vs earlier"] = (
+            f"{stability['compared_with_month']}: ARI@1 {stability['ari_prefix_1']:.3f}, "
+            f"full SID kept {stability['raw_unchanged_full']:.3f}" if "compared_with_month" in stability else "—")
+    except RuntimeError:
+        pass
+    try:
+        hierarchy = _latest_metadata(instance, "sid_hierarchy", key)
+        columns["cosine by prefix (random)"] = (f"{hierarchy['mean_cosine_by_prefix']} "
+                                                f"({hierarchy['random_cosine']:.3f})")
+    except RuntimeError:
+        pass
+    return columns
+
+
 def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str) -> dict:
     levels = _latest_metadata(instance, "tokenizer", key)["level_metrics"]
     sids = _latest_metadata(instance, "semantic_ids", key)
@@ -77,6 +96,7 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
         "mse per level": per_level("mse", 5), "relative mse": per_level("relative_mse", 3),
         "utilisation": per_level("utilisation", 3), "entropy (nats)": per_level("entropy", 3),
         "collision rate": round(float(sids["collision_rate"]), 4),
+        **_evaluation_columns(instance, key),
     }
 
 

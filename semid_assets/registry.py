@@ -25,6 +25,8 @@ TOKENIZER_ARTIFACT = "tokenizer"
 # MLflow reserves "latest" (models:/NAME/latest is the highest version number, which a
 # backfill of an old month would take over); this alias follows the newest *month*.
 NEWEST_ALIAS = "newest"
+# Moved only by the promotion gate (the blocking check on sid_stability).
+CHAMPION_ALIAS = "champion"
 
 
 class TokenizerModel(mlflow.pyfunc.PythonModel):
@@ -162,6 +164,32 @@ class Registry:
         newest = max(mine, key=lambda v: int(v.version))
         run = self.client.get_run(newest.run_id)
         return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
+
+    def version_by_alias(self, model_name: str, alias: str):
+        """The model version ``alias`` points at, or None (also when the model does not exist yet)."""
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model_name, alias, version)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def log_evaluation(self, version: RegisteredVersion, metrics: dict[str, float], files: list[Path],
+                       artifact_path: str) -> None:
+        """Attach an evaluation of a registered version to the run that trained it: metrics and report files."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        self.client.log_batch(version.run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
+        for path in files:
+            self.client.log_artifact(version.run_id, str(path), artifact_path=artifact_path)
 
 
 def load_tokenizer(model_uri: str, tracking_uri: str):

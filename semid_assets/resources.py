@@ -81,3 +81,22 @@ class SidQualityThresholds(dg.ConfigurableResource):
     min_level1_utilisation: float = 0.5
     max_collision_rate: float = 0.2
     min_items: int = 1
+
+
+class PromotionThresholds(dg.ConfigurableResource):
+    """Limits a version must meet before the gate on ``sid_stability`` moves the ``champion`` alias to it.
+
+    Defaults sit below what the embedded default data gives month to month (README, "Stability
+    over time"), so a normal month is promoted and a reshuffled or degraded one is not.
+    """
+
+    max_relative_mse: float = 0.5
+    max_mse_regression: float = 0.05
+    min_ari: float = 0.5
+    min_matched_kept: float = 0.8
+
+    def limits(self):
+        from semid_assets.core.gate import GateLimits
+
+        return GateLimits(max_relative_mse=self.max_relative_mse, max_mse_regression=self.max_mse_regression,
+                          min_ari=self.min_ari, min_matched_kept=self.min_matched_kept)

@@ -92,14 +92,16 @@ def test_demo_twice_gives_identical_ids(tiny_run, tiny_settings, tmp_path, monke
     monkeypatch.setenv("SEMID_HOME", str(other_home))
     monkeypatch.setenv("SEMID_DATASET", "synthetic")
     monkeypatch.setenv("DAGSTER_HOME", str(other_home / "dagster"))
+    # The same months (a version anchors to the one before it, which is part of its input);
     # LETTER covers the torch path end to end (BPR embeddings, RQ-VAE training, LETTER losses).
-    assert main(["demo", "--size", "tiny", "--months", "1", "--methods", "rq_kmeans,letter"]) == 0
+    assert main(["demo", "--size", "tiny", "--months", str(len(months)), "--methods", "rq_kmeans,letter"]) == 0
     printed = capsys.readouterr().out
     assert months[-1] in printed and "rq_kmeans" in printed and "letter" in printed
-    for method in ("rq_kmeans", "letter"):
-        again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={months[-1]}"
-                                / f"method={method}.parquet")
-        pd.testing.assert_frame_equal(again, _sids(tiny_settings, months[-1], method))
+    for month in months:
+        for method in ("rq_kmeans", "letter"):
+            again = pd.read_parquet(other_home / "assets" / "synthetic-tiny" / "semantic_ids" / f"month={month}"
+                                    / f"method={method}.parquet")
+            pd.testing.assert_frame_equal(again, _sids(tiny_settings, month, method))
 
 
 def test_unknown_dataset_is_refused(monkeypatch, capsys):

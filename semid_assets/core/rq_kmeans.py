@@ -213,27 +213,49 @@ class RQKMeans:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None) -> RQKMeans:
+    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+            init_codebooks: np.ndarray | None = None) -> RQKMeans:
         """Learn one codebook per level on ``X`` [n, dim] (float; float64 is cast to float32)."""
-        self.fit_encode(X, progress=progress)
+        self.fit_encode(X, progress=progress, init_codebooks=init_codebooks)
         return self
 
     def fit_encode(
-        self, X: np.ndarray, progress: Callable[[str], None] | None = None
+        self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+        init_codebooks: np.ndarray | None = None,
     ) -> np.ndarray:
         """Fit and return the codes of the training points, int32 [n, levels].
 
         Fitting already assigns every point at every level (the next level trains on
         the residuals), so this costs nothing beyond ``fit``.
-        """
-        with _faiss_threads(self.n_threads):
-            return self._fit_encode(X, progress)
 
-    def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None) -> np.ndarray:
+        ``init_codebooks`` [levels, K, dim] (an earlier version's codebooks) warm-starts
+        every level's k-means from that level's codebook — plain Lloyd iterations from
+        those centroids, since progressive-dimension k-means cannot start from given
+        centroids and a trained codebook does not have the random-start collapse that
+        progressive k-means guards against. Code ``k`` then tends to stay near the
+        earlier code ``k``; ``core/anchoring.py`` makes the label correspondence exact.
+        """
+        if init_codebooks is not None:
+            init_codebooks = self._check_init(init_codebooks)
+        with _faiss_threads(self.n_threads):
+            return self._fit_encode(X, progress, init_codebooks)
+
+    def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
+        init = np.asarray(init_codebooks)
+        if init.ndim != 3 or init.shape[:2] != (self.levels, self.codebook_size):
+            raise ValueError(
+                f"init_codebooks has shape {init.shape}, expected ({self.levels}, {self.codebook_size}, dim): "
+                "anchor only to a version with the same levels and codebook_size")
+        return _as_float32_matrix(init.reshape(-1, init.shape[2]), "init_codebooks").reshape(init.shape)
+
+    def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
+                    init_codebooks: np.ndarray | None = None) -> np.ndarray:
         X_in = X
         X = _as_float32_matrix(X)
         n, d = X.shape
         K = self.codebook_size
+        if init_codebooks is not None and init_codebooks.shape[2] != d:
+            raise ValueError(f"init_codebooks have dim {init_codebooks.shape[2]} but X has dim {d}")
         if n < K:
             raise ValueError(
                 f"X has {n} points but codebook_size is {K}: k-means needs at least one "
@@ -279,7 +301,8 @@ class RQKMeans:
             # points of the benchmark data: MSE after level 2 2.02e-3 vs 1.85e-3 here).
             faiss_seed = int(rng.integers(0, 2**31 - 1))
             train_rows = len(sample)
-            centroids, objective = self._kmeans(sample, faiss_seed)
+            init = None if init_codebooks is None else init_codebooks[lvl]
+            centroids, objective = self._kmeans(sample, faiss_seed, init)
             del sample
             codebooks[lvl] = centroids
             sse = _assign_and_subtract(residual, centroids, codes[:, lvl])
@@ -307,17 +330,21 @@ class RQKMeans:
             "dim": int(d),
             "seconds": round(time.perf_counter() - t_start, 4),
             "levels": level_info,
+            "warm_started": init_codebooks is not None,
         }
         return codes
 
-    def _kmeans(self, sample: np.ndarray, faiss_seed: int) -> tuple[np.ndarray, float]:
+    def _kmeans(self, sample: np.ndarray, faiss_seed: int,
+                init: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         n_train, d = sample.shape
         K = self.codebook_size
+        progressive = self.progressive_dim_steps and init is None
         kmeans = faiss.Kmeans(
             d,
             K,
             niter=self.n_iter,
-            nredo=self.n_redo,
+            # Restarts from the same given centroids would only repeat the same run.
+            nredo=self.n_redo if init is None else 1,
             seed=faiss_seed,
             verbose=self.verbose,
             # We sampled already (reproducibly, with numpy): stop faiss from subsampling
@@ -325,9 +352,9 @@ class RQKMeans:
             max_points_per_centroid=n_train // K + 1,
             min_points_per_centroid=1,
             # faiss switches to progressive clustering whenever the keyword is present.
-            **({"progressive_dim_steps": self.progressive_dim_steps} if self.progressive_dim_steps else {}),
+            **({"progressive_dim_steps": self.progressive_dim_steps} if progressive else {}),
         )
-        objective = kmeans.train(sample)
+        objective = kmeans.train(sample, init_centroids=init)
         return np.ascontiguousarray(kmeans.centroids, dtype=np.float32), float(objective)
 
     # ---------------------------------------------------------------- encoding

@@ -16,7 +16,7 @@ TOKENIZER_JOB = "tokenizer_job"
 COMPARISON_JOB = "tokenizer_comparison_job"
 MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings",
                   "collaborative_embeddings"]
-TOKENIZER_ASSETS = ["tokenizer", "semantic_ids"]
+TOKENIZER_ASSETS = ["tokenizer", "semantic_ids", "sid_stability", "sid_hierarchy"]
 COMPARISON_ASSETS = ["tokenizer_comparison"]
 
 

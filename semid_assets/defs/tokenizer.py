@@ -15,6 +15,7 @@ from semid_assets.core.methods import (candidates_for, encode_catalogue, make_to
                                        tokenizer_level_report)
 from semid_assets.core.metrics import collision_stats
 from semid_assets.core.sids import semantic_id_table
+from semid_assets.defs.anchoring import fit_tokenizer
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -70,6 +71,11 @@ class TokenizerConfig(dg.Config):
     """LETTER: constrained k-means groups of each level's code vectors."""
     temperature: float = 0.1
     """LETTER: temperature of both contrastive terms."""
+
+    anchor_to_previous: bool = True
+    """Warm-start from the newest stored earlier version of this method and keep its code labels
+    (optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. On the
+    default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining")."""
 
 
 class SemanticIdConfig(dg.Config):
@@ -128,14 +134,16 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
                                  f"collaborative_embeddings [{month}]; rematerialise collaborative_embeddings")
             side["collaborative"] = cf_vectors[rows]
         context.log.info(f"fitting {model!r} on {len(vectors)} items × {vectors.shape[1]} dims")
-        codes = model.fit_encode(vectors, progress=context.log.info, **side)
-        report = tokenizer_level_report(model, vectors, codes)
         dataset = catalog.source().name
+        codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, dataset,
+                                         config.anchor_to_previous, **side)
+        report = tokenizer_level_report(model, vectors, codes)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
         version = registry.log_tokenizer(
             model, model_name=name, run_name=f"{method}-{month}",
-            params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1]},
+            params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1],
+                    "anchored_to": str(anchoring["anchored_to"])[:250]},
             metrics={**_level_metrics(report), "fit_seconds": float(model.fit_info.get("seconds", 0.0))},
             tags={"month": month, "method": method, "dataset": dataset, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "tokenizer", "dagster_partition": str(context.partition_key)},
@@ -152,6 +160,7 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
             "mlflow_model_version": dg.MetadataValue.url(
                 mlflow_registry.model_version_url(version.model_name, version.version)),
             "model_uri": f"models:/{version.model_name}/{version.version}",
+            **anchoring,
         })
 
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})

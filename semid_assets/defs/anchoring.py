@@ -1,0 +1,54 @@
+"""The tokenizer asset's anchored-retraining option: find the previous version and fit against it."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+
+from semid_assets.core.anchoring import anchored_fit_encode, supports_anchoring
+from semid_assets.defs import versions
+from semid_assets.io_manager import load_artifact
+from semid_assets.partitions import SemidPartitions
+
+
+def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model, vectors: np.ndarray,
+                  month: str, method: str, dataset: str, anchor: bool, **side) -> tuple[np.ndarray, dict]:
+    """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
+    ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened."""
+    previous = None
+    if anchor:
+        previous, reason = _previous_version(context, parts, model, vectors, month, method, dataset)
+        if previous is None:
+            context.log.info(f"not anchored: {reason}; training from scratch")
+            return model.fit_encode(vectors, progress=context.log.info, **side), {"anchored_to": f"none ({reason})"}
+    if previous is None:
+        return model.fit_encode(vectors, progress=context.log.info, **side), {"anchored_to": "none (anchoring off)"}
+    stored, earlier = previous
+    context.log.info(f"anchoring to the {method} version of {stored.month} ({stored.path})")
+    codes, info = anchored_fit_encode(model, vectors, earlier, progress=context.log.info)
+    info["anchored_to_month"] = stored.month
+    model.fit_info["anchoring"] = info
+    context.log.info(f"anchored: {info['full_sid_unchanged']:.1%} of items keep their full SID "
+                     f"(per prefix length: {', '.join(f'{v:.1%}' for v in info['prefix_unchanged'])})")
+    return codes, {
+        "anchored_to": stored.month,
+        "anchored_to_run_id": stored.run_id,
+        "anchored_full_sid_unchanged": info["full_sid_unchanged"],
+        "anchored_prefix_unchanged": dg.MetadataValue.json(info["prefix_unchanged"]),
+    }
+
+
+def _previous_version(context, parts, model, vectors, month, method, dataset):
+    if not supports_anchoring(model):
+        return None, f"method {method} cannot warm-start from codebooks"
+    stored = versions.previous_tokenizer(context.instance, parts, month, method, dataset)
+    if stored is None:
+        return None, f"no {method} tokenizer of a month before {month} is materialised"
+    earlier = load_artifact(stored.path)
+    same_shape = (getattr(earlier, "codebooks", None) is not None
+                  and earlier.codebooks.shape == (model.levels, model.codebook_size, vectors.shape[1]))
+    if not same_shape:
+        shape = getattr(getattr(earlier, "codebooks", None), "shape", None)
+        return None, (f"the {stored.month} version has codebooks of shape {shape}, this one "
+                      f"{(model.levels, model.codebook_size, vectors.shape[1])}")
+    return (stored, earlier), ""

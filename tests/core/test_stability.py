@@ -1,0 +1,189 @@
+"""Agreement measures, code matching and anchoring on small planted inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from semid_assets.core.anchoring import anchored_fit_encode, relabel_to_previous
+from semid_assets.core.gate import GateLimits, promotion_requirements
+from semid_assets.core.matching import match_level_codes, match_prefixes
+from semid_assets.core.rq_kmeans import RQKMeans
+from semid_assets.core.stability import (adjusted_rand_index, compare_codes, compare_versions, jensen_shannon,
+                                         knn_overlap, normalized_mutual_info)
+
+
+def _codes(n=3000, levels=3, K=8, seed=0):
+    return np.random.default_rng(seed).integers(0, K, (n, levels)).astype(np.int32)
+
+
+def test_ari_and_nmi_on_hand_computed_partitions():
+    a = np.array([0, 0, 0, 1, 1, 1])
+    b = np.array([0, 0, 1, 1, 2, 2])
+    # Contingency [[2,1,0],[0,1,2]]: index 2, sums over rows 6 and columns 3, 15 pairs.
+    expected_ari = (2 - 6 * 3 / 15) / ((6 + 3) / 2 - 6 * 3 / 15)
+    assert adjusted_rand_index(a, b) == pytest.approx(expected_ari)
+    h_a, h_b = np.log(2), np.log(3)
+    mi = 2 * (2 / 6) * np.log(2 * 6 / (3 * 2)) + 2 * (1 / 6) * np.log(6 / (3 * 2))
+    assert normalized_mutual_info(a, b) == pytest.approx(mi / ((h_a + h_b) / 2))
+    # Labels do not matter, only the partition.
+    assert adjusted_rand_index(a, b + 7) == pytest.approx(expected_ari)
+
+
+def test_independent_labelings_have_ari_near_zero():
+    rng = np.random.default_rng(1)
+    assert abs(adjusted_rand_index(rng.integers(0, 10, 20000), rng.integers(0, 10, 20000))) < 0.01
+
+
+def test_identical_versions_agree_fully():
+    codes = _codes()
+    table = compare_codes(codes, codes.copy()).table
+    for column in ("ari", "nmi", "matched_kept", "prefix_jaccard", "raw_unchanged"):
+        assert np.allclose(table[column], 1.0), column
+    assert np.allclose(table["usage_jsd"], 0.0)
+
+
+def test_permuted_labels_are_recovered_exactly():
+    codes = _codes(seed=2)
+    rng = np.random.default_rng(3)
+    perms = [rng.permutation(8) for _ in range(3)]
+    permuted = np.stack([perms[level][codes[:, level]] for level in range(3)], axis=1)
+    report = compare_codes(codes, permuted)
+    assert np.allclose(report.table["ari"], 1.0) and np.allclose(report.table["nmi"], 1.0)
+    assert np.allclose(report.table["matched_kept"], 1.0) and np.allclose(report.table["prefix_jaccard"], 1.0)
+    assert report.table["raw_unchanged"].iloc[-1] < 0.1
+    # The level-1 matching is the permutation itself; deeper levels map every prefix to its image.
+    assert np.array_equal(report.matching.mapping[0], perms[0])
+    matched = report.matching.mapped_prefix(3, codes, permuted)
+    for prefix, image in matched.items():
+        assert image == tuple(int(perms[level][c]) for level, c in enumerate(prefix))
+    for level in range(3):
+        assert np.array_equal(match_level_codes(permuted[:, level], codes[:, level], 8), perms[level])
+
+
+def test_level_two_matching_is_conditioned_on_the_parent():
+    # Under parent 0 child 0 became 1; under parent 1 child 0 stayed 0: a global level-2
+    # permutation cannot express both, the conditioned matching must.
+    a = np.array([[0, 0]] * 5 + [[0, 1]] * 5 + [[1, 0]] * 5 + [[1, 1]] * 5)
+    b = np.array([[0, 1]] * 5 + [[0, 0]] * 5 + [[1, 0]] * 5 + [[1, 1]] * 5)
+    matching = match_prefixes(a, b)
+    assert matching.kept_share == [1.0, 1.0]
+    assert matching.mapped_prefix(2, a, b) == {(0, 0): (0, 1), (0, 1): (0, 0), (1, 0): (1, 0), (1, 1): (1, 1)}
+
+
+def test_partial_change_gives_intermediate_figures():
+    codes = _codes(seed=4)
+    moved = codes.copy()
+    moved[:600, 0] = (moved[:600, 0] + 1) % 8
+    table = compare_codes(codes, moved).table
+    assert 0.5 < table["ari"].iloc[0] < 1.0
+    assert table["matched_kept"].iloc[0] == pytest.approx(0.8, abs=0.01)
+    assert (np.diff(table["matched_kept"]) <= 0).all()
+
+
+def test_compare_versions_aligns_items_by_id():
+    codes = _codes(n=500, seed=5)
+    ids = np.array([f"i{k}" for k in range(500)], dtype=object)
+    order = np.random.default_rng(6).permutation(500)
+    # This version lost 100 items, gained 50 and lists the rest in another order.
+    keep = order[:400]
+    new_ids = np.concatenate([ids[keep], np.array([f"new{k}" for k in range(50)], dtype=object)])
+    new_codes = np.concatenate([codes[keep], _codes(n=50, seed=7)])
+    report, figures = compare_versions(ids, codes, new_ids, new_codes)
+    assert figures["items_common"] == 400 and report.n_common == 400
+    assert np.allclose(report.table["ari"], 1.0)
+    with pytest.raises(ValueError, match="share no item_id"):
+        compare_versions(ids, codes, np.array(["x"] * 1, dtype=object), codes[:1])
+
+
+def test_knn_overlap_is_one_for_same_embedding_and_lower_for_noise():
+    X = np.random.default_rng(8).normal(size=(400, 16)).astype(np.float32)
+    assert knn_overlap(X, X.copy(), sample=100, k=5) == pytest.approx(1.0)
+    noisy = X + np.random.default_rng(9).normal(scale=1.0, size=X.shape).astype(np.float32)
+    assert knn_overlap(X, noisy, sample=100, k=5) < 0.8
+
+
+def test_jensen_shannon_bounds():
+    assert jensen_shannon([1, 2, 3], [2, 4, 6]) == pytest.approx(0.0)
+    assert jensen_shannon([1, 0], [0, 1]) == pytest.approx(1.0)
+
+
+def _clustered(n=4000, d=16, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(32, d)).astype(np.float32) * 3
+    return (centres[rng.integers(0, 32, n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_anchored_retraining_on_unchanged_data_changes_no_sid():
+    # Every point trains (4000 <= 256 x 16) and k-means runs to convergence, so the previous
+    # codebooks are a fixed point of Lloyd's iterations on this data.
+    X = _clustered()
+    previous = RQKMeans(levels=3, codebook_size=16, n_iter=100, seed=0, n_threads=1)
+    previous_codes = previous.fit_encode(X)
+    # Another seed: unanchored, the same data would get other labels and other clusters.
+    unanchored = RQKMeans(levels=3, codebook_size=16, n_iter=100, seed=1, n_threads=1).fit_encode(X)
+    assert np.all(unanchored == previous_codes, axis=1).mean() < 0.5
+    model = RQKMeans(levels=3, codebook_size=16, n_iter=100, seed=1, n_threads=1)
+    codes, info = anchored_fit_encode(model, X, previous)
+    assert np.array_equal(codes, previous_codes)
+    assert info["full_sid_unchanged"] == 1.0
+    assert np.array_equal(model.encode(X), codes)
+
+
+def test_relabelling_keeps_the_reconstruction():
+    X = _clustered(seed=1)
+    model = RQKMeans(levels=2, codebook_size=8, n_iter=5, seed=0, n_threads=1)
+    codes = model.fit_encode(X)
+    rng = np.random.default_rng(0)
+    target = np.stack([rng.permutation(8)[codes[:, level]] for level in range(2)], axis=1)
+    codebooks, relabelled, moved = relabel_to_previous(model.codebooks, codes, target)
+    assert np.array_equal(relabelled, target)
+    before = model.decode(codes)
+    model.codebooks = codebooks
+    assert np.allclose(model.decode(relabelled), before)
+    assert sum(moved) > 0
+
+
+def test_init_codebooks_of_another_shape_is_refused():
+    model = RQKMeans(levels=2, codebook_size=8)
+    with pytest.raises(ValueError, match="same levels and codebook_size"):
+        model.fit_encode(_clustered(), init_codebooks=np.zeros((2, 16, 16), dtype=np.float32))
+
+
+def test_gate_refuses_a_bad_version_with_the_shortfall_and_accepts_a_good_one():
+    limits = GateLimits(max_relative_mse=0.5, max_mse_regression=0.05, min_ari=0.3, min_matched_kept=0.8)
+    good = promotion_requirements(limits, 0.21, champion_relative_mse=0.212, ari=0.6, matched_kept=0.9)
+    assert all(r.met for r in good)
+    bad = promotion_requirements(limits, 0.30, champion_relative_mse=0.212, ari=0.1, matched_kept=0.9)
+    unmet = [r for r in bad if not r.met]
+    assert [r.figure for r in unmet] == ["relative MSE vs champion's", "ARI at prefix length 1 vs champion"]
+    assert "below the limit 0.3000 by 0.2000" in unmet[1].shortfall()
+    # The first version has no champion: quality alone decides.
+    assert [r.figure for r in promotion_requirements(limits, 0.21)] == ["relative MSE (full SID)"]
+
+
+def test_gate_on_planted_versions():
+    """A reshuffled version is refused against the champion; a lightly perturbed one passes."""
+    champion = _codes(n=4000, K=16, seed=10)
+    limits = GateLimits()
+    rng = np.random.default_rng(11)
+    shuffled = rng.integers(0, 16, champion.shape)
+    near = champion.copy()
+    near[rng.random(len(near)) < 0.05, 2] = rng.integers(0, 16)
+    for codes, should_pass in ((shuffled, False), (near, True)):
+        report = compare_codes(champion, codes)
+        requirements = promotion_requirements(limits, 0.2, 0.2, ari=report.figure("ari", 1),
+                                              matched_kept=report.figure("matched_kept", 3))
+        assert all(r.met for r in requirements) == should_pass
+
+
+def test_prefix_jaccard_counts_other_items_and_skips_items_alone_in_both():
+    a = np.array([[0], [0], [0], [1], [2]])
+    b = np.array([[0], [0], [1], [1], [2]])
+    row = compare_codes(a, b).table.iloc[0]
+    # Items 0, 1: neighbours {1,2}/{0,2} vs {1}/{0} -> 1/2 each; item 2: {0,1} vs {3} -> 0;
+    # item 3: {} vs {2} -> 0; item 4 is alone in both and not counted.
+    assert row["jaccard_items"] == 4
+    assert row["prefix_jaccard"] == pytest.approx((0.5 + 0.5 + 0 + 0) / 4)
+    alone = compare_codes(np.arange(5).reshape(-1, 1), np.arange(5).reshape(-1, 1)).table.iloc[0]
+    assert alone["jaccard_items"] == 0 and np.isnan(alone["prefix_jaccard"])
