@@ -37,7 +37,7 @@ def cmd_demo(args) -> int:
     print(f"semid demo: dataset {settings.source().name}, months {chosen[0]} … {chosen[-1]}, home {settings.home}")
     started = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
-        summary = run_demo(defs, instance, chosen, list(settings.methods))
+        summary = run_demo(defs, instance, chosen, list(settings.methods), ranking=args.ranking)
     print()
     print(format_summary(summary))
     print(f"\ndone in {time.perf_counter() - started:.0f}s — browse it with `make ui`.")
@@ -77,6 +77,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", help="synthetic size: tiny, small, default, or an item count")
     demo.add_argument("--months", type=int, default=3, help="how many of the newest months (0 = all)")
     demo.add_argument("--dataset", help="synthetic (default), movielens-100k or parquet")
+    demo.add_argument("--ranking", action="store_true",
+                      help="also run ranking_eval for every month × method (a few minutes per month at default size)")
     demo.set_defaults(run=cmd_demo)
 
     encode = sub.add_parser("encode", help="semantic IDs for new items with a registered tokenizer")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from semid_assets.defs import alignment, automation, checks, features, ingest, pairs, tokenizer
+from semid_assets.defs import alignment, automation, checks, features, ingest, pairs, ranking, tokenizer
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
 from semid_assets.resources import CatalogResource, MlflowRegistry, SidQualityThresholds, TextEncoderResource
@@ -17,7 +17,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     jobs, schedules, sensors = automation.build(parts)
     return dg.Definitions(
         assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
-                *tokenizer.build(parts, settings.codebook_size)],
+                *tokenizer.build(parts, settings.codebook_size), *ranking.build(parts)],
         asset_checks=checks.build(parts),
         jobs=jobs,
         schedules=schedules,

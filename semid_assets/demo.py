@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from semid_assets.core.markdown import markdown_table
-from semid_assets.defs.automation import MONTHLY_JOB, TOKENIZER_JOB
+from semid_assets.defs.automation import MONTHLY_JOB, RANKING_JOB, TOKENIZER_JOB
 from semid_assets.partitions import METHOD, MONTH
 
 
@@ -23,8 +23,12 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -
 
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[str], methods: list[str],
-             log=print) -> pd.DataFrame:
-    """Materialise every month, then every month × method; return one summary row each."""
+             log=print, ranking: bool = False) -> pd.DataFrame:
+    """Materialise every month, then every month × method; return one summary row each.
+
+    With ``ranking``, each month × method also gets its ``ranking_eval`` (minutes per month
+    at default size), summarised by the cold-item AUC of hashing and the best SID variant.
+    """
     monthly = defs.resolve_job_def(MONTHLY_JOB)
     tokenizing = defs.resolve_job_def(TOKENIZER_JOB)
     rows = []
@@ -44,6 +48,11 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
                                    f"{failures[0].event_specific_data.error.message.strip()}")
             row = summary_row(instance, month, method, str(key))
             row["checks"] = check_summary(outcome)
+            if ranking:
+                log(f"[{month}] {method}: ranking evaluation")
+                defs.resolve_job_def(RANKING_JOB).execute_in_process(
+                    partition_key=key, instance=instance, raise_on_error=True, run_config=_QUIET)
+                row.update(ranking_summary(instance, str(key)))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -70,6 +79,17 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
         "utilisation": per_level("utilisation", 3), "entropy (nats)": per_level("entropy", 3),
         "collision rate": round(float(sids["collision_rate"]), 4),
     }
+
+
+def ranking_summary(instance: dg.DagsterInstance, key: str) -> dict:
+    results = pd.DataFrame(_latest_metadata(instance, "ranking_eval", key)["results"])
+    current = results[~results["model"].str.contains("@")].set_index("model")
+    sid = current[current.index.str.startswith("sid_")]
+    best = sid["cold auc"].idxmax() if len(sid) else None
+    row = {"cold auc hash": round(float(current.loc["hash", "cold auc"]), 4)}
+    if best is not None:
+        row["best sid (cold auc)"] = f"{best} {float(sid.loc[best, 'cold auc']):.4f}"
+    return row
 
 
 def format_summary(summary: pd.DataFrame) -> str:

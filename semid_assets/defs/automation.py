@@ -15,6 +15,9 @@ MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
 MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings"]
 TOKENIZER_ASSETS = ["tokenizer", "semantic_ids"]
+# Minutes, not seconds: its own job, run on demand or by `semid demo --ranking`, never by the sensor.
+RANKING_JOB = "ranking_eval_job"
+RANKING_ASSETS = ["ranking_eval"]
 
 
 def build(parts: SemidPartitions) -> tuple[list, list, list]:
@@ -24,6 +27,9 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")
+    ranking_job = dg.define_asset_job(
+        RANKING_JOB, selection=dg.AssetSelection.assets(*RANKING_ASSETS), partitions_def=parts.month_method,
+        description="Judge one tokenizer version (month × method) by ranking AUC with its SIDs as features.")
 
     @dg.schedule(job=monthly_job, cron_schedule="0 3 1 * *", execution_timezone="UTC",
                  default_status=dg.DefaultScheduleStatus.RUNNING)
@@ -58,4 +64,4 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
                 requests.append(dg.RunRequest(run_key=f"{record.storage_id}-{key}", partition_key=key))
         return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
 
-    return [monthly_job, tokenizer_job], [monthly_refresh], [tokenize_new_embeddings]
+    return [monthly_job, tokenizer_job, ranking_job], [monthly_refresh], [tokenize_new_embeddings]
