@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+INIT_STD = 0.05
+
 __all__ = ["RankerConfig", "ItemInput", "CtrModel", "train_ranker", "predict"]
 
 
@@ -33,11 +35,11 @@ class RankerConfig:
     dim: int = 32
     hidden: int = 64
     max_epochs: int = 8
-    patience: int = 1
+    patience: int = 2
     """Epochs without a better validation log-loss before training stops."""
     validation_share: float = 0.1
     batch_size: int = 4096
-    lr: float = 0.005
+    lr: float = 0.01
     weight_decay: float = 1e-5
     """L2 on every weight: slows the memorising of per-user and per-item rows."""
     seed: int = 0
@@ -78,7 +80,7 @@ class CtrModel(nn.Module):
         super().__init__()
         # The last user row stands for every user unseen in training; it stays zero.
         self.users = nn.Embedding(n_users + 1, dim)
-        nn.init.normal_(self.users.weight, std=0.05)
+        nn.init.normal_(self.users.weight, std=INIT_STD)
         with torch.no_grad():
             self.users.weight[n_users].zero_()
         self.dense = items.dense is not None
@@ -91,11 +93,13 @@ class CtrModel(nn.Module):
             self.register_buffer("item_bags", torch.from_numpy(np.ascontiguousarray(bags, np.int64)))
             self.table = nn.EmbeddingBag(items.rows + 1, dim, mode="sum", padding_idx=items.rows)
             # Rows no training item touches keep this small init: a new item on them looks "unknown".
-            nn.init.normal_(self.table.weight, std=0.05)
+            nn.init.normal_(self.table.weight, std=INIT_STD)
             with torch.no_grad():
                 self.table.weight[items.rows].zero_()
         self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
+        self.user_bias = nn.Embedding(n_users + 1, 1)
+        nn.init.zeros_(self.user_bias.weight)
 
     def item_vectors_of(self, items: torch.Tensor) -> torch.Tensor:
         if self.dense:
@@ -105,7 +109,10 @@ class CtrModel(nn.Module):
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         u = self.users(users)
         v = self.item_vectors_of(items)
-        return self.mlp(torch.cat([u, v, u * v], dim=1)).squeeze(1)
+        # The dot product gives user and item rows a direct gradient from the first step;
+        # through the MLP alone, small initial rows sit on a plateau for many epochs.
+        return (self.mlp(torch.cat([u, v, u * v], dim=1)).squeeze(1) + (u * v).sum(dim=1)
+                + self.user_bias(users).squeeze(1))
 
 
 def _check_rows(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> None:

@@ -46,7 +46,7 @@ class EvalConfig:
     variants: tuple[str, ...] = VARIANTS
     table_size: int = 8192
     """Rows of every budgeted table: the hash table, hashed bigrams, SentencePiece's vocabulary."""
-    max_train_rows: int = 1_000_000
+    max_train_rows: int = 500_000
     """The most recent impressions before the month that the ranker trains on."""
     n_boot: int = 300
     level: float = 0.95

@@ -27,7 +27,7 @@ class RankingEvalConfig(dg.Config):
     variants: list[str] = list(VARIANTS)
     table_size: int = 8192
     """Rows of the hash table, of hashed bigrams and of SentencePiece's vocabulary (same budget)."""
-    max_train_rows: int = 1_000_000
+    max_train_rows: int = 500_000
     """The most recent impressions before the month the ranker trains on."""
     n_boot: int = 300
     older_months: int = 3
@@ -39,7 +39,7 @@ class RankingEvalConfig(dg.Config):
     hidden: int = 64
     max_epochs: int = 8
     batch_size: int = 4096
-    lr: float = 0.005
+    lr: float = 0.01
     weight_decay: float = 1e-5
     seed: int = 0
     threads: int = 1
