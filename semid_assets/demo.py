@@ -50,9 +50,14 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
             row["checks"] = check_summary(outcome)
             if ranking:
                 log(f"[{month}] {method}: ranking evaluation")
-                defs.resolve_job_def(RANKING_JOB).execute_in_process(
-                    partition_key=key, instance=instance, raise_on_error=True, run_config=_QUIET)
-                row.update(ranking_summary(instance, str(key)))
+                ranked = defs.resolve_job_def(RANKING_JOB).execute_in_process(
+                    partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET)
+                # A month with no history before it (a dataset's first) cannot be ranked; say so in its row.
+                failure = next((e for e in ranked.all_events if e.is_step_failure), None)
+                if failure is None:
+                    row.update(ranking_summary(instance, str(key)))
+                else:
+                    row["ranking"] = failure.event_specific_data.error.message.strip().splitlines()[0]
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -35,8 +35,10 @@ class RankerConfig:
     dim: int = 32
     hidden: int = 64
     max_epochs: int = 8
-    patience: int = 2
-    """Epochs without a better validation log-loss before training stops."""
+    checks_per_epoch: int = 4
+    """Validation checks per epoch: the best point is often between two epochs."""
+    patience: int = 3
+    """Checks without a better validation log-loss before training stops."""
     validation_share: float = 0.1
     batch_size: int = 4096
     lr: float = 0.01
@@ -165,19 +167,24 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
         rng = np.random.default_rng(config.seed)
         best, best_state, stale = float("inf"), None, 0
         model.info = {"epochs": 0, "best_epoch": 0, "validation_logloss": float("nan")}
-        for epoch in range(1, config.max_epochs + 1):
+        checks = max(1, config.checks_per_epoch)
+        for round_ in range(1, config.max_epochs * checks + 1):
+            if (round_ - 1) % checks == 0:
+                order = torch.from_numpy(rng.permutation(len(y_all)))
+            part = (round_ - 1) % checks
+            chunk = order[part * len(order) // checks : (part + 1) * len(order) // checks]
             model.train()
-            order = torch.from_numpy(rng.permutation(len(y_all)))
             total = 0.0
-            for start in range(0, len(order), config.batch_size):
-                batch = order[start : start + config.batch_size]
+            for start in range(0, len(chunk), config.batch_size):
+                batch = chunk[start : start + config.batch_size]
                 optimiser.zero_grad(set_to_none=True)
                 loss = loss_fn(model(u_all[batch], i_all[batch]), y_all[batch])
                 loss.backward()
                 optimiser.step()
                 total += loss.item() * len(batch)
             model.eval()
-            message = f"epoch {epoch}: train log-loss {total / len(order):.4f}"
+            epoch = round_ / checks
+            message = f"epoch {epoch:g}: train log-loss {total / max(len(chunk), 1):.4f}"
             model.info["epochs"] = epoch
             if not n_valid:
                 model.info["best_epoch"] = epoch

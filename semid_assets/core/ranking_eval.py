@@ -109,7 +109,7 @@ class _Scored:
     rows: int
     features_per_item: float
     seconds: float
-    best_epoch: int
+    best_epoch: float
     scores: np.ndarray
 
 
@@ -207,7 +207,7 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
         features = bag_width(item_input.bags) if item_input.bags is not None else float("nan")
         log(f"{name}: trained and scored in {seconds:.1f}s")
         return _Scored(name, version.month if version is not None else "", item_input.rows, features, seconds,
-                       int(model.info["best_epoch"]), scores)
+                       float(model.info["best_epoch"]), scores)
 
     scored = [run(v, v, sids if v.startswith("sid_") else None) for v in config.variants]
     stability_runs = []
