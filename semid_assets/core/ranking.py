@@ -6,7 +6,10 @@ The item side is what the ranking experiment varies, everything else stays fixed
   pieces — see ``sid_features``), or
 - a frozen dense content vector through a learned linear map.
 
-``x = [u, v, u ⊙ v]`` feeds a two-layer MLP; trained with binary cross-entropy on the
+``u`` is a per-user row plus, when given, the mean representation of the items the
+user clicked before the impression (through the same item side, so a SID variant
+compares a new item's codes with the codes of what the user liked).
+``x = [u, v, u ⊙ v]`` feeds a two-layer MLP, plus ``⟨u, v⟩`` and a user bias; trained with binary cross-entropy on the
 impressions' labels, Adam, shuffled mini-batches. The most recent ``validation_share``
 of the training rows (callers pass them in time order) is held out: after each epoch
 the model is scored on it, and training stops when that log-loss stops improving,
@@ -87,7 +90,13 @@ class CtrModel(nn.Module):
             self.users.weight[n_users].zero_()
         self.dense = items.dense is not None
         if self.dense:
-            self.register_buffer("item_vectors", torch.from_numpy(np.ascontiguousarray(items.dense, np.float32)))
+            vectors = torch.from_numpy(np.ascontiguousarray(items.dense, np.float32))
+            self.register_buffer("item_vectors", vectors)
+            # Sums of frozen vectors over a history without materialising [batch, H, d]; the extra
+            # zero row is the padding.
+            self.item_sum = nn.EmbeddingBag.from_pretrained(
+                torch.cat([vectors, vectors.new_zeros(1, vectors.shape[1])]), freeze=True, mode="sum",
+                padding_idx=len(vectors))
             self.item_map = nn.Linear(items.dense.shape[1], dim)
         else:
             # Padding (-1) becomes the extra row ``rows``, which EmbeddingBag leaves out of the sum.
@@ -108,8 +117,24 @@ class CtrModel(nn.Module):
             return self.item_map(self.item_vectors[items])
         return self.table(self.item_bags[items])
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def history_vectors_of(self, history: torch.Tensor) -> torch.Tensor:
+        """Mean representation of each row's history items (-1 = no item); zero for an empty history."""
+        mask = history >= 0
+        counts = mask.sum(dim=1, keepdim=True)
+        if self.dense:
+            # The map is affine, so map the mean input once instead of every history item.
+            padded = torch.where(mask, history, torch.full_like(history, len(self.item_vectors)))
+            raw = self.item_sum(padded) / counts.clamp(min=1)
+            return self.item_map(raw) * (counts > 0)
+        flat = self.item_vectors_of(history.clamp(min=0).reshape(-1)).reshape(*history.shape, -1)
+        return (flat * mask.unsqueeze(-1)).sum(dim=1) / counts.clamp(min=1)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
         u = self.users(users)
+        if history is not None:
+            # The user is also what they recently liked, seen through the same item features:
+            # a new item is then judged by its likeness to those, not only by per-user rows.
+            u = u + self.history_vectors_of(history)
         v = self.item_vectors_of(items)
         # The dot product gives user and item rows a direct gradient from the first step;
         # through the MLP alone, small initial rows sit on a plateau for many epochs.
@@ -139,11 +164,13 @@ class _Threads:
 
 
 def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, item_input: ItemInput,
-                 config: RankerConfig = RankerConfig(), progress=None) -> CtrModel:
+                 config: RankerConfig = RankerConfig(), progress=None, history: np.ndarray | None = None) -> CtrModel:
     """Fit a CTR model on impressions ``(users[i], items[i]) → labels[i]``.
 
-    ``users`` index ``[0, n_users)``; ``items`` index rows of ``item_input``.
+    ``users`` index ``[0, n_users)``; ``items`` index rows of ``item_input``; ``history``
+    (optional, int ``[n, H]``, -1 padded) the items each row's user liked before it.
     """
+    history = _check_history(history, len(users), item_input.n_items)
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     labels = np.asarray(labels)
@@ -163,6 +190,7 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         loss_fn = nn.BCEWithLogitsLoss()
         u_all, i_all = torch.from_numpy(users[fit]), torch.from_numpy(items[fit])
+        h_all = None if history is None else torch.from_numpy(history[fit])
         y_all = torch.from_numpy(labels[fit].astype(np.float32))
         rng = np.random.default_rng(config.seed)
         best, best_state, stale = float("inf"), None, 0
@@ -178,7 +206,8 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
             for start in range(0, len(chunk), config.batch_size):
                 batch = chunk[start : start + config.batch_size]
                 optimiser.zero_grad(set_to_none=True)
-                loss = loss_fn(model(u_all[batch], i_all[batch]), y_all[batch])
+                loss = loss_fn(model(u_all[batch], i_all[batch], None if h_all is None else h_all[batch]),
+                               y_all[batch])
                 loss.backward()
                 optimiser.step()
                 total += loss.item() * len(batch)
@@ -191,7 +220,8 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
                 if progress is not None:
                     progress(message)
                 continue
-            valid = _logloss(model, users[-n_valid:], items[-n_valid:], labels[-n_valid:])
+            valid = _logloss(model, users[-n_valid:], items[-n_valid:], labels[-n_valid:],
+                             None if history is None else history[-n_valid:])
             if progress is not None:
                 progress(f"{message}, validation {valid:.4f}")
             if valid < best - 1e-5:
@@ -208,23 +238,37 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
     return model
 
 
-def _logloss(model: CtrModel, users: np.ndarray, items: np.ndarray, labels: np.ndarray) -> float:
-    p = np.clip(predict(model, users, items, threads=torch.get_num_threads()), 1e-7, 1 - 1e-7)
+def _check_history(history: np.ndarray | None, n_rows: int, n_items: int) -> np.ndarray | None:
+    if history is None:
+        return None
+    history = np.asarray(history)
+    if history.ndim != 2 or len(history) != n_rows:
+        raise ValueError(f"history must be [n_rows, H] with one row per impression, got {history.shape} for {n_rows}")
+    if history.size and (history.min() < -1 or history.max() >= n_items):
+        raise ValueError(f"history entries must be item rows in [0, {n_items - 1}] or -1 (none)")
+    return history.astype(np.int64, copy=False)
+
+
+def _logloss(model: CtrModel, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
+             history: np.ndarray | None = None) -> float:
+    p = np.clip(predict(model, users, items, threads=torch.get_num_threads(), history=history), 1e-7, 1 - 1e-7)
     return float(-(labels * np.log(p) + (1 - labels) * np.log1p(-p)).mean())
 
 
-def predict(model: CtrModel, users: np.ndarray, items: np.ndarray, batch_size: int = 65_536,
-            threads: int | None = None) -> np.ndarray:
+def predict(model: CtrModel, users: np.ndarray, items: np.ndarray, batch_size: int = 16_384,
+            threads: int | None = None, history: np.ndarray | None = None) -> np.ndarray:
     """Click probabilities, float64."""
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     n_users = model.users.num_embeddings - 1
     n_items = len(model.item_vectors) if model.dense else len(model.item_bags)
     _check_rows(users, items, n_users, n_items)
+    history = _check_history(history, len(users), n_items)
     out = np.empty(len(users), dtype=np.float64)
     with _Threads(threads), torch.no_grad():
         for start in range(0, len(users), batch_size):
             u = torch.from_numpy(users[start : start + batch_size])
             i = torch.from_numpy(items[start : start + batch_size])
-            out[start : start + batch_size] = torch.sigmoid(model(u, i)).double().numpy()
+            h = None if history is None else torch.from_numpy(history[start : start + batch_size])
+            out[start : start + batch_size] = torch.sigmoid(model(u, i, h)).double().numpy()
     return out

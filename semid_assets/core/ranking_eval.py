@@ -35,7 +35,8 @@ from semid_assets.core.auc import Interval, UserBootstrap, log_loss
 from semid_assets.core.ranking import ItemInput, RankerConfig, predict, train_ranker
 from semid_assets.core.sid_features import SidPieces, bag_width, hash_bags, ngram_bags
 
-__all__ = ["VARIANTS", "SID_VARIANTS", "EvalConfig", "SidVersion", "RankingReport", "evaluate_month", "split_month"]
+__all__ = ["VARIANTS", "SID_VARIANTS", "EvalConfig", "SidVersion", "RankingReport", "evaluate_month", "split_month",
+           "positive_history"]
 
 VARIANTS = ("hash", "dense", "sid_unigram", "sid_bigram", "sid_spm")
 SID_VARIANTS = ("sid_unigram", "sid_bigram", "sid_spm")
@@ -50,6 +51,9 @@ class EvalConfig:
     """The most recent impressions before the month that the ranker trains on."""
     n_boot: int = 300
     level: float = 0.95
+    history_length: int = 20
+    """The user side also sees the items the user clicked on their last ``history_length``
+    positives before each impression, through the variant's own item features (0 = off)."""
     stability_variants: tuple[str, ...] = SID_VARIANTS
     stability_margin: float = 0.005
     """The older version's AUC may fall at most this far below the current one's (interval bound)."""
@@ -100,6 +104,24 @@ def split_month(interactions: pd.DataFrame, created_at, month: str, max_train_ro
     train = before.iloc[-max_train_rows:] if len(before) > max_train_rows else before
     cold = pd.to_datetime(np.asarray(created_at)) >= start
     return Split(train, evaluation, np.asarray(cold), len(before))
+
+
+def positive_history(users: np.ndarray, items: np.ndarray, labels: np.ndarray, length: int) -> np.ndarray:
+    """int64 ``[n, length]``: for each impression (rows in time order), the items its user
+    clicked on the ``length`` impressions with label 1 before it, oldest first; -1 pads."""
+    users, items, labels = np.asarray(users), np.asarray(items), np.asarray(labels).astype(bool)
+    n = len(users)
+    order = np.lexsort((np.arange(n), users))  # by user, then time
+    sorted_users = users[order]
+    positive = labels[order]
+    liked = np.append(items[order][positive], -1)  # each user's clicks, contiguous, in time order
+    before = np.cumsum(positive) - positive  # clicks strictly before each row, over all users so far
+    first = before[np.searchsorted(sorted_users, sorted_users, side="left")]  # where the user's clicks start
+    window = (before[:, None] - length) + np.arange(length)[None, :]
+    history = np.where(window >= first[:, None], liked[np.clip(window, 0, None)], -1)
+    out = np.empty_like(history)
+    out[order] = history
+    return out.astype(np.int64)
 
 
 @dataclass
@@ -163,19 +185,22 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
     index = pd.Index(item_ids)
     if index.has_duplicates:
         raise ValueError("item_ids must be unique")
+    # One time order for everything: the training tail, the histories, the evaluation rows.
+    interactions = interactions.sort_values(schema.TS, kind="stable").reset_index(drop=True)
     split = split_month(interactions, created_at, month, config.max_train_rows)
     train, evaluation = split.train, split.evaluation
-
-    def item_rows(frame: pd.DataFrame, what: str) -> np.ndarray:
-        rows = index.get_indexer(frame[schema.ITEM_ID])
-        if (rows < 0).any():
-            missing = frame[schema.ITEM_ID][rows < 0]
-            raise ValueError(f"{int((rows < 0).sum())} {what} impression(s) are on {missing.nunique()} item(s) "
-                             f"the catalogue lacks (e.g. {missing.unique()[:3].tolist()}); materialise raw_items "
-                             f"and the IDs for this month from the same source.")
-        return rows
-
-    train_items, eval_items = item_rows(train, "training"), item_rows(evaluation, "evaluation")
+    every_item = index.get_indexer(interactions[schema.ITEM_ID])
+    if (every_item < 0).any():
+        missing = interactions[schema.ITEM_ID][every_item < 0]
+        raise ValueError(f"{int((every_item < 0).sum())} impression(s) are on {missing.nunique()} item(s) "
+                         f"the catalogue lacks (e.g. {missing.unique()[:3].tolist()}); materialise raw_items "
+                         f"and the IDs for this month from the same source.")
+    train_items, eval_items = every_item[train.index], every_item[evaluation.index]
+    train_history = eval_history = None
+    if config.history_length > 0:
+        history = positive_history(pd.factorize(interactions[schema.USER_ID])[0], every_item,
+                                   interactions[schema.LABEL].to_numpy(), config.history_length)
+        train_history, eval_history = history[train.index], history[evaluation.index]
     users = pd.Index(pd.unique(train[schema.USER_ID]))
     n_users = len(users)
     train_users = users.get_indexer(train[schema.USER_ID])
@@ -201,8 +226,8 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
         started = time.perf_counter()
         item_input = _item_input(variant, item_ids, version, embeddings, known, config)
         model = train_ranker(train_users, train_items, y_train, n_users, item_input, config.ranker,
-                             progress=lambda m: log(f"{name}: {m}"))
-        scores = predict(model, eval_users, eval_items, threads=config.ranker.threads)
+                             progress=lambda m: log(f"{name}: {m}"), history=train_history)
+        scores = predict(model, eval_users, eval_items, threads=config.ranker.threads, history=eval_history)
         seconds = time.perf_counter() - started
         features = bag_width(item_input.bags) if item_input.bags is not None else float("nan")
         log(f"{name}: trained and scored in {seconds:.1f}s")

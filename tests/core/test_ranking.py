@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from semid_assets.core.ranking import ItemInput, RankerConfig, predict, train_ranker
-from semid_assets.core.ranking_eval import VARIANTS, EvalConfig, SidVersion, evaluate_month
+from semid_assets.core.ranking_eval import VARIANTS, EvalConfig, SidVersion, evaluate_month, positive_history
 
 MONTH = "2025-03"
 
@@ -83,9 +83,12 @@ def test_same_seed_same_scores_and_a_different_seed_differs():
     item_input = ItemInput(bags=codes + np.array([0, 8, 16]), rows=24)
     n_users = users.max() + 1
 
+    history = positive_history(users, items, labels, 5)
+
     def scores(seed):
-        model = train_ranker(users, items, labels, n_users, item_input, RankerConfig(max_epochs=2, seed=seed))
-        return predict(model, users[:500], items[:500])
+        model = train_ranker(users, items, labels, n_users, item_input, RankerConfig(max_epochs=2, seed=seed),
+                             history=history)
+        return predict(model, users[:500], items[:500], history=history[:500])
 
     assert np.array_equal(scores(3), scores(3))
     assert not np.array_equal(scores(3), scores(4))
@@ -100,3 +103,11 @@ def test_bad_inputs_name_the_problem():
                        vectors[:-100])
     with pytest.raises(ValueError, match="unknown ranking variant"):
         EvalConfig(variants=("hash", "ids"))
+
+
+def test_history_holds_each_users_earlier_clicks_only():
+    users = np.array([0, 1, 0, 0, 1, 0])
+    items = np.array([10, 20, 11, 12, 21, 13])
+    labels = np.array([1, 1, 0, 1, 1, 1])
+    assert positive_history(users, items, labels, 2).tolist() == [
+        [-1, -1], [-1, -1], [-1, 10], [-1, 10], [-1, 20], [10, 12]]
