@@ -7,6 +7,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from semid_assets.defs.automation import RANKING_JOB
+from semid_assets.demo import ranking_summary
 from semid_assets.partitions import METHOD, MONTH
 
 FAST = {"n_boot": 30, "max_epochs": 2, "max_train_rows": 20_000}
@@ -41,3 +42,6 @@ def test_ranking_eval_materialises_with_table_plot_and_stability(tiny_run, tiny_
     stored = pd.read_parquet(tiny_settings.assets_dir(tiny_settings.source().name) / "ranking_eval"
                              / f"month={months[-1]}" / "method=rq_kmeans.parquet")
     assert list(stored["model"]) == list(results["model"])
+    # The row `semid demo --ranking` prints for this partition.
+    row = ranking_summary(instance, str(key))
+    assert set(row) == {"cold auc hash", "best sid (cold auc)"} and row["best sid (cold auc)"].startswith("sid_")

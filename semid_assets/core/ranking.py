@@ -69,7 +69,8 @@ class ItemInput:
             raise ValueError("an ItemInput is either bags of table rows or dense vectors, exactly one of them")
         if self.bags is not None:
             if self.bags.ndim != 2 or self.rows < 1:
-                raise ValueError(f"bags must be [n_items, width] with rows >= 1, got {self.bags.shape}, rows={self.rows}")
+                raise ValueError(f"bags must be [n_items, width] with rows >= 1, "
+                                 f"got {self.bags.shape}, rows={self.rows}")
             if self.bags.size and (self.bags.max() >= self.rows or self.bags.min() < -1):
                 raise ValueError(f"bag entries must lie in [-1, {self.rows - 1}]")
         elif self.dense.ndim != 2 or not np.isfinite(self.dense).all():

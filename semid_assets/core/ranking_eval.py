@@ -12,10 +12,12 @@ representations that differ only in the item side of the model:
 | ``sid_bigram`` | ``c1c2, c2c3, …`` | ``(L−1)·K²`` rows, hashed into ``table_size`` when larger |
 | ``sid_spm`` | SentencePiece pieces learned on the training catalogue's SIDs | ``table_size`` pieces at most |
 
-Negatives are the impressions' own labels (label 0 = shown and not clicked); nothing is
-sampled. Cold items are items created in month ``m``: no training row can have seen
-them. AUC (overall and on cold items) comes with a user-bootstrap interval, and every
-SID variant is compared with ``hash`` by the paired interval of the AUC difference.
+The user side also reads the items the user clicked before each impression (see
+``positive_history``), through the same item features. Negatives are the impressions'
+own labels (label 0 = shown and not clicked); nothing is sampled. Cold items are items
+created in month ``m``: no training row can have seen them. AUC (overall and on cold
+items) comes with a user-bootstrap interval, and every SID variant is compared with
+``hash`` by the paired interval of the AUC difference.
 
 Stability through the ranker (A.2): the same SID variants retrained with the SIDs an
 older tokenizer version gives the same items; the paired difference ``old − current``
@@ -270,13 +272,15 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
         diff_all, diff_cold = paired(s.name, "hash")
         versus.append({"model": s.name, "auc − hash": diff_all.estimate,
                        "95% ci": f"[{diff_all.low:.4f}, {diff_all.high:.4f}]",
-                       "cold auc − hash": diff_cold.estimate, "cold 95% ci": f"[{diff_cold.low:.4f}, {diff_cold.high:.4f}]",
+                       "cold auc − hash": diff_cold.estimate,
+                       "cold 95% ci": f"[{diff_cold.low:.4f}, {diff_cold.high:.4f}]",
                        "beats hash on cold items": bool(diff_cold.low > 0)})
     stability = []
     for variant, s in stability_runs:
         diff_all, diff_cold = paired(s.name, variant)
         stability.append({"model": variant, "current sids": sids.month, "older sids": older.month,
-                          "auc old − current": diff_all.estimate, "95% ci": f"[{diff_all.low:.4f}, {diff_all.high:.4f}]",
+                          "auc old − current": diff_all.estimate,
+                          "95% ci": f"[{diff_all.low:.4f}, {diff_all.high:.4f}]",
                           "cold auc old − current": diff_cold.estimate,
                           "cold 95% ci": f"[{diff_cold.low:.4f}, {diff_cold.high:.4f}]",
                           f"within {config.stability_margin}": bool(diff_all.low >= -config.stability_margin)})

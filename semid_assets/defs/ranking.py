@@ -30,6 +30,8 @@ class RankingEvalConfig(dg.Config):
     max_train_rows: int = 500_000
     """The most recent impressions before the month the ranker trains on."""
     n_boot: int = 300
+    history_length: int = 20
+    """The user side reads the items of the user's last this-many clicks (0 = a per-user row only)."""
     older_months: int = 3
     """Stability through the ranker: compare with the tokenizer version this many months
     earlier (the registry's oldest earlier version when that month has none)."""
@@ -47,7 +49,7 @@ class RankingEvalConfig(dg.Config):
     def eval_config(self) -> EvalConfig:
         return EvalConfig(
             variants=tuple(self.variants), table_size=self.table_size, max_train_rows=self.max_train_rows,
-            n_boot=self.n_boot, stability_variants=tuple(self.stability_variants),
+            n_boot=self.n_boot, history_length=self.history_length, stability_variants=tuple(self.stability_variants),
             stability_margin=self.stability_margin,
             ranker=RankerConfig(dim=self.dim, hidden=self.hidden, max_epochs=self.max_epochs,
                                 batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
