@@ -303,6 +303,8 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
               "train_users": n_users, "eval_rows": len(evaluation), "eval_positive_share": float(y_eval.mean()),
               "cold_items": int(split.cold_items.sum()), "cold_eval_rows": int(cold_rows.sum()),
               "older_sids": older.month if older is not None else ""}
-    return RankingReport(month, pd.DataFrame(rows), pd.DataFrame(versus), pd.DataFrame(stability), counts,
+    table = pd.DataFrame(rows)
+    table["table rows"] = table["table rows"].astype("Int64")  # dense has no table
+    return RankingReport(month, table, pd.DataFrame(versus), pd.DataFrame(stability), counts,
                          {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)},
                          intervals)

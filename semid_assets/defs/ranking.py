@@ -126,7 +126,7 @@ def build(parts: SemidPartitions) -> list:
 
         report = evaluate_month(month, raw_interactions, item_ids, raw_items[schema.CREATED_AT].to_numpy(),
                                 current, vectors, older, eval_config, progress=context.log.info)
-        shown = report.table.fillna("—").replace("", "—")
+        shown = report.table.astype(object).where(report.table.notna(), "—").replace("", "—")
         plot = auc_plot_png(report.intervals, f"ranking AUC, {dataset} {month}, {method}")
         run_id, experiment_id = registry.log_evaluation(
             run_name=f"ranking-{method}-{month}",
