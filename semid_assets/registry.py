@@ -146,7 +146,6 @@ class Registry:
         run = self.client.get_run(newest.run_id)
         return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
 
-
     def registered_months(self, model_name: str) -> list[str]:
         """The months that have a version of ``model_name``, oldest first."""
         try:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from semid_assets.core import schema
 from semid_assets.core.auc import Interval, UserBootstrap, log_loss
-from semid_assets.core.ranking import ItemInput, RankerConfig, predict, train_ranker
+from semid_assets.core.ranking_config import RankerConfig
 from semid_assets.core.sid_features import SidPieces, bag_width, hash_bags, ngram_bags
 
 __all__ = ["VARIANTS", "SID_VARIANTS", "EvalConfig", "SidVersion", "RankingReport", "evaluate_month", "split_month",
@@ -149,7 +149,10 @@ class RankingReport:
 
 
 def _item_input(variant: str, item_ids: np.ndarray, sids: SidVersion | None, embeddings: np.ndarray | None,
-                known: np.ndarray, config: EvalConfig) -> ItemInput:
+                known: np.ndarray, config: EvalConfig):
+    # torch loads only when a model is trained, not when the Dagster definitions load.
+    from semid_assets.core.ranking import ItemInput
+
     if variant == "hash":
         bags, rows = hash_bags(item_ids, config.table_size)
         return ItemInput(bags=bags, rows=rows)
@@ -223,6 +226,8 @@ def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray,
     log(f"{month}: training on {len(train)} impressions ({split.train_rows_before_cap} before the cap of "
         f"{config.max_train_rows}), {n_users} users; evaluating on {len(evaluation)} impressions, "
         f"{int(cold_rows.sum())} of them on {int(split.cold_items.sum())} cold items")
+
+    from semid_assets.core.ranking import predict, train_ranker
 
     def run(name: str, variant: str, version: SidVersion | None) -> _Scored:
         started = time.perf_counter()

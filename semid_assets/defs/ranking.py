@@ -9,13 +9,12 @@ import pyarrow as pa
 from semid_assets.core import schema
 from semid_assets.core.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.ranking import RankerConfig
+from semid_assets.core.ranking_config import RankerConfig
 from semid_assets.core.ranking_eval import SID_VARIANTS, VARIANTS, EvalConfig, SidVersion, evaluate_month
 from semid_assets.core.ranking_plot import auc_plot_png
 from semid_assets.core.sids import code_columns
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of
-from semid_assets.registry import load_tokenizer
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
 GROUP = "evaluation"
@@ -113,6 +112,8 @@ def build(parts: SemidPartitions) -> list:
         if old_month is None:
             context.log.info(f"no {name} version before {month} in the registry: stability through the ranker skipped")
         elif eval_config.stability_variants:
+            from semid_assets.registry import load_tokenizer
+
             version = registry.find_version(name, old_month)
             old_model = load_tokenizer(f"models:/{name}/{version.version}", registry.tracking_uri)
             if old_model.tokenizer.codebooks.shape[2] != vectors.shape[1]:
