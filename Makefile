@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_swing.py
 	$(PY) bench/bench_tokenizers.py --target-balanced --target-vae
 	$(PY) bench/bench_stability.py
+	$(PY) bench/bench_ranking.py
 
 clean-home:
 	rm -rf .semid

@@ -41,7 +41,7 @@ def cmd_demo(args) -> int:
     if unknown:
         raise ValueError(f"--methods names unknown method(s) {unknown}; choose from {', '.join(settings.methods)}")
     with dg.DagsterInstance.get() as instance:
-        summary = run_demo(defs, instance, chosen, methods)
+        summary = run_demo(defs, instance, chosen, methods, ranking=args.ranking)
     print()
     print(format_summary(summary))
     if set(methods) == set(settings.methods):
@@ -94,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", help="synthetic (default), movielens-100k or parquet")
     demo.add_argument("--methods", help="comma-separated tokenizer methods (default: all; the comparison "
                                         "needs all)")
+    demo.add_argument("--ranking", action="store_true",
+                      help="also run ranking_eval for every month × method (a few minutes per month at default size)")
     demo.set_defaults(run=cmd_demo)
 
     encode = sub.add_parser("encode", help="semantic IDs for new items with a registered tokenizer")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
-                               pairs, stability, tokenizer)
+                               pairs, ranking, stability, tokenizer)
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
 from semid_assets.resources import (CatalogResource, MlflowRegistry, PromotionThresholds, SidQualityThresholds,
@@ -21,7 +21,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
                 *tokenizer.build(parts, settings.codebook_size), *collaborative.build(parts),
-                *comparison.build(parts), *stability_assets, *hierarchy.build(parts)],
+                *comparison.build(parts), *stability_assets, *hierarchy.build(parts),
+                *ranking.build(parts)],
         asset_checks=[*checks.build(parts), *stability_checks],
         jobs=jobs,
         schedules=schedules,

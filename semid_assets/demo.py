@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from semid_assets.core.markdown import markdown_table
-from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, TOKENIZER_JOB
+from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, RANKING_JOB, TOKENIZER_JOB
 from semid_assets.partitions import METHOD, MONTH
 
 
@@ -23,9 +23,13 @@ def _latest_metadata(instance: dg.DagsterInstance, asset: str, partition: str) -
 
 
 def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[str], methods: list[str],
-             log=print) -> pd.DataFrame:
+             log=print, ranking: bool = False) -> pd.DataFrame:
     """Materialise every month, then every month × method, then the month's method comparison;
-    return one summary row per month × method."""
+    return one summary row per month × method.
+
+    With ``ranking``, each month × method also gets its ``ranking_eval`` (minutes per month
+    at default size), summarised by the cold-item AUC of hashing and the best SID variant.
+    """
     monthly = defs.resolve_job_def(MONTHLY_JOB)
     tokenizing = defs.resolve_job_def(TOKENIZER_JOB)
     comparing = defs.resolve_job_def(COMPARISON_JOB)
@@ -47,6 +51,16 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
                                    f"{failures[0].event_specific_data.error.message.strip()}")
             row = summary_row(instance, month, method, str(key))
             row["checks"] = check_summary(outcome)
+            if ranking:
+                log(f"[{month}] {method}: ranking evaluation")
+                ranked = defs.resolve_job_def(RANKING_JOB).execute_in_process(
+                    partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET)
+                # A month with no history before it (a dataset's first) cannot be ranked; say so in its row.
+                failure = next((e for e in ranked.all_events if e.is_step_failure), None)
+                if failure is None:
+                    row.update(ranking_summary(instance, str(key)))
+                else:
+                    row["ranking"] = failure.event_specific_data.error.message.strip().splitlines()[0]
             rows.append(row)
         # The comparison reads every method's version of the month; a demo of a subset skips it.
         if every_method <= set(methods):
@@ -98,6 +112,17 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
         "collision rate": round(float(sids["collision_rate"]), 4),
         **_evaluation_columns(instance, key),
     }
+
+
+def ranking_summary(instance: dg.DagsterInstance, key: str) -> dict:
+    results = pd.DataFrame(_latest_metadata(instance, "ranking_eval", key)["results"])
+    current = results[~results["model"].str.contains("@")].set_index("model")
+    sid = current[current.index.str.startswith("sid_")]
+    best = sid["cold auc"].idxmax() if len(sid) else None
+    row = {"cold auc hash": round(float(current.loc["hash", "cold auc"]), 4)}
+    if best is not None:
+        row["best sid (cold auc)"] = f"{best} {float(sid.loc[best, 'cold auc']):.4f}"
+    return row
 
 
 def format_summary(summary: pd.DataFrame) -> str:

@@ -178,7 +178,7 @@ class Registry:
     def run_metrics(self, run_id: str) -> dict[str, float]:
         return dict(self.client.get_run(run_id).data.metrics)
 
-    def log_evaluation(self, version: RegisteredVersion, metrics: dict[str, float], files: list[Path],
+    def attach_evaluation(self, version: RegisteredVersion, metrics: dict[str, float], files: list[Path],
                        artifact_path: str) -> None:
         """Attach an evaluation of a registered version to the run that trained it: metrics and report files."""
         import time
@@ -190,6 +190,34 @@ class Registry:
         self.client.log_batch(version.run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
         for path in files:
             self.client.log_artifact(version.run_id, str(path), artifact_path=artifact_path)
+
+    def registered_months(self, model_name: str) -> list[str]:
+        """The months that have a version of ``model_name``, oldest first."""
+        try:
+            versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+        except mlflow.exceptions.MlflowException:
+            return []
+        return sorted({(v.tags or {}).get("month") for v in versions} - {None, ""})
+
+    def log_evaluation(self, *, run_name: str, params: dict[str, Any], metrics: dict[str, float],
+                       tags: dict[str, str], tables: dict[str, pd.DataFrame],
+                       files: dict[str, bytes] | None = None) -> tuple[str, str]:
+        """One run for an evaluation (no model): params, metrics, markdown tables under
+        ``reports/`` and files (e.g. plots) under ``plots/``. Returns (run id, experiment id)."""
+        _use_store(self.tracking_uri)
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+            mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+                               for k, v in params.items()})
+            mlflow.log_metrics(metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, table in tables.items():
+                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
+                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
+                for name, content in (files or {}).items():
+                    (Path(tmp) / name).write_bytes(content)
+                    mlflow.log_artifact(str(Path(tmp) / name), artifact_path="plots")
+        return run.info.run_id, experiment_id
 
 
 def load_tokenizer(model_uri: str, tracking_uri: str):

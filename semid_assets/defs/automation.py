@@ -18,6 +18,9 @@ MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_
                   "collaborative_embeddings"]
 TOKENIZER_ASSETS = ["tokenizer", "semantic_ids", "sid_stability", "sid_hierarchy"]
 COMPARISON_ASSETS = ["tokenizer_comparison"]
+# Minutes, not seconds: its own job, run on demand or by `semid demo --ranking`, never by the sensor.
+RANKING_JOB = "ranking_eval_job"
+RANKING_ASSETS = ["ranking_eval"]
 
 
 def build(parts: SemidPartitions) -> tuple[list, list, list]:
@@ -27,6 +30,9 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")
+    ranking_job = dg.define_asset_job(
+        RANKING_JOB, selection=dg.AssetSelection.assets(*RANKING_ASSETS), partitions_def=parts.month_method,
+        description="Judge one tokenizer version (month × method) by ranking AUC with its SIDs as features.")
 
     comparison_job = dg.define_asset_job(
         COMPARISON_JOB, selection=dg.AssetSelection.assets(*COMPARISON_ASSETS), partitions_def=parts.month,
@@ -92,5 +98,5 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
                 requests.append(dg.RunRequest(run_key=f"compare-{month}-{record.storage_id}", partition_key=month))
         return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))
 
-    return ([monthly_job, tokenizer_job, comparison_job], [monthly_refresh],
+    return ([monthly_job, tokenizer_job, comparison_job, ranking_job], [monthly_refresh],
             [tokenize_new_embeddings, compare_complete_months])

@@ -74,7 +74,7 @@ def build(parts: SemidPartitions) -> list:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "hierarchy.md"
                 path.write_text(report)
-                mlflow_registry.registry().log_evaluation(version, metrics, [path], artifact_path="hierarchy")
+                mlflow_registry.registry().attach_evaluation(version, metrics, [path], artifact_path="hierarchy")
             links["mlflow_run"] = dg.MetadataValue.url(mlflow_registry.run_url(version.experiment_id, version.run_id))
         return dg.MaterializeResult(value=similarity, metadata={
             "prefix_similarity": dg.MetadataValue.md(markdown_table(similarity)),

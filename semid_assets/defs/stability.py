@@ -126,7 +126,7 @@ def build(parts: SemidPartitions) -> list:
                 md = Path(tmp) / "stability.md"
                 md.write_text(_report_markdown(month, method, earlier.month, report.table, figures, anchored_to))
                 png = agreement_plot(report.table, f"{method}: {earlier.month} → {month}", Path(tmp) / "stability.png")
-                registry.log_evaluation(version, metrics, [md, png], artifact_path="stability")
+                registry.attach_evaluation(version, metrics, [md, png], artifact_path="stability")
             links["mlflow_run"] = dg.MetadataValue.url(mlflow_registry.run_url(version.experiment_id, version.run_id))
         else:
             context.log.warning(f"no registered {method} version for {month}; figures not logged to MLflow")
