@@ -52,6 +52,14 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from semid_assets.encode import embed_file
+
+    table = embed_file(Settings.from_env(), args.model, args.items, args.out)
+    print(f"wrote {table.num_rows} aligned vectors to {args.out}")
+    return 0
+
+
 def cmd_fetch(args) -> int:
     from semid_assets.core.sources import fetch_movielens_100k, movielens_dir
 
@@ -85,6 +93,13 @@ def parser() -> argparse.ArgumentParser:
                                                        "catalogue's text / emb_* columns")
     encode.add_argument("--out", required=True, help="output Parquet: item_id, c1 … cL")
     encode.set_defaults(run=cmd_encode)
+
+    embed = sub.add_parser("embed", help="aligned vectors for new items with a registered aligner")
+    embed.add_argument("--model", required=True, help="NAME, NAME@ALIAS or NAME/VERSION, e.g. "
+                                                      "semid-synthetic-default-aligner@newest")
+    embed.add_argument("--items", required=True, help="Parquet with item_id and the catalogue's text / emb_* columns")
+    embed.add_argument("--out", required=True, help="output Parquet: item_id, embedding")
+    embed.set_defaults(run=cmd_embed)
 
     data = sub.add_parser("data", help="public datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -29,7 +29,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
     tokenizing = defs.resolve_job_def(TOKENIZER_JOB)
     rows = []
     for month in months:
-        log(f"[{month}] catalogue → features → pairs → embeddings")
+        log(f"[{month}] catalogue → features → pairs → aligner → embeddings")
         monthly.execute_in_process(partition_key=month, instance=instance, raise_on_error=True, run_config=_QUIET)
         for method in methods:
             key = dg.MultiPartitionKey({MONTH: month, METHOD: method})

@@ -1,4 +1,4 @@
-"""``semid encode``: semantic IDs for items a registered tokenizer never saw."""
+"""``semid encode`` / ``semid embed``: semantic IDs / aligned vectors for items a registered model never saw."""
 
 from __future__ import annotations
 
@@ -34,15 +34,38 @@ def item_embeddings(items: pa.Table, settings: Settings) -> tuple[np.ndarray, np
     text and ``emb_*`` columns — computed exactly as ``aligned_embeddings`` does with ``aligner="none"``."""
     if EMBEDDING in items.column_names:
         return embeddings_from_arrow(items)
+    features, _ = item_features(items, settings)
+    return features.item_ids, features.content_embedding()
+
+
+def item_features(items: pa.Table, settings: Settings, where: str = "items to encode"):
+    """``(MultimodalFeatures, token store)`` of an item table, texts cached in ``$SEMID_HOME/cache`` as the
+    pipeline's own ``multimodal_features`` does."""
     from semid_assets.core.features import build_multimodal_features
     from semid_assets.core.text_encoder import TextEncoder
     from semid_assets.core.token_store import TokenStore
 
-    items = validate_items(items, where="items to encode")
+    items = validate_items(items, where=where)
     encoder = TextEncoder()
     store = TokenStore(settings.cache_dir / "text", encoder.name)
     features, _ = build_multimodal_features(items, encoder, store)
-    return features.item_ids, features.content_embedding()
+    return features, store
+
+
+def embed_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pa.Table:
+    """``semid embed``: aligned vectors of the items in ``items_path`` by a registered aligner version."""
+    from semid_assets.core.embedding_table import embeddings_to_arrow
+    from semid_assets.registry import load_aligner
+
+    items = pq.read_table(items_path)
+    if schema.ITEM_ID not in items.column_names:
+        raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
+    aligner = load_aligner(model_uri(model), settings.mlflow_tracking_uri)
+    features, store = item_features(items, settings, where="items to embed")
+    vectors = aligner.embed(features, store=store)
+    table = embeddings_to_arrow(features.item_ids, vectors)
+    write_parquet_atomically(table, Path(out_path))
+    return table
 
 
 def encode_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pd.DataFrame:

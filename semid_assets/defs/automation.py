@@ -13,14 +13,15 @@ from semid_assets.partitions import METHOD, MONTH, SemidPartitions
 
 MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
-MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings"]
+MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligner",
+                  "aligned_embeddings"]
 TOKENIZER_ASSETS = ["tokenizer", "semantic_ids"]
 
 
 def build(parts: SemidPartitions) -> tuple[list, list, list]:
     monthly_job = dg.define_asset_job(
         MONTHLY_JOB, selection=dg.AssetSelection.assets(*MONTHLY_ASSETS), partitions_def=parts.month,
-        description="Catalogue → features → pairs → aligned embeddings for one month.")
+        description="Catalogue → features → pairs → aligner → aligned embeddings for one month.")
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")
