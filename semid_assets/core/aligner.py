@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -85,13 +86,30 @@ class AlignerTrainConfig:
             raise ValueError("at least one of contrastive_weight and caption_weight must be > 0.")
 
 
-def set_threads(threads: int | None) -> int:
-    """``torch.set_num_threads``: the explicit value, else at most 2 (a process-wide torch setting)."""
-    import os
+DEFAULT_THREADS = 1
 
-    n = int(threads) if threads else min(2, os.cpu_count() or 1)
+
+def set_threads(threads: int | None) -> int:
+    """``torch.set_num_threads``: the explicit value, else ``DEFAULT_THREADS`` (a process-wide torch setting).
+
+    One thread by default: this model runs many small ops per step, and when the cores are
+    shared (other jobs, or Dagster running steps side by side) each OpenMP region waits for
+    its descheduled sibling thread. Measured on the 2-core machine under load: 2 threads
+    took 5.5 s per training step, 1 thread 0.55 s.
+    """
+    n = int(threads) if threads else DEFAULT_THREADS
     torch.set_num_threads(n)
     return n
+
+
+@contextmanager
+def torch_threads(threads: int | None):
+    """:func:`set_threads` for the duration of a block, then the previous setting again."""
+    previous = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(eq=False)
@@ -131,7 +149,7 @@ class Aligner:
                              f"bring the same text and emb_* columns as the training catalogue.")
 
     def embed(self, features: MultimodalFeatures, rows: np.ndarray | None = None, store=None,
-              log: Callable[[str], None] = lambda s: None) -> np.ndarray:
+              log: Callable[[str], None] = lambda s: None, threads: int | None = None) -> np.ndarray:
         """float32 ``[len(rows), out_dim]`` unit vectors of the items at ``rows`` (all by default).
 
         Every forward pass has the same shape (``EMBED_BATCH`` rows, each modality padded
@@ -144,7 +162,7 @@ class Aligner:
         net = self.net()
         pad_to = dict(zip(self.config.modalities, self.config.max_tokens))
         out = np.zeros((len(rows), self.out_dim), np.float32)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(threads):
             for start in range(0, len(rows), EMBED_BATCH):
                 chunk = rows[start : start + EMBED_BATCH]
                 filled = np.concatenate([chunk, np.repeat(chunk[:1], EMBED_BATCH - len(chunk))])
@@ -252,8 +270,12 @@ def train_aligner(
     if len(pairs_a) < 2 and config.contrastive_weight > 0:
         raise ValueError(f"the contrastive loss needs at least 2 training pairs, got {len(pairs_a)}; "
                          f"check item_pairs for this month or use aligner='none'.")
+    with torch_threads(config.threads) as threads:
+        return _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log, threads)
+
+
+def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log, threads):
     n = features.n_items
-    threads = set_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
 
@@ -360,7 +382,7 @@ def train_aligner(
         "train_pairs": int(len(pairs_a)),
         "steps": steps,
         "threads": threads,
-        "temperature": float(log_tau.exp().clamp(min=0.01)),
+        "temperature": float(log_tau.detach().exp().clamp(min=0.01)),
         "caption_column": captions.column if use_caption else None,
         "warm_started": warm_start is not None,
         "warm_start_tensors": len(copied),

@@ -8,9 +8,10 @@ RMSNorm and residuals (pre-norm)::
     Q ← Q + FFN(RMSNorm(Q))
 
 The token memory ``M`` is built per modality: a linear projection of the modality's tokens
-to the model width plus a learned modality embedding, then RMSNorm; every item also gets
-one learned *null token* that is always attendable, so an item lacking a modality (an
-all-False mask row) or lacking every modality still has a well-defined softmax.
+to the model width plus a learned modality embedding (the projection's bias); every item
+also gets one learned *null token* that is always attendable, so an item lacking a
+modality (an all-False mask row) or lacking every modality still has a well-defined
+softmax.
 
 Cross-attention cost. Keys and values are the memory itself: the per-head key projection
 is folded into the query side (scores ``(Q W_h) Mᵀ``, ``W_h = W_q,h W_k,hᵀ``) and the value
@@ -111,7 +112,11 @@ class QFormerConfig:
 
 
 class FoldedCrossAttention(nn.Module):
-    """Multi-head cross-attention whose key/value projections are folded into the query/output side."""
+    """Multi-head cross-attention whose key/value projections are folded into the query/output side.
+
+    The memory is a list of per-modality token tensors (never concatenated: copying the
+    ``[b, T, d]`` memory costs more than attending to it) plus the shared null token.
+    """
 
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -121,12 +126,18 @@ class FoldedCrossAttention(nn.Module):
         self.scale = 1.0 / math.sqrt(width // heads)
         nn.init.normal_(self.probe.weight, std=1.0 / math.sqrt(width))
 
-    def forward(self, q: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, memory: list[torch.Tensor], masks: list[torch.Tensor],
+                null: torch.Tensor) -> torch.Tensor:
         b, nq, w = q.shape
-        probe = self.probe(q).reshape(b, nq * self.heads, w)
-        scores = torch.bmm(probe, memory.transpose(1, 2)) * self.scale  # [b, nq·h, t]
-        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
-        context = torch.bmm(scores.softmax(dim=-1), memory)  # [b, nq·h, w]
+        probe = self.probe(q).reshape(b, nq * self.heads, w) * self.scale
+        scores = [probe @ null.reshape(w, 1)]  # [b, nq·h, 1]: the always-present null token
+        for m, keep in zip(memory, masks):
+            scores.append(torch.bmm(probe, m.transpose(1, 2)).masked_fill(~keep[:, None, :], float("-inf")))
+        weights = torch.cat(scores, dim=-1).softmax(dim=-1)
+        parts = torch.split(weights, [1] + [m.shape[1] for m in memory], dim=-1)
+        context = parts[0] * null.reshape(1, 1, w)
+        for part, m in zip(parts[1:], memory):
+            context = context + torch.bmm(part, m)  # [b, nq·h, w]
         return self.out(context.reshape(b, nq, self.heads * w))
 
 
@@ -138,8 +149,9 @@ class QFormerBlock(nn.Module):
         self.ffn_norm = nn.RMSNorm(width)
         self.ffn = nn.Sequential(nn.Linear(width, ffn_mult * width), nn.GELU(), nn.Linear(ffn_mult * width, width))
 
-    def forward(self, q: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q = q + self.attn(self.attn_norm(q), memory, mask)
+    def forward(self, q: torch.Tensor, memory: list[torch.Tensor], masks: list[torch.Tensor],
+                null: torch.Tensor) -> torch.Tensor:
+        q = q + self.attn(self.attn_norm(q), memory, masks, null)
         return q + self.ffn(self.ffn_norm(q))
 
 
@@ -150,29 +162,19 @@ class QFormer(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
+        # Each modality's projection bias is its modality embedding: a learned vector added to
+        # every token of that modality (a separate embedding would be the same function, computed twice).
         self.inputs = nn.ModuleList(nn.Linear(d, w) for d in config.modality_dims)
-        self.modality_embedding = nn.Parameter(torch.randn(len(config.modalities), w) * 0.02)
-        self.null_token = nn.Parameter(torch.randn(1, 1, w) * 0.02)
-        self.memory_norm = nn.RMSNorm(w)
+        self.null_token = nn.Parameter(torch.randn(w) * 0.02)
         self.queries = nn.Parameter(torch.randn(config.n_queries, w) / math.sqrt(w))
         self.blocks = nn.ModuleList(QFormerBlock(w, config.heads, config.ffn_mult) for _ in range(config.n_blocks))
         self.out_norm = nn.RMSNorm(w)
 
-    def memory(self, tokens: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected token memory ``[b, 1 + Σ T_m, w]`` (null token first) and its mask."""
-        b = tokens[0].shape[0]
-        parts = [self.null_token.expand(b, 1, -1)]
-        keep = [torch.ones(b, 1, dtype=torch.bool)]
-        for i, (x, m) in enumerate(zip(tokens, masks)):
-            parts.append(self.inputs[i](x) + self.modality_embedding[i])
-            keep.append(m)
-        return self.memory_norm(torch.cat(parts, dim=1)), torch.cat(keep, dim=1)
-
     def query_tokens(self, tokens: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
-        memory, mask = self.memory(tokens, masks)
-        q = self.queries.unsqueeze(0).expand(memory.shape[0], -1, -1)
+        memory = [proj(x) for proj, x in zip(self.inputs, tokens)]
+        q = self.queries.unsqueeze(0).expand(tokens[0].shape[0], -1, -1)
         for block in self.blocks:
-            q = block(q, memory, mask)
+            q = block(q, memory, masks, self.null_token)
         return self.out_norm(q)
 
     def pool(self, q: torch.Tensor) -> torch.Tensor:

@@ -112,12 +112,15 @@ TINY = AlignerTrainConfig(width=32, heads=4, n_blocks=2, batch_pairs=64, epochs=
 
 def test_training_lowers_the_loss_and_beats_content_on_held_out_pairs():
     features, pairs, topic, group = planted()
-    result = align_month(features, pairs, TINY, topics=topic, holdout=0.2)
+    result = align_month(features, pairs, AlignerTrainConfig(**{**TINY.__dict__, "epochs": 8}), topics=topic,
+                         holdout=0.2)
     losses = result.history["contrastive"].to_numpy()
     assert losses[-10:].mean() < 0.7 * losses[:10].mean()
     table = result.retrieval.set_index("aligner")
-    assert table.loc["qformer", "heldout_recall@10"] > table.loc["none", "heldout_recall@10"] + 0.05
-    assert table.loc["qformer", "heldout_recall@50"] > table.loc["none", "heldout_recall@50"]
+    # A group has ~60 items, so even a perfect group detector finds a given partner in the top 10
+    # only ~1 time in 6: the margin shows at 50.
+    assert table.loc["qformer", "heldout_recall@50"] > table.loc["none", "heldout_recall@50"] + 0.15
+    assert table.loc["qformer", "heldout_recall@10"] >= table.loc["none", "heldout_recall@10"]
     # The pairs are cross-topic, so the baseline is the one that keeps topics together.
     assert table.loc["none", "same_topic_cos"] > table.loc["none", "random_cos"]
     assert result.vectors.shape == (features.n_items, 32) and result.vectors.dtype == np.float32
