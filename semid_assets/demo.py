@@ -60,6 +60,7 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
     levels = _latest_metadata(instance, "tokenizer", key)["level_metrics"]
     sids = _latest_metadata(instance, "semantic_ids", key)
     pairs = _latest_metadata(instance, "item_pairs", month)
+    aligner = _latest_metadata(instance, "aligner", month)
 
     def per_level(column: str, digits: int) -> str:
         return " / ".join(f"{row[column]:.{digits}f}" for row in levels)
@@ -69,6 +70,8 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
         "mse per level": per_level("mse", 5), "relative mse": per_level("relative_mse", 3),
         "utilisation": per_level("utilisation", 3), "entropy (nats)": per_level("entropy", 3),
         "collision rate": round(float(sids["collision_rate"]), 4),
+        "held-out R@10 aligner / none": f"{aligner['heldout_recall_at_10']:.4f} / "
+                                        f"{aligner['baseline_heldout_recall_at_10']:.4f}",
     }
 
 

@@ -47,7 +47,7 @@ class AlignerTrainConfig:
 
     n_queries: int = 4
     n_blocks: int = 4
-    width: int = 128
+    width: int = 64
     heads: int = 4
     ffn_mult: int = 2
     pool: Literal["mean", "concat"] = "mean"
@@ -55,7 +55,7 @@ class AlignerTrainConfig:
     decoder_layers: int = 1
     caption_vocab_size: int = 4096
     caption_max_tokens: int = 24
-    epochs: float = 4.0
+    epochs: float = 1.0
     steps: int | None = None  # explicit step count; None = ceil(epochs × training pairs / batch_pairs)
     batch_pairs: int = 256
     lr: float = 2e-3

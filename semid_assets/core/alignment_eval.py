@@ -57,8 +57,9 @@ def pair_recall(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int
 
     if len(a) == 0:
         return {k: float("nan") for k in ks}
-    if threads:
-        faiss.omp_set_num_threads(int(threads))
+    # One OpenMP thread unless told otherwise: on shared cores faiss's parallel loops stall
+    # waiting for descheduled sibling threads (the same effect as in core/aligner.py).
+    faiss.omp_set_num_threads(int(threads) if threads else 1)
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     index = faiss.IndexFlatIP(x.shape[1])
     index.add(x)

@@ -27,7 +27,7 @@ class AlignerConfig(dg.Config):
 
     n_queries: int = 4
     n_blocks: int = 4
-    width: int = 128
+    width: int = 64
     heads: int = 4
     ffn_mult: int = 2
     pool: Literal["mean", "concat"] = "mean"
@@ -38,7 +38,7 @@ class AlignerConfig(dg.Config):
     caption_max_tokens: int = 24
     caption_column: str | None = None
     """Text column the caption loss predicts; default ``caption`` when present, else the first text column."""
-    epochs: float = 4.0
+    epochs: float = 1.0
     """Passes over the month's training pairs (sets the step count unless ``steps`` is given)."""
     steps: int | None = None
     batch_pairs: int = 256
