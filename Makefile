@@ -29,6 +29,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_rq_kmeans.py
 	$(PY) bench/bench_swing.py
+	$(PY) bench/bench_aligner.py
 
 clean-home:
 	rm -rf .semid

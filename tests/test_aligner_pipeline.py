@@ -76,3 +76,17 @@ def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_p
     model = load_aligner(f"models:/{MODEL}/{older.version}", tiny_settings.mlflow_tracking_uri)
     rows = pd.Index(features.item_ids).get_indexer(ids)
     assert np.array_equal(vectors, model.embed(features)[rows])
+
+
+def test_pairs_metadata_counts_each_source_and_their_overlap(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    meta = _metadata(instance, "item_pairs", months[-1])
+    pairs = pd.read_parquet(_path(tiny_settings, "item_pairs", months[-1], ".parquet"))
+    keys = {s: set(zip(part["item_a"], part["item_b"])) for s, part in pairs.groupby("source", observed=True)}
+    overlap = len(keys["swing"] & keys["u2i"])
+    assert meta["overlap_between_sources"] == overlap
+    assert meta["distinct_pairs"] == len(keys["swing"] | keys["u2i"])
+    table = meta["pairs_by_source"]
+    assert f"| both (overlap) | {overlap} |" in table and f"| u2i | {len(keys['u2i'])} |" in table
+    assert meta["u2i_targets_with_partner"] == int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
+    assert 0 < meta["u2i_targets_with_partner"] <= meta["u2i_targets"]

@@ -8,7 +8,7 @@
    share of the items (by id hash) never trains the caption loss;
 3. the aligner trains on the training pairs (optionally warm-started);
 4. every item is embedded; the report compares the aligned vectors with the
-   ``aligner="none"`` content embedding: Recall@K of held-out (and of up to 5,000 training) partners,
+   ``aligner="none"`` content embedding: Recall@K of held-out (and of up to 2,000 training) partners,
    same-topic vs random cosine when evaluation labels are given, and the caption loss /
    token accuracy on held-out items next to a content-blind unigram model.
 """
@@ -27,7 +27,7 @@ from .captions import CaptionData, prepare_captions
 from .features import MultimodalFeatures
 
 RECALL_KS = (10, 50)
-TRAIN_RECALL_SAMPLE = 5000
+TRAIN_RECALL_SAMPLE = 2000  # training pairs / items the fit-side figures are computed on
 
 
 @dataclass
@@ -104,7 +104,8 @@ def align_month(
     caption_rows = []
     if captions is not None and aligner.net().caption is not None:
         train_items, held_items = np.flatnonzero(caption_train), np.flatnonzero(~caption_train)
-        for subset, where in (("held-out items", held_items), ("training items", train_items)):
+        train_sample = np.sort(np.random.default_rng(config.seed).permutation(train_items)[:TRAIN_RECALL_SAMPLE])
+        for subset, where in (("held-out items", held_items), ("training items (sample)", train_sample)):
             m = caption_metrics(aligner, features, where, captions, store=store)
             caption_rows.append({"model": "qformer decoder", "items": subset, **m})
             key = "heldout" if subset.startswith("held") else "train"
