@@ -50,7 +50,7 @@ class AlignerTrainConfig:
     width: int = 64
     heads: int = 4
     ffn_mult: int = 2
-    pool: Literal["mean", "concat"] = "mean"
+    pool: Literal["mean", "concat"] = "concat"
     max_text_tokens: int = 128
     decoder_layers: int = 1
     caption_vocab_size: int = 4096

@@ -23,15 +23,18 @@ ALIGNER_METHOD = "aligner"  # model name: semid-<dataset>-aligner
 
 
 class AlignerConfig(dg.Config):
-    """QFormer shape, losses and training (see ``core/aligner.py``); defaults fit a 20k-item month in ~1-2 min."""
+    """QFormer shape, losses and training (see ``core/aligner.py``); the defaults train a 20k-item month in 1-2 min
+    on one core."""
 
     n_queries: int = 4
     n_blocks: int = 4
     width: int = 64
     heads: int = 4
     ffn_mult: int = 2
-    pool: Literal["mean", "concat"] = "mean"
-    """How the N_q query tokens become one vector: their mean (width dims) or concatenation (N_q × width)."""
+    pool: Literal["mean", "concat"] = "concat"
+    """How the N_q query tokens become one vector: their concatenation (N_q × width dims, default) or
+    their mean (width dims). On the default data concatenation found held-out partners more often
+    (Recall@10 0.042 vs 0.040, baseline 0.035; see the README)."""
     max_text_tokens: int = 128
     decoder_layers: int = 1
     caption_vocab_size: int = 4096

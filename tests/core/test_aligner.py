@@ -106,8 +106,8 @@ def planted(n: int = 480, n_topics: int = 8, n_groups: int = 8, seed: int = 0):
     return features, pairs, topic, group
 
 
-TINY = AlignerTrainConfig(width=32, heads=4, n_blocks=2, batch_pairs=64, epochs=3, lr=3e-3, warmup_steps=5,
-                          threads=1, log_every=1000)
+TINY = AlignerTrainConfig(width=32, heads=4, n_blocks=2, pool="mean", batch_pairs=64, epochs=3, lr=3e-3,
+                          warmup_steps=5, threads=1, log_every=1000)
 
 
 def test_training_lowers_the_loss_and_beats_content_on_held_out_pairs():
