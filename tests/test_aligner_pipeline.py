@@ -90,3 +90,19 @@ def test_pairs_metadata_counts_each_source_and_their_overlap(tiny_run, tiny_sett
     assert f"| both (overlap) | {overlap} |" in table and f"| u2i | {len(keys['u2i'])} |" in table
     assert meta["u2i_targets_with_partner"] == int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
     assert 0 < meta["u2i_targets_with_partner"] <= meta["u2i_targets"]
+
+
+def test_pyfunc_predict_embeds_an_item_table(tiny_run, tiny_settings):
+    import mlflow
+
+    from semid_assets.registry import _use_store
+
+    _, _, _, months = tiny_run
+    month = months[-1]
+    _use_store(tiny_settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@newest")
+    items = tiny_settings.source().items_as_of(month).slice(3, 4).to_pandas()
+    out = model.predict(items)
+    ids, vectors = embeddings_from_arrow(pq.read_table(_path(tiny_settings, "aligned_embeddings", month, ".parquet")))
+    rows = pd.Index(ids).get_indexer(out["item_id"])
+    assert np.array_equal(np.stack(out["embedding"].to_numpy()), vectors[rows])
