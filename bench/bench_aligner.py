@@ -1,6 +1,6 @@
 """Benchmark the QFormer aligner: training throughput and inference (embedding) throughput.
 
-    SEMID_HOME=... python bench/bench_aligner.py [--size default] [--steps 60] [--threads 2] [--width 128]
+    SEMID_HOME=... python bench/bench_aligner.py [--size default] [--steps 60] [--threads N] [--width 64]
 
 Uses the embedded synthetic platform's newest month at ``--size`` with the real
 all-MiniLM-L6-v2 token matrices, read from ``$SEMID_HOME/cache`` (texts not cached yet are
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="default")
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the aligner's, 1)")
     parser.add_argument("--width", type=int, default=AlignerTrainConfig.width)
     parser.add_argument("--batch-pairs", type=int, default=AlignerTrainConfig.batch_pairs)
     args = parser.parse_args()
@@ -75,13 +75,13 @@ def main() -> None:
                                 batch_pairs=args.batch_pairs, log_every=max(1, args.steps // 4))
     full_steps = math.ceil(AlignerTrainConfig.epochs * 0.9 * len(a) / args.batch_pairs)
 
-    set_threads(args.threads)
+    threads = set_threads(args.threads)
     t, c = time.perf_counter(), cpu_seconds()
     aligner, history = train_aligner(features, a, b, config, captions, store=store, log=print)
     wall, cpu = time.perf_counter() - t, cpu_seconds() - c
     pairs_done = args.steps * min(args.batch_pairs, len(a))
     print(f"training: {args.steps} steps × {args.batch_pairs} pairs in {wall:.1f} s wall, {cpu:.1f} s CPU "
-          f"({args.threads} threads): {pairs_done / wall:.0f} pairs/s, ~{2 * pairs_done / wall:.0f} items/s; "
+          f"({threads} threads): {pairs_done / wall:.0f} pairs/s, ~{2 * pairs_done / wall:.0f} items/s; "
           f"{wall / args.steps:.3f} s/step")
     print(f"one month at the defaults ({full_steps} steps for {len(a):,} distinct pairs, 90 % trained): "
           f"~{full_steps * wall / args.steps:.0f} s wall at this speed")
