@@ -65,6 +65,12 @@ class AlignerConfig(dg.Config):
     log_every: int = 50
 
 
+class AlignmentConfig(dg.Config):
+    aligner: Literal["qformer", "none"] = "qformer"
+    """``qformer``: the month's trained aligner (default). ``none``: the pooled multimodal
+    content embedding (the TIGER / Google setting), the baseline the aligner has to beat."""
+
+
 def _train_config(config: AlignerConfig) -> AlignerTrainConfig:
     fields = set(AlignerTrainConfig.__dataclass_fields__)
     return AlignerTrainConfig(**{k: v for k, v in config.model_dump().items() if k in fields})
@@ -154,11 +160,6 @@ def build(parts: SemidPartitions) -> list:
                 mlflow_registry.model_version_url(version.model_name, version.version)),
             "model_uri": f"models:/{version.model_name}/{version.version}",
         })
-
-    class AlignmentConfig(dg.Config):
-        aligner: Literal["qformer", "none"] = "qformer"
-        """``qformer``: the month's trained aligner (default). ``none``: the pooled multimodal
-        content embedding (the TIGER / Google setting), the baseline the aligner has to beat."""
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
     def aligned_embeddings(context: dg.AssetExecutionContext, config: AlignmentConfig,
