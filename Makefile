@@ -29,6 +29,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_rq_kmeans.py
 	$(PY) bench/bench_swing.py
+	$(PY) bench/bench_aligner.py
 	$(PY) bench/bench_tokenizers.py --target-balanced --target-vae
 	$(PY) bench/bench_stability.py
 	$(PY) bench/bench_ranking.py

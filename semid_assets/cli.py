@@ -60,6 +60,14 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_embed(args) -> int:
+    from semid_assets.encode import embed_file
+
+    table = embed_file(Settings.from_env(), args.model, args.items, args.out)
+    print(f"wrote {table.num_rows} aligned vectors to {args.out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from semid_assets.report import comparison_report
 
@@ -104,6 +112,13 @@ def parser() -> argparse.ArgumentParser:
                                                        "catalogue's text / emb_* columns")
     encode.add_argument("--out", required=True, help="output Parquet: item_id, c1 … cL")
     encode.set_defaults(run=cmd_encode)
+
+    embed = sub.add_parser("embed", help="aligned vectors for new items with a registered aligner")
+    embed.add_argument("--model", required=True, help="NAME, NAME@ALIAS or NAME/VERSION, e.g. "
+                                                      "semid-synthetic-default-aligner@newest")
+    embed.add_argument("--items", required=True, help="Parquet with item_id and the catalogue's text / emb_* columns")
+    embed.add_argument("--out", required=True, help="output Parquet: item_id, embedding")
+    embed.set_defaults(run=cmd_embed)
 
     report = sub.add_parser("report", help="the tokenizer methods compared side by side, per month")
     report.add_argument("--month", help="one month (YYYY-MM); default: every compared month")

@@ -36,7 +36,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
     every_method = {key.keys_by_dimension[METHOD] for key in tokenizing.partitions_def.get_partition_keys()}
     rows = []
     for month in months:
-        log(f"[{month}] catalogue → features → pairs → embeddings")
+        log(f"[{month}] catalogue → features → pairs → aligner → embeddings")
         monthly.execute_in_process(partition_key=month, instance=instance, raise_on_error=True, run_config=_QUIET)
         for method in methods:
             key = dg.MultiPartitionKey({MONTH: month, METHOD: method})
@@ -101,6 +101,7 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
     levels = _latest_metadata(instance, "tokenizer", key)["level_metrics"]
     sids = _latest_metadata(instance, "semantic_ids", key)
     pairs = _latest_metadata(instance, "item_pairs", month)
+    aligner = _latest_metadata(instance, "aligner", month)
 
     def per_level(column: str, digits: int) -> str:
         return " / ".join(f"{row[column]:.{digits}f}" for row in levels)
@@ -110,6 +111,8 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
         "mse per level": per_level("mse", 5), "relative mse": per_level("relative_mse", 3),
         "utilisation": per_level("utilisation", 3), "entropy (nats)": per_level("entropy", 3),
         "collision rate": round(float(sids["collision_rate"]), 4),
+        "held-out R@10 aligner / none": f"{aligner['heldout_recall_at_10']:.4f} / "
+                                        f"{aligner['baseline_heldout_recall_at_10']:.4f}",
         **_evaluation_columns(instance, key),
     }
 

@@ -1,4 +1,4 @@
-"""``semid encode``: semantic IDs for items a registered tokenizer never saw."""
+"""``semid encode`` / ``semid embed``: semantic IDs / aligned vectors for items a registered model never saw."""
 
 from __future__ import annotations
 
@@ -29,20 +29,72 @@ def model_uri(spec: str) -> str:
     return f"models:/{spec}@{NEWEST_ALIAS}"
 
 
-def item_embeddings(items: pa.Table, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """Vectors of the items: their ``embedding`` column if present, else the content embedding of their
-    text and ``emb_*`` columns — computed exactly as ``aligned_embeddings`` does with ``aligner="none"``."""
+def item_embeddings(items: pa.Table, settings: Settings, aligner=None) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the items: their ``embedding`` column if present, else their text and ``emb_*`` columns
+    through ``aligner`` (as ``aligned_embeddings`` does by default) or, without one, the content
+    embedding (``aligner="none"``)."""
     if EMBEDDING in items.column_names:
         return embeddings_from_arrow(items)
+    features, store = item_features(items, settings)
+    if aligner is not None:
+        return features.item_ids, aligner.embed(features, store=store)
+    return features.item_ids, features.content_embedding()
+
+
+def aligner_of_tokenizer(settings: Settings, model: str, dim: int):
+    """The aligner whose output a tokenizer version was fitted on, or None for the content embedding.
+
+    A tokenizer version of month M was fitted on M's ``aligned_embeddings``, i.e. on the
+    aligner registered for M (``semid-<dataset>-aligner``, its newest version of M) unless
+    that month ran with ``aligner="none"`` — told apart by the dimension the tokenizer expects.
+    """
+    from semid_assets.registry import Registry, load_aligner
+
+    registry = Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
+    name, _, ref = model_uri(model).removeprefix("models:/").partition("@")
+    if ref:
+        version = registry.client.get_model_version_by_alias(name, ref)
+    else:
+        name, _, number = name.rpartition("/")
+        version = registry.client.get_model_version(name, number)
+    tags = version.tags or {}
+    if not tags.get("dataset") or not tags.get("month"):
+        return None
+    found = registry.find_version(f"semid-{tags['dataset']}-aligner", tags["month"])
+    if found is None:
+        return None
+    aligner = load_aligner(f"models:/{found.model_name}/{found.version}", settings.mlflow_tracking_uri)
+    return aligner if aligner.out_dim == dim else None
+
+
+def item_features(items: pa.Table, settings: Settings, where: str = "items to encode"):
+    """``(MultimodalFeatures, token store)`` of an item table, texts cached in ``$SEMID_HOME/cache`` as the
+    pipeline's own ``multimodal_features`` does."""
     from semid_assets.core.features import build_multimodal_features
     from semid_assets.core.text_encoder import TextEncoder
     from semid_assets.core.token_store import TokenStore
 
-    items = validate_items(items, where="items to encode")
+    items = validate_items(items, where=where)
     encoder = TextEncoder()
     store = TokenStore(settings.cache_dir / "text", encoder.name)
     features, _ = build_multimodal_features(items, encoder, store)
-    return features.item_ids, features.content_embedding()
+    return features, store
+
+
+def embed_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pa.Table:
+    """``semid embed``: aligned vectors of the items in ``items_path`` by a registered aligner version."""
+    from semid_assets.core.embedding_table import embeddings_to_arrow
+    from semid_assets.registry import load_aligner
+
+    items = pq.read_table(items_path)
+    if schema.ITEM_ID not in items.column_names:
+        raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
+    aligner = load_aligner(model_uri(model), settings.mlflow_tracking_uri)
+    features, store = item_features(items, settings, where="items to embed")
+    vectors = aligner.embed(features, store=store)
+    table = embeddings_to_arrow(features.item_ids, vectors)
+    write_parquet_atomically(table, Path(out_path))
+    return table
 
 
 def encode_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pd.DataFrame:
@@ -50,8 +102,9 @@ def encode_file(settings: Settings, model: str, items_path: str | Path, out_path
     if schema.ITEM_ID not in items.column_names:
         raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
     wrapper = load_tokenizer(model_uri(model), settings.mlflow_tracking_uri)
-    item_ids, vectors = item_embeddings(items, settings)
     expected = wrapper.tokenizer.dim
+    aligner = None if EMBEDDING in items.column_names else aligner_of_tokenizer(settings, model, expected)
+    item_ids, vectors = item_embeddings(items, settings, aligner)
     if vectors.shape[1] != expected:
         raise ContractError(
             f"{items_path} gives {vectors.shape[1]}-dim embeddings but {model} was trained on {expected}-dim ones; "

@@ -120,7 +120,12 @@ class SemidIOManager(dg.ConfigurableIOManager):
     def _load(self, context: dg.InputContext, base: Path) -> Any:
         parquet, npz = base.with_suffix(".parquet"), base.with_suffix(".npz")
         if parquet.exists():
-            columns = (context.definition_metadata or {}).get("columns")
+            metadata = context.definition_metadata or {}
+            columns = metadata.get("columns")
+            if metadata.get("exclude_prefixes"):
+                # For inputs whose wanted columns depend on the data (e.g. all text columns).
+                prefixes = tuple(metadata["exclude_prefixes"])
+                columns = [c for c in pq.read_schema(parquet).names if not c.startswith(prefixes)]
             table = pq.read_table(parquet, columns=columns)
             wants_arrow = context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
             return table if wants_arrow else table.to_pandas()

@@ -1,14 +1,19 @@
-"""Tokenizer versions in the MLflow model registry (mlflow only; no orchestrator import).
+"""Tokenizer and aligner versions in the MLflow model registry (mlflow only; no orchestrator import).
 
 Each fitted tokenizer is one MLflow run (params, per-level metrics, codebooks) and one
 registered model version whose pyfunc encodes embeddings to codes and decodes codes
 back to vectors — so a version in the registry can tokenize items it never saw.
+
+Each trained aligner is one MLflow run (config, loss curves per step, the alignment
+report, the ``torch.save`` weights) and one registered model version whose pyfunc embeds
+items it never saw (:class:`AlignerModel`).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,3 +245,95 @@ def _requirements() -> list[str]:
     # torch: RQ-VAE / LETTER versions run their encoder; scipy: balanced RQ-Kmeans.
     return [f"numpy=={numpy.__version__}", f"faiss-cpu=={faiss.__version__}", f"mlflow=={mlflow.__version__}",
             f"pandas=={pd.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"scipy=={scipy.__version__}"]
+
+
+# ---------------------------------------------------------------------- aligners
+ALIGNER_WEIGHTS = "aligner_weights"
+
+
+class AlignerModel(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper of a trained QFormer aligner: items in, aligned vectors out.
+
+    The weights are the run's ``aligner.pt`` (``torch.save``), read back with
+    ``torch.load(weights_only=True)``. ``predict`` takes an item table (``item_id`` plus the
+    catalogue's text and ``emb_*`` columns, as a DataFrame or Arrow table) and returns a
+    DataFrame ``item_id, embedding``. Texts are encoded by all-MiniLM-L6-v2 into a token
+    cache: ``params={"cache_dir": ...}`` names one (``semid embed`` passes
+    ``$SEMID_HOME/cache/text``), else a temporary one is used.
+    """
+
+    def load_context(self, context) -> None:
+        from semid_assets.core.aligner import Aligner
+
+        self.aligner = Aligner.load_torch(Path(context.artifacts[ALIGNER_WEIGHTS]))
+
+    def predict(self, context, model_input, params: dict[str, Any] | None = None):
+        import pyarrow as pa
+
+        from semid_assets.core.features import build_multimodal_features
+        from semid_assets.core.text_encoder import TextEncoder
+        from semid_assets.core.token_store import TokenStore
+
+        items = model_input if isinstance(model_input, pa.Table) else pa.Table.from_pandas(
+            model_input, preserve_index=False)
+        encoder = TextEncoder()
+        cache_dir = (params or {}).get("cache_dir")
+        with tempfile.TemporaryDirectory() as tmp:
+            store = TokenStore(cache_dir or tmp, encoder.name)
+            features, _ = build_multimodal_features(items, encoder, store)
+            vectors = self.aligner.embed(features, store=store)
+        return pd.DataFrame({"item_id": features.item_ids, "embedding": list(vectors)})
+
+
+def _log_aligner_run(aligner, history: pd.DataFrame, *, params: dict[str, Any], metrics: dict[str, float],
+                     tables: dict[str, pd.DataFrame], client: MlflowClient):
+    from mlflow.entities import Metric
+
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+    run_id = mlflow.active_run().info.run_id
+    stamp = int(time.time() * 1000)
+    curves = [Metric(f"train_{column}", float(value), stamp, int(step))
+              for column in history.columns if column != "step"
+              for step, value in zip(history["step"], history[column])]
+    for start in range(0, len(curves), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=curves[start : start + 1000])
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
+            mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
+        history.to_csv(Path(tmp) / "loss_curve.csv", index=False)
+        mlflow.log_artifact(str(Path(tmp) / "loss_curve.csv"), artifact_path="reports")
+        weights = Path(tmp) / "aligner.pt"
+        aligner.save_torch(weights)
+        return mlflow.pyfunc.log_model(name="model", python_model=AlignerModel(),
+                                       artifacts={ALIGNER_WEIGHTS: str(weights)},
+                                       pip_requirements=_aligner_requirements())
+
+
+def log_aligner(registry: Registry, aligner, history: pd.DataFrame, *, model_name: str, run_name: str,
+                params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
+                tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
+    """One run (config, final metrics, per-step loss curves, report tables, the weights); one model version."""
+    _use_store(registry.tracking_uri)
+    experiment_id = registry.experiment_id()
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        info = _log_aligner_run(aligner, history, params=params, metrics=metrics, tables=tables,
+                                client=registry.client)
+    if not registry.client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        registry.client.create_registered_model(model_name, description="semid aligner: items → aligned vectors")
+    version = registry.client.create_model_version(name=model_name, source=info.model_uri,
+                                                   run_id=run.info.run_id, tags=tags)
+    return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(version.version))
+
+
+def load_aligner(model_uri: str, tracking_uri: str):
+    """The :class:`~semid_assets.core.aligner.Aligner` behind a registry URI (weights via ``weights_only=True``)."""
+    _use_store(tracking_uri)
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().aligner
+
+
+def _aligner_requirements() -> list[str]:
+    import transformers
+
+    return [*_requirements(), f"transformers=={transformers.__version__}"]

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from semid_assets.cli import main
 from semid_assets.core.embedding_table import embeddings_from_arrow
-from semid_assets.registry import Registry, load_tokenizer
+from semid_assets.io_manager import load_artifact
+from semid_assets.registry import Registry, load_aligner, load_tokenizer
 
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
@@ -68,9 +69,15 @@ def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tm
     encoded = pd.read_parquet(out_file)
     assert list(encoded["item_id"]) == unseen.column("item_id").to_pylist()
 
-    # The same items through the pipeline's own embeddings give the same codes.
-    ids, vectors = _embeddings(tiny_settings, months[-1])
-    rows = pd.Index(ids).get_indexer(encoded["item_id"])
+    # The same items embedded inside the newest catalogue by the aligner of the tokenizer's month
+    # (the one its training vectors came from) give the same codes.
+    aligner = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts).find_version(
+        "semid-synthetic-tiny-aligner", months[0])
+    features = load_artifact(tiny_settings.assets_dir(tiny_settings.source().name) / "multimodal_features"
+                             / f"{months[-1]}.npz")
+    vectors = load_aligner(f"models:/{aligner.model_name}/{aligner.version}",
+                           tiny_settings.mlflow_tracking_uri).embed(features)
+    rows = pd.Index(features.item_ids).get_indexer(encoded["item_id"])
     model = load_tokenizer(f"models:/{MODEL}/{version.version}", tiny_settings.mlflow_tracking_uri)
     expected = model.encode(vectors[rows])
     assert np.array_equal(encoded[[f"c{i + 1}" for i in range(expected.shape[1])]].to_numpy(), expected)

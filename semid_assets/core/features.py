@@ -97,7 +97,7 @@ class MultimodalFeatures:
         return self._store
 
     def token_matrices(
-        self, rows: np.ndarray, store: TokenStore | None = None
+        self, rows: np.ndarray, store: TokenStore | None = None, pad_to: dict[str, int] | None = None
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Padded token matrices of the items at positions ``rows``, for a QFormer-style aligner.
 
@@ -110,6 +110,10 @@ class MultimodalFeatures:
         Text tokens are the text columns' token matrices (each ``[CLS] … [SEP]``)
         concatenated in :attr:`text_columns` order, read from ``store`` (by default the
         store at ``store_root`` / ``encoder_name``).
+
+        ``pad_to`` fixes ``T_m`` per modality instead: shorter rows are padded, longer ones
+        keep their first ``T_m`` tokens (fixed shapes make a model's output for an item
+        independent of the batch it sits in).
         """
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.n_items):
@@ -123,14 +127,30 @@ class MultimodalFeatures:
             else:
                 tokens, offsets = self.dense_tokens[m]
                 per_row = [tokens[offsets[r] : offsets[r + 1]] for r in rows]
-            t_max = max([len(x) for x in per_row] + [1])
+            t_max = max([len(x) for x in per_row] + [1]) if pad_to is None else int(pad_to[m])
             padded = np.zeros((b, t_max, d), np.float32)
             mask = np.zeros((b, t_max), bool)
             for i, x in enumerate(per_row):
+                x = x[:t_max]
                 padded[i, : len(x)] = x
                 mask[i, : len(x)] = True
             out[m] = (padded, mask)
         return out
+
+    def token_counts(self, store: TokenStore | None = None) -> dict[str, np.ndarray]:
+        """``{modality: int64 [n_items]}``: how many tokens each item has per modality (no token is read)."""
+        counts: dict[str, np.ndarray] = {}
+        for m in self.modality_names:
+            if m == TEXT_MODALITY:
+                flat = self.text_keys.reshape(-1)
+                n = np.zeros(flat.size, np.int64)
+                has = np.flatnonzero(flat != "")
+                if has.size:
+                    n[has] = self._open_store(store).n_tokens(flat[has].tolist())
+                counts[m] = n.reshape(self.text_keys.shape).sum(axis=1)
+            else:
+                counts[m] = np.diff(self.dense_tokens[m][1]).astype(np.int64)
+        return counts
 
     def _text_tokens(self, rows: np.ndarray, store: TokenStore | None) -> list[np.ndarray]:
         d = self.dims[TEXT_MODALITY]

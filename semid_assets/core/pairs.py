@@ -8,6 +8,20 @@ the positives of the interactions handed in:
   user's recent positives that is most Swing-similar to the target. This weighs pairs
   by how often users actually move from one item to the other, not only by overlap.
 
+The u2i rule, precisely:
+
+* targets: the positives at or after ``target_start`` (the asset: this month's positives);
+* "recent positives" is a window in *count* inside a window in *time*: the user's last
+  ``u2i_history`` (default 20) positives strictly before the target in (ts, catalogue
+  position) order, among the interactions handed in (the asset hands in the last
+  ``window_months``, default 3, so history never reaches further back than that);
+  re-consumptions of the target item itself are not candidates;
+* "collaboratively most similar" is the Swing score ``s(target, candidate)`` of the same
+  positives (the matrix the ``"swing"`` source uses); the highest wins, ties go to the
+  most recent candidate; a target whose best score is ``<= min_score`` (default 0: no
+  co-consumption evidence at all) yields no pair;
+* a pair found by several targets is one row whose ``count`` is the number of targets.
+
 Pairs are unordered: ``item_a`` precedes ``item_b`` in catalogue-index order, and a pair
 never joins an item with itself.
 """

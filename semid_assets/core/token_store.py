@@ -190,6 +190,10 @@ class TokenStore:
             out[sel] = self._arrays(pos)[1][loc[sel, 1]]
         return out
 
+    def n_tokens(self, keys: Sequence[str]) -> np.ndarray:
+        """int64 token count of each of ``keys`` (KeyError if any is missing), read from the index only."""
+        return np.fromiter((loc[3] for loc in self._locate(keys)), dtype=np.int64, count=len(keys))
+
     def tokens(self, keys: Sequence[str]) -> list[np.ndarray]:
         """float16 ``[n_tokens_i, d]`` token matrices of ``keys`` (copies, not views of the map)."""
         locs = self._locate(keys)

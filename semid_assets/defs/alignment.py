@@ -1,34 +1,179 @@
-"""Stage 4 — the aligned item representation every tokenizer consumes."""
+"""Stage 4 — the collaborative-aware QFormer aligner and the aligned item representation."""
 
 
 from typing import Literal
 
 import dagster as dg
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
+from semid_assets.core import schema
+from semid_assets.core.aligner import Aligner, AlignerTrainConfig
+from semid_assets.core.alignment import align_month
+from semid_assets.core.captions import caption_column
 from semid_assets.core.embedding_table import embeddings_to_arrow
-from semid_assets.core.features import MultimodalFeatures
-from semid_assets.partitions import SemidPartitions
+from semid_assets.core.features import MultimodalFeatures, text_columns_of
+from semid_assets.core.markdown import markdown_table
+from semid_assets.partitions import SemidPartitions, month_of
+from semid_assets.resources import CatalogResource, MlflowRegistry, TextEncoderResource
 
 GROUP = "alignment"
+ALIGNER_METHOD = "aligner"  # model name: semid-<dataset>-aligner
+
+
+class AlignerConfig(dg.Config):
+    """QFormer shape, losses and training (see ``core/aligner.py``); the defaults train a 20k-item month in 1-2 min
+    on one core."""
+
+    n_queries: int = 4
+    n_blocks: int = 4
+    width: int = 64
+    heads: int = 4
+    ffn_mult: int = 2
+    pool: Literal["mean", "concat"] = "concat"
+    """How the N_q query tokens become one vector: their concatenation (N_q × width dims, default) or
+    their mean (width dims). On the default data concatenation found held-out partners more often
+    (Recall@10 0.042 vs 0.040, baseline 0.035; see the README)."""
+    max_text_tokens: int = 128
+    decoder_layers: int = 1
+    caption_vocab_size: int = 4096
+    caption_max_tokens: int = 24
+    caption_column: str | None = None
+    """Text column the caption loss predicts; default ``caption`` when present, else the first text column."""
+    epochs: float = 1.0
+    """Passes over the month's training pairs (sets the step count unless ``steps`` is given)."""
+    steps: int | None = None
+    batch_pairs: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    contrastive_weight: float = 1.0
+    caption_weight: float = 0.5
+    caption_items_per_step: int = 64
+    holdout: float = 0.1
+    """Share of distinct pairs held out of training (by a stable hash of the pair) for the recall report."""
+    caption_holdout: float = 0.1
+    """Share of items (by id hash) whose captions never train the caption loss."""
+    warm_start: bool = False
+    """Start from the previous month's registered aligner (its newest version for that month) instead of
+    from scratch; falls back to scratch, with a warning, when there is none."""
+    seed: int = 0
+    threads: int | None = None
+    log_every: int = 50
 
 
 class AlignmentConfig(dg.Config):
-    aligner: Literal["none"] = "none"
-    """``none``: the pooled multimodal content embedding (the TIGER / Google setting), the
-    baseline any collaborative aligner has to beat."""
+    aligner: Literal["qformer", "none"] = "qformer"
+    """``qformer``: the month's trained aligner (default). ``none``: the pooled multimodal
+    content embedding (the TIGER / Google setting), the baseline the aligner has to beat."""
+
+
+def _train_config(config: AlignerConfig) -> AlignerTrainConfig:
+    fields = set(AlignerTrainConfig.__dataclass_fields__)
+    return AlignerTrainConfig(**{k: v for k, v in config.model_dump().items() if k in fields})
+
+
+def _previous_aligner(context, registry, name: str, month: str) -> Aligner | None:
+    from semid_assets.registry import load_aligner
+
+    previous = (pd.Period(month, freq="M") - 1).strftime("%Y-%m")
+    found = registry.find_version(name, previous)
+    if found is None:
+        context.log.warning(f"warm_start: no {name} version registered for {previous}; training from scratch")
+        return None
+    context.log.info(f"warm_start: from {name} version {found.version} ({previous})")
+    return load_aligner(f"models:/{name}/{found.version}", registry.tracking_uri)
 
 
 def build(parts: SemidPartitions) -> list:
-    @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"numpy"})
-    def aligned_embeddings(context: dg.AssetExecutionContext, config: AlignmentConfig,
-                           multimodal_features: MultimodalFeatures) -> dg.MaterializeResult:
-        """One float32 vector per item: the input of every tokenizer.
+    @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch", "mlflow"},
+              ins={"raw_items": dg.AssetIn(metadata={"exclude_prefixes": [schema.EMBEDDING_PREFIX]})})
+    def aligner(context: dg.AssetExecutionContext, config: AlignerConfig, multimodal_features: MultimodalFeatures,
+                item_pairs: pd.DataFrame, raw_items: pa.Table, text_encoder: TextEncoderResource,
+                catalog: CatalogResource, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+        """The QFormer aligner of this month: N_q learnable queries read each item's multimodal
+        token matrix through N_c cross-attention + FFN blocks; trained on the month's item
+        pairs with symmetric InfoNCE (in-batch negatives, known pairs never negatives) plus a
+        caption next-token loss. Logged as an MLflow run with loss curves and registered as
+        ``semid-<dataset>-aligner`` (alias ``newest``). The metadata compares it with the
+        ``aligner="none"`` content embedding on held-out pairs."""
+        from semid_assets.defs.tokenizer import model_name
 
-        With ``aligner="none"`` it is the content embedding: each modality's pooled vector,
-        L2-normalised, concatenated with equal weight.
+        month = month_of(context)
+        features = multimodal_features
+        ids = raw_items.column(schema.ITEM_ID).to_numpy(zero_copy_only=False)
+        if not np.array_equal(np.asarray(ids).astype(str), np.asarray(features.item_ids).astype(str)):
+            raise ValueError("raw_items and multimodal_features list different items; re-materialise this month.")
+        column = caption_column(text_columns_of(raw_items), config.caption_column)
+        token_ids = None
+        if column is not None and config.caption_weight > 0:
+            texts = [t or "" for t in raw_items.column(column).to_pylist()]
+            token_ids = text_encoder.encoder().tokenize(texts)
+        topics = (np.asarray(raw_items.column(schema.TRUTH_TOPIC).to_pylist()).astype(str)
+                  if schema.TRUTH_TOPIC in raw_items.column_names else None)
+
+        dataset = catalog.source().name
+        name = model_name(dataset, ALIGNER_METHOD)
+        registry = mlflow_registry.registry()
+        previous = _previous_aligner(context, registry, name, month) if config.warm_start else None
+        result = align_month(features, item_pairs, _train_config(config), caption_token_ids=token_ids,
+                             caption_column=column, topics=topics, holdout=config.holdout,
+                             caption_holdout=config.caption_holdout, warm_start=previous,
+                             store=text_encoder.store(), log=context.log.info)
+        model = result.aligner
+        truncated = model.truncated_items(features, text_encoder.store())
+
+        from semid_assets.registry import NEWEST_ALIAS, log_aligner
+
+        version = log_aligner(
+            registry, model, result.history, model_name=name, run_name=f"aligner-{month}",
+            params={**config.model_dump(), "n_items": features.n_items, "out_dim": model.out_dim,
+                    "max_tokens": dict(zip(model.config.modalities, model.config.max_tokens)),
+                    "caption_column_used": column or "none"},
+            metrics=result.metrics,
+            tags={"month": month, "method": ALIGNER_METHOD, "dataset": dataset, "dagster_run_id": context.run.run_id,
+                  "dagster_asset": "aligner", "dagster_partition": str(context.partition_key)},
+            tables={"retrieval": result.retrieval, "captions": result.captions})
+        moved = registry.move_alias_if_newer(name, version.version, month)
+        context.log.info(f"registered {name} version {version.version}"
+                         + (f" (alias {NEWEST_ALIAS})" if moved else f" ({NEWEST_ALIAS} stays on a later month)"))
+        first, last = result.history.iloc[0], result.history.iloc[-1]
+        qformer = result.retrieval.set_index("aligner")
+        return dg.MaterializeResult(value=model, metadata={
+            "retrieval": dg.MetadataValue.md(markdown_table(result.retrieval)),
+            "captions": dg.MetadataValue.md(markdown_table(result.captions) if len(result.captions) else "caption loss off"),
+            "heldout_recall_at_10": float(qformer.loc["qformer", "heldout_recall@10"]),
+            "baseline_heldout_recall_at_10": float(qformer.loc["none", "heldout_recall@10"]),
+            "loss_first_last": f"{first['loss']:.4f} → {last['loss']:.4f}",
+            "train_seconds": float(model.info["train_seconds"]),
+            "pairs_train": int(result.metrics["pairs_train"]),
+            "pairs_heldout": int(result.metrics["pairs_heldout"]),
+            "out_dim": model.out_dim,
+            "caption_column": column or "none",
+            "items_truncated": dg.MetadataValue.json(truncated),
+            "warm_started": bool(previous is not None),
+            "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(version.experiment_id, version.run_id)),
+            "mlflow_model_version": dg.MetadataValue.url(
+                mlflow_registry.model_version_url(version.model_name, version.version)),
+            "model_uri": f"models:/{version.model_name}/{version.version}",
+        })
+
+    @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
+    def aligned_embeddings(context: dg.AssetExecutionContext, config: AlignmentConfig,
+                           multimodal_features: MultimodalFeatures, aligner: Aligner) -> dg.MaterializeResult:
+        """One float32 unit vector per item: the input of every tokenizer.
+
+        ``aligner="qformer"``: the month's QFormer applied to every item (the registered model
+        version gives the same bits for the same items). ``aligner="none"``: the content
+        embedding — each modality's pooled vector, L2-normalised, concatenated with equal weight.
         """
-        vectors = multimodal_features.content_embedding()
+        if config.aligner == "qformer":
+            vectors = aligner.embed(multimodal_features, log=context.log.info)
+        else:
+            vectors = multimodal_features.content_embedding()
         norms = np.linalg.norm(vectors, axis=1)
         context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims (aligner={config.aligner})")
         return dg.MaterializeResult(
@@ -40,4 +185,4 @@ def build(parts: SemidPartitions) -> list:
                 "mean_norm": float(norms.mean()) if len(norms) else 0.0,
             })
 
-    return [aligned_embeddings]
+    return [aligner, aligned_embeddings]

@@ -14,8 +14,8 @@ from semid_assets.partitions import METHOD, MONTH, SemidPartitions
 MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
 COMPARISON_JOB = "tokenizer_comparison_job"
-MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings",
-                  "collaborative_embeddings"]
+MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligner",
+                  "aligned_embeddings", "collaborative_embeddings"]
 TOKENIZER_ASSETS = ["tokenizer", "semantic_ids", "sid_stability", "sid_hierarchy"]
 COMPARISON_ASSETS = ["tokenizer_comparison"]
 # Minutes, not seconds: its own job, run on demand or by `semid demo --ranking`, never by the sensor.
@@ -26,7 +26,7 @@ RANKING_ASSETS = ["ranking_eval"]
 def build(parts: SemidPartitions) -> tuple[list, list, list]:
     monthly_job = dg.define_asset_job(
         MONTHLY_JOB, selection=dg.AssetSelection.assets(*MONTHLY_ASSETS), partitions_def=parts.month,
-        description="Catalogue → features → pairs → aligned embeddings for one month.")
+        description="Catalogue → features → pairs → aligner → aligned embeddings for one month.")
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")

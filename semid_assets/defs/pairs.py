@@ -26,6 +26,21 @@ class PairsConfig(dg.Config):
     min_score: float = 0.0
 
 
+def source_summary(pairs: pd.DataFrame, stats: dict) -> pd.DataFrame:
+    """Per source: pairs, items they touch, mean Swing score; then the pairs both sources found, and the union."""
+    rows = []
+    for source in ("swing", "u2i"):
+        part = pairs[pairs["source"] == source]
+        items = pd.unique(pd.concat([part["item_a"], part["item_b"]])) if len(part) else []
+        rows.append({"source": source, "pairs": len(part), "items": len(items),
+                     "mean_score": float(part["score"].mean()) if len(part) else float("nan")})
+    overlap, total = int(stats["pairs_overlap"]), int(stats["pairs_total"])
+    rows.append({"source": "both (overlap)", "pairs": overlap, "items": float("nan"), "mean_score": float("nan")})
+    rows.append({"source": "distinct (union)", "pairs": total - overlap, "items": int(stats["n_items_with_pairs"]),
+                 "mean_score": float("nan")})
+    return pd.DataFrame(rows)
+
+
 def build(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"scipy"},
               ins={"raw_items": dg.AssetIn(metadata={"columns": [schema.ITEM_ID]})})
@@ -34,8 +49,10 @@ def build(parts: SemidPartitions) -> list:
         """Pairs of items that belong together collaboratively, with their source and score.
 
         ``swing``: each item's top-k Swing neighbours over the window's positives.
-        ``u2i``: each positive of this month paired with the item, among the same user's
-        last ``u2i_history`` earlier positives, that has the highest Swing score with it.
+        ``u2i``: each positive of this month (the target) paired with the item, among the
+        same user's last ``u2i_history`` positives before it inside the window, that has the
+        highest Swing score with it (see ``core/pairs.py``). The metadata counts the pairs of
+        each source, the items they touch, the pairs both sources found and the union.
         """
         month = month_of(context)
         window_start = month_end(month) - pd.DateOffset(months=config.window_months)
@@ -45,12 +62,16 @@ def build(parts: SemidPartitions) -> list:
                                         target_start=month_start(month))
         context.log.info(f"{month}: {len(pairs)} pairs from {stats['n_positive_interactions']} positives "
                          f"in {stats['seconds']:.1f}s")
-        by_source = pairs.groupby("source", observed=True).agg(pairs=("score", "size"), mean_score=("score", "mean"))
-        summary = by_source.reset_index()
+        summary = source_summary(pairs, stats)
+        u2i_targets_paired = int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
+        context.log.info(f"{month}: " + "; ".join(f"{r.source}: {r.pairs}" for r in summary.itertuples()))
         return dg.MaterializeResult(value=pairs, metadata={
             "dagster/row_count": len(pairs),
             "pairs_by_source": dg.MetadataValue.md(markdown_table(summary)),
             "overlap_between_sources": int(stats["pairs_overlap"]),
+            "distinct_pairs": int(stats["pairs_total"] - stats["pairs_overlap"]),
+            "u2i_targets": int(stats["n_targets"]),
+            "u2i_targets_with_partner": u2i_targets_paired,
             "positives_in_window": int(stats["n_positive_interactions"]),
             "window_start": str(window_start.date()),
             "seconds": float(stats["seconds"]),

@@ -1,0 +1,108 @@
+"""The aligner in the graph: its report, its registry round trip, and `semid embed` on unseen items."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from semid_assets.cli import main
+from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.io_manager import load_artifact
+from semid_assets.registry import Registry, load_aligner
+
+MODEL = "semid-synthetic-tiny-aligner"
+
+
+def _path(settings, asset: str, month: str, suffix: str):
+    return settings.assets_dir(settings.source().name) / asset / f"{month}{suffix}"
+
+
+def _metadata(instance, asset: str, month: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[month]), limit=1).records
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def test_aligner_report_and_mlflow_run(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    meta = _metadata(instance, "aligner", months[-1])
+    assert "heldout_recall@10" in meta["retrieval"] and "| none |" in meta["retrieval"]
+    assert "held-out items" in meta["captions"] and "unigram" in meta["captions"]
+    assert meta["caption_column"] == "caption" and meta["pairs_heldout"] > 0
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    version = registry.client.get_model_version_by_alias(MODEL, "newest")
+    assert version.tags["month"] == months[-1]
+    run = registry.client.get_run(version.run_id)
+    assert {"qformer_heldout_recall_at_10", "none_heldout_recall_at_10", "caption_loss_heldout"} <= set(run.data.metrics)
+    curve = registry.client.get_metric_history(version.run_id, "train_loss")
+    steps = int(run.data.params["n_items"]) and len(curve)
+    assert steps > 1 and [m.step for m in curve] == list(range(len(curve)))
+
+
+def test_registered_aligner_reproduces_aligned_embeddings(tiny_run, tiny_settings):
+    _, _, _, months = tiny_run
+    month = months[-1]
+    aligner = load_aligner(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
+    stored = load_artifact(_path(tiny_settings, "aligner", month, ".npz"))
+    features = load_artifact(_path(tiny_settings, "multimodal_features", month, ".npz"))
+    ids, vectors = embeddings_from_arrow(pq.read_table(_path(tiny_settings, "aligned_embeddings", month, ".parquet")))
+    assert list(ids) == list(features.item_ids)
+    assert np.array_equal(aligner.embed(features), vectors)
+    assert np.array_equal(stored.embed(features), vectors)
+    assert vectors.shape[1] == aligner.out_dim
+
+
+def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch):
+    _, _, _, months = tiny_run
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    older = registry.find_version(MODEL, months[0])
+    source = tiny_settings.source()
+    first_ids = set(source.items_as_of(months[0]).column("item_id").to_pylist())
+    newest = source.items_as_of(months[-1])
+    unseen = newest.filter(pa.array([i not in first_ids for i in newest.column("item_id").to_pylist()]))
+    assert unseen.num_rows > 0
+    items_file, out_file = tmp_path / "new.parquet", tmp_path / "vectors.parquet"
+    pq.write_table(unseen, items_file)
+    monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
+    assert main(["embed", "--model", f"{MODEL}/{older.version}", "--items", str(items_file),
+                 "--out", str(out_file)]) == 0
+    ids, vectors = embeddings_from_arrow(pq.read_table(out_file))
+    assert list(ids) == unseen.column("item_id").to_pylist()
+    # The same items embedded inside the whole newest catalogue by the same version: the same bits.
+    features = load_artifact(_path(tiny_settings, "multimodal_features", months[-1], ".npz"))
+    model = load_aligner(f"models:/{MODEL}/{older.version}", tiny_settings.mlflow_tracking_uri)
+    rows = pd.Index(features.item_ids).get_indexer(ids)
+    assert np.array_equal(vectors, model.embed(features)[rows])
+
+
+def test_pairs_metadata_counts_each_source_and_their_overlap(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    meta = _metadata(instance, "item_pairs", months[-1])
+    pairs = pd.read_parquet(_path(tiny_settings, "item_pairs", months[-1], ".parquet"))
+    keys = {s: set(zip(part["item_a"], part["item_b"])) for s, part in pairs.groupby("source", observed=True)}
+    overlap = len(keys["swing"] & keys["u2i"])
+    assert meta["overlap_between_sources"] == overlap
+    assert meta["distinct_pairs"] == len(keys["swing"] | keys["u2i"])
+    table = meta["pairs_by_source"]
+    assert f"| both (overlap) | {overlap} |" in table and f"| u2i | {len(keys['u2i'])} |" in table
+    assert meta["u2i_targets_with_partner"] == int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
+    assert 0 < meta["u2i_targets_with_partner"] <= meta["u2i_targets"]
+
+
+def test_pyfunc_predict_embeds_an_item_table(tiny_run, tiny_settings):
+    import mlflow
+
+    from semid_assets.registry import _use_store
+
+    _, _, _, months = tiny_run
+    month = months[-1]
+    _use_store(tiny_settings.mlflow_tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@newest")
+    items = tiny_settings.source().items_as_of(month).slice(3, 4).to_pandas()
+    out = model.predict(items)
+    ids, vectors = embeddings_from_arrow(pq.read_table(_path(tiny_settings, "aligned_embeddings", month, ".parquet")))
+    rows = pd.Index(ids).get_indexer(out["item_id"])
+    assert np.array_equal(np.stack(out["embedding"].to_numpy()), vectors[rows])
