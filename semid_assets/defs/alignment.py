@@ -57,9 +57,11 @@ class AlignerConfig(dg.Config):
     """Share of distinct pairs held out of training (by a stable hash of the pair) for the recall report."""
     caption_holdout: float = 0.1
     """Share of items (by id hash) whose captions never train the caption loss."""
-    warm_start: bool = False
+    warm_start: bool = True
     """Start from the previous month's registered aligner (its newest version for that month) instead of
-    from scratch; falls back to scratch, with a warning, when there is none."""
+    from scratch; falls back to scratch, with a warning, when there is none. On by default: tokenizer
+    anchoring, ``sid_stability`` and the ranker's older-version check compare versions months apart,
+    which only means something while consecutive aligners embed into a continuing space."""
     seed: int = 0
     threads: int | None = None
     log_every: int = 50
