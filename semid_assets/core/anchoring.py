@@ -4,16 +4,21 @@ Retraining from scratch relabels everything: even when the clusters barely move,
 k-means numbers them anew, and every embedding table keyed by SID downstream is
 invalidated. Anchoring does two things:
 
-1. warm start: each level's k-means starts from the previous version's codebook of that
-   level (``fit_encode(..., init_codebooks=...)``), so clusters that did not move stay
-   where they were;
+1. warm start: each level's k-means starts from centroids that already hold the previous
+   version's partition (``fit_encode(..., init_codebooks=...)``), so clusters that did not
+   move stay where they were;
 2. relabelling: each level's codes are renamed by the optimal one-to-one matching
-   (``core/matching.match_level_codes``) to the codes the previous version gives the
+   (``core/matching.match_level_codes``) to the codes the previous version gave the
    same items, and the codebook rows are permuted to match — the model is unchanged,
    only its labels are.
 
-The previous version's codes come from encoding this version's items with the previous
-tokenizer, so new items count too and no earlier table needs to be read.
+Where the previous codes come from decides the warm start. The pipeline passes the
+previous version's stored semantic IDs: a retrained aligner moves every embedding, so the
+previous codebooks (and the previous tokenizer applied to today's vectors) no longer
+describe today's space, while the partition the previous version made still can be
+carried over — each centroid re-estimated as the mean of today's vectors of the items that
+held its code. Without stored codes (a notebook, embeddings known not to have moved) the
+previous tokenizer encodes today's vectors and its codebooks are the warm start.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 
 from semid_assets.core.matching import match_level_codes
 
-__all__ = ["supports_anchoring", "relabel_to_previous", "anchored_fit_encode"]
+__all__ = ["supports_anchoring", "relabel_to_previous", "carried_over_codebooks", "anchored_fit_encode"]
 
 
 def supports_anchoring(model: Any) -> bool:
@@ -64,23 +69,84 @@ def relabel_to_previous(codebooks: np.ndarray, codes: np.ndarray,
     return new_codebooks, new_codes, relabelled
 
 
-def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any,
+def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_size: int,
+                           seed: int = 0) -> np.ndarray:
+    """Initial codebooks [L, K, d] that carry the previous version's partition into ``X``'s space.
+
+    Level by level, code ``k``'s centroid is the mean residual of the items the previous
+    version gave code ``k`` (rows of ``previous_codes`` that are -1, items the previous
+    version never saw, take no part). A code no known item holds starts at the residual
+    of a seeded random known item. This is valid whatever space ``X`` lives in — unlike
+    the previous codebooks themselves, which only fit if the embeddings did not move
+    (a retrained aligner moves them).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    previous_codes = np.asarray(previous_codes)
+    known = np.all(previous_codes >= 0, axis=1)
+    if previous_codes.shape[0] != X.shape[0]:
+        raise ValueError(f"previous_codes has {previous_codes.shape[0]} rows but X {X.shape[0]}")
+    if not known.any():
+        raise ValueError("no item of X has codes in the previous version; nothing to carry over")
+    rng = np.random.default_rng(seed)
+    residual = X[known].astype(np.float64)
+    codes = previous_codes[known].astype(np.int64)
+    levels, d = codes.shape[1], X.shape[1]
+    init = np.empty((levels, codebook_size, d), dtype=np.float32)
+    for level in range(levels):
+        sums = np.zeros((codebook_size, d))
+        np.add.at(sums, codes[:, level], residual)
+        counts = np.bincount(codes[:, level], minlength=codebook_size)[:, None]
+        centroids = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        empty = np.flatnonzero(counts[:, 0] == 0)
+        if len(empty):
+            centroids[empty] = residual[rng.choice(len(residual), size=len(empty), replace=len(empty) > len(residual))]
+        init[level] = centroids
+        residual -= centroids[codes[:, level]]
+    return init
+
+
+def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to the fitted ``previous`` version; return codes and a summary.
 
+    ``previous_codes`` [n, L]: the codes the previous version gave ``X``'s items (its stored
+    semantic IDs; -1 rows for items it never saw). With them, the warm start carries the
+    previous partition into this space (:func:`carried_over_codebooks`) and the relabelling
+    matches on the items both versions know. Without them the embeddings are assumed not to
+    have moved: ``previous.encode(X)`` gives the codes and its codebooks are the warm start.
     ``model`` must support ``init_codebooks`` (see :func:`supports_anchoring`) and have the
     previous version's shape; its codebooks are relabelled in place.
     """
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
-    previous_codes = previous.encode(X)
-    codes = model.fit_encode(X, progress=progress, init_codebooks=previous.codebooks)
-    model.codebooks, codes, relabelled = relabel_to_previous(model.codebooks, codes, previous_codes)
-    unchanged = np.all(codes == previous_codes, axis=1)
+    if previous_codes is None:
+        previous_codes = previous.encode(X)
+        init = previous.codebooks
+        warm_start = "previous codebooks"
+    else:
+        previous_codes = np.asarray(previous_codes)
+        if previous_codes.shape != (len(X), model.levels):
+            raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
+        init = carried_over_codebooks(X, previous_codes, model.codebook_size, seed=model.seed)
+        warm_start = "previous partition carried over"
+    codes = model.fit_encode(X, progress=progress, init_codebooks=init)
+    known = np.all(previous_codes >= 0, axis=1)
+    K = model.codebook_size
+    relabelled = []
+    codebooks = np.empty_like(model.codebooks)
+    for level in range(codes.shape[1]):
+        perm = match_level_codes(previous_codes[known, level], codes[known, level], K)
+        codebooks[level][perm] = model.codebooks[level]
+        codes[:, level] = perm[codes[:, level]]
+        relabelled.append(int((perm != np.arange(K)).sum()))
+    model.codebooks = codebooks
+    same = codes[known] == previous_codes[known]
     info = {
+        "warm_start": warm_start,
+        "items_known_before": int(known.sum()),
         "codes_relabelled_per_level": relabelled,
-        "full_sid_unchanged": float(unchanged.mean()),
-        "prefix_unchanged": [float(np.all(codes[:, : lvl + 1] == previous_codes[:, : lvl + 1], axis=1).mean())
+        "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,
+        "prefix_unchanged": [float(np.all(same[:, : lvl + 1], axis=1).mean()) if known.any() else 0.0
                              for lvl in range(codes.shape[1])],
     }
     model.fit_info["anchoring"] = info

@@ -12,7 +12,8 @@ from semid_assets.partitions import SemidPartitions
 
 
 def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model, vectors: np.ndarray,
-                  month: str, method: str, dataset: str, anchor: bool, **side) -> tuple[np.ndarray, dict]:
+                  month: str, method: str, dataset: str, anchor: bool, item_ids: np.ndarray,
+                  **side) -> tuple[np.ndarray, dict]:
     """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
     ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened."""
     previous = None
@@ -25,7 +26,9 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
         return model.fit_encode(vectors, progress=context.log.info, **side), {"anchored_to": "none (anchoring off)"}
     stored, earlier = previous
     context.log.info(f"anchoring to the {method} version of {stored.month} ({stored.path})")
-    codes, info = anchored_fit_encode(model, vectors, earlier, progress=context.log.info)
+    previous_codes = _previous_codes(context, parts, stored.month, method, dataset, item_ids)
+    codes, info = anchored_fit_encode(model, vectors, earlier, previous_codes=previous_codes,
+                                      progress=context.log.info)
     info["anchored_to_month"] = stored.month
     model.fit_info["anchoring"] = info
     context.log.info(f"anchored: {info['full_sid_unchanged']:.1%} of items keep their full SID "
@@ -52,3 +55,24 @@ def _previous_version(context, parts, model, vectors, month, method, dataset):
         return None, (f"the {stored.month} version has codebooks of shape {shape}, this one "
                       f"{(model.levels, model.codebook_size, vectors.shape[1])}")
     return (stored, earlier), ""
+
+
+def _previous_codes(context, parts, month: str, method: str, dataset: str, item_ids: np.ndarray) -> np.ndarray | None:
+    """The codes the earlier version's stored semantic IDs give ``item_ids`` (-1 rows for items it
+    did not know), or None when that table is not stored (the earlier tokenizer then encodes today's
+    vectors, which assumes the embeddings did not move)."""
+    import pandas as pd
+
+    table_version = versions.stored_sids(context.instance, parts, month, method, dataset)
+    if table_version is None:
+        context.log.warning(f"no stored {method} semantic IDs of {month}; anchoring through the earlier "
+                            "tokenizer applied to today's embeddings")
+        return None
+    table = pd.read_parquet(table_version.path)
+    code_columns = [c for c in table.columns if c.startswith("c") and c[1:].isdigit()]
+    rows = pd.Index(table["item_id"].astype(str)).get_indexer(pd.Index(np.asarray(item_ids).astype(str)))
+    codes = np.full((len(item_ids), len(code_columns)), -1, dtype=np.int64)
+    known = rows >= 0
+    codes[known] = table[code_columns].to_numpy()[rows[known]]
+    context.log.info(f"anchoring to {month}'s stored semantic IDs: {int(known.sum())} of {len(item_ids)} items known")
+    return codes

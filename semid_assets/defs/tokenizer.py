@@ -136,7 +136,7 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         context.log.info(f"fitting {model!r} on {len(vectors)} items × {vectors.shape[1]} dims")
         dataset = catalog.source().name
         codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, dataset,
-                                         config.anchor_to_previous, **side)
+                                         config.anchor_to_previous, item_ids, **side)
         report = tokenizer_level_report(model, vectors, codes)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()

@@ -187,3 +187,22 @@ def test_prefix_jaccard_counts_other_items_and_skips_items_alone_in_both():
     assert row["prefix_jaccard"] == pytest.approx((0.5 + 0.5 + 0 + 0) / 4)
     alone = compare_codes(np.arange(5).reshape(-1, 1), np.arange(5).reshape(-1, 1)).table.iloc[0]
     assert alone["jaccard_items"] == 0 and np.isnan(alone["prefix_jaccard"])
+
+
+def test_anchoring_carries_the_partition_over_when_the_embeddings_move():
+    # A retrained aligner moves every vector: here a random rotation of the same items.
+    X = _clustered(seed=2)
+    previous = RQKMeans(levels=2, codebook_size=16, n_iter=50, seed=0, n_threads=1)
+    previous_codes = previous.fit_encode(X)
+    rotation, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(X.shape[1], X.shape[1])))
+    moved = (X @ rotation).astype(np.float32)
+    known = previous_codes.copy()
+    known[:200] = -1  # items the previous version never saw take no part in the carry-over
+    through_old_space, _ = anchored_fit_encode(RQKMeans(levels=2, codebook_size=16, n_iter=50, seed=1,
+                                                        n_threads=1), moved, previous)
+    carried, info = anchored_fit_encode(RQKMeans(levels=2, codebook_size=16, n_iter=50, seed=1, n_threads=1),
+                                        moved, previous, previous_codes=known)
+    unchanged = np.all(carried[200:] == previous_codes[200:], axis=1).mean()
+    assert info["warm_start"] == "previous partition carried over" and info["items_known_before"] == len(X) - 200
+    assert unchanged > 0.95 and info["full_sid_unchanged"] == unchanged
+    assert np.all(through_old_space == previous_codes, axis=1).mean() < unchanged - 0.3
