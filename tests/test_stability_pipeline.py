@@ -59,8 +59,9 @@ def test_second_month_is_anchored_and_compared_with_the_first(tiny_run, tiny_set
     # Anchored: the literal code numbers carry over for most items, as the matching would map them.
     assert table["raw_unchanged"].iloc[0] > 0.5
     assert (table["raw_unchanged"] <= table["matched_kept"] + 1e-9).all()
-    # aligner="none": both versions embed an unchanged item identically.
-    assert meta["knn_overlap"] == 1.0
+    # The second month's aligner is retrained (warm-started), so items move and so do their
+    # embedding neighbours; the overlap is a real measurement, not the identity shortcut.
+    assert 0 < meta["knn_overlap"] < 1.0
 
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     version = registry.find_version(MODEL, months[1])
@@ -118,30 +119,32 @@ def test_gate_promotes_a_good_version_refuses_a_planted_bad_one_and_encode_uses_
     assert f"champion stays on {months[0]}" in bad.description
     assert registry.version_by_alias(MODEL, CHAMPION_ALIAS).version == champion.version
 
-    # The good version (the tiny defaults, anchored to the first month): promoted over the champion.
-    good = tokenize(months[1])
+    # A good version: the champion's month refit from the same data and seed. (The next month is
+    # no planted good version any more: its aligner is retrained, and on 466 items the drift alone
+    # moves ARI@1 below the default limit — a finding the README reports, not a gate error.)
+    good = tokenize(months[0])
     assert good.passed, good.description
-    assert good.metadata["ari_vs_champion"].value > 0.3
+    assert good.metadata["ari_vs_champion"].value == 1.0
     promoted = registry.version_by_alias(MODEL, CHAMPION_ALIAS)
-    assert promoted.tags["month"] == months[1] and promoted.version != champion.version
+    assert promoted.tags["month"] == months[0] and promoted.version != champion.version
 
     # A refit of the champion's own month is compared with what the registered champion assigns,
     # not with the stored semantic_ids the refit has just overwritten.
-    other = tokenize(months[1], seed=1, anchor_to_previous=False)
-    assert other.metadata["champion_month"].value == months[1]
+    other = tokenize(months[0], seed=1, anchor_to_previous=False)
+    assert other.metadata["champion_month"].value == months[0]
     assert other.metadata["matched_kept_vs_champion"].value < 1.0
     if not other.passed:
         assert registry.version_by_alias(MODEL, CHAMPION_ALIAS).version == promoted.version
-    tokenize(months[1])
+    assert tokenize(months[0]).passed
     promoted = registry.version_by_alias(MODEL, CHAMPION_ALIAS)
 
     ids, vectors = embeddings_from_arrow(pq.read_table(
-        tiny_settings.assets_dir("synthetic-tiny") / "aligned_embeddings" / f"{months[1]}.parquet"))
+        tiny_settings.assets_dir("synthetic-tiny") / "aligned_embeddings" / f"{months[0]}.parquet"))
     items, out = tmp_path / "items.parquet", tmp_path / "sids.parquet"
     pd.DataFrame({"item_id": ids[:20], "embedding": list(vectors[:20])}).to_parquet(items)
     monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
     assert main(["encode", "--model", f"{MODEL}@{CHAMPION_ALIAS}", "--items", str(items), "--out", str(out)]) == 0
-    stored = pd.read_parquet(tiny_settings.assets_dir("synthetic-tiny") / "semantic_ids" / f"month={months[1]}"
+    stored = pd.read_parquet(tiny_settings.assets_dir("synthetic-tiny") / "semantic_ids" / f"month={months[0]}"
                              / "method=rq_kmeans.parquet")
     encoded = pd.read_parquet(out)
     assert np.array_equal(encoded[["c1", "c2", "c3"]].to_numpy(), stored[["c1", "c2", "c3"]].to_numpy()[:20])
