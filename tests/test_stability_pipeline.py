@@ -148,3 +148,7 @@ def test_gate_promotes_a_good_version_refuses_a_planted_bad_one_and_encode_uses_
                              / "method=rq_kmeans.parquet")
     encoded = pd.read_parquet(out)
     assert np.array_equal(encoded[["c1", "c2", "c3"]].to_numpy(), stored[["c1", "c2", "c3"]].to_numpy()[:20])
+
+    # Leave the shared tiny home as the fixture made it: the planted bad version overwrote
+    # months[1]'s tokenizer and semantic IDs, which later tests read.
+    tokenize(months[1])
