@@ -22,37 +22,42 @@ GROUP = "alignment"
 ALIGNER_METHOD = "aligner"  # model name: semid-<dataset>-aligner
 
 
+# The library's defaults are the one source; the config restates the fields so the launchpad
+# shows them with their docs.
+_TRAINING = AlignerTrainConfig()
+
+
 class AlignerConfig(dg.Config):
     """QFormer shape, losses and training (see ``core/aligner.py``); the defaults train a 20k-item month in 1-2 min
     on one core."""
 
-    n_queries: int = 4
-    n_blocks: int = 4
-    width: int = 64
-    heads: int = 4
-    ffn_mult: int = 2
-    pool: Literal["mean", "concat"] = "concat"
+    n_queries: int = _TRAINING.n_queries
+    n_blocks: int = _TRAINING.n_blocks
+    width: int = _TRAINING.width
+    heads: int = _TRAINING.heads
+    ffn_mult: int = _TRAINING.ffn_mult
+    pool: Literal["mean", "concat"] = _TRAINING.pool
     """How the N_q query tokens become one vector: their concatenation (N_q × width dims, default) or
     their mean (width dims). On the default data concatenation found held-out partners more often
     (Recall@10 0.042 vs 0.040, baseline 0.035; see the README)."""
-    max_text_tokens: int = 128
-    decoder_layers: int = 1
-    caption_vocab_size: int = 4096
-    caption_max_tokens: int = 24
+    max_text_tokens: int = _TRAINING.max_text_tokens
+    decoder_layers: int = _TRAINING.decoder_layers
+    caption_vocab_size: int = _TRAINING.caption_vocab_size
+    caption_max_tokens: int = _TRAINING.caption_max_tokens
     caption_column: str | None = None
     """Text column the caption loss predicts; default ``caption`` when present, else the first text column."""
-    epochs: float = 1.0
+    epochs: float = _TRAINING.epochs
     """Passes over the month's training pairs (sets the step count unless ``steps`` is given)."""
-    steps: int | None = None
-    batch_pairs: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 30
-    temperature: float = 0.07
-    learn_temperature: bool = True
-    contrastive_weight: float = 1.0
-    caption_weight: float = 0.5
-    caption_items_per_step: int = 64
+    steps: int | None = _TRAINING.steps
+    batch_pairs: int = _TRAINING.batch_pairs
+    lr: float = _TRAINING.lr
+    weight_decay: float = _TRAINING.weight_decay
+    warmup_steps: int = _TRAINING.warmup_steps
+    temperature: float = _TRAINING.temperature
+    learn_temperature: bool = _TRAINING.learn_temperature
+    contrastive_weight: float = _TRAINING.contrastive_weight
+    caption_weight: float = _TRAINING.caption_weight
+    caption_items_per_step: int = _TRAINING.caption_items_per_step
     holdout: float = 0.1
     """Share of distinct pairs held out of training (by a stable hash of the pair) for the recall report."""
     caption_holdout: float = 0.1
@@ -62,9 +67,9 @@ class AlignerConfig(dg.Config):
     from scratch; falls back to scratch, with a warning, when there is none. On by default: tokenizer
     anchoring, ``sid_stability`` and the ranker's older-version check compare versions months apart,
     which only means something while consecutive aligners embed into a continuing space."""
-    seed: int = 0
-    threads: int | None = None
-    log_every: int = 50
+    seed: int = _TRAINING.seed
+    threads: int | None = _TRAINING.threads
+    log_every: int = _TRAINING.log_every
 
 
 class AlignmentConfig(dg.Config):
@@ -75,7 +80,11 @@ class AlignmentConfig(dg.Config):
 
 def _train_config(config: AlignerConfig) -> AlignerTrainConfig:
     fields = set(AlignerTrainConfig.__dataclass_fields__)
-    return AlignerTrainConfig(**{k: v for k, v in config.model_dump().items() if k in fields})
+    options = config.model_dump()
+    missing = sorted(fields - set(options))
+    if missing:  # a library option the launchpad cannot set would silently keep its default
+        raise TypeError(f"AlignerConfig lacks AlignerTrainConfig field(s) {missing}")
+    return AlignerTrainConfig(**{k: v for k, v in options.items() if k in fields})
 
 
 def _previous_aligner(context, registry, name: str, month: str) -> Aligner | None:

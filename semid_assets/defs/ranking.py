@@ -20,29 +20,34 @@ from semid_assets.resources import CatalogResource, MlflowRegistry
 GROUP = "evaluation"
 
 
+# Defaults come from the library's EvalConfig / RankerConfig; the fields are restated so the
+# launchpad shows them.
+_EVAL = EvalConfig()
+
+
 class RankingEvalConfig(dg.Config):
     """The ranking experiment (Singh et al.): which item representations, their budget, the training."""
 
     variants: list[str] = list(VARIANTS)
-    table_size: int = 8192
+    table_size: int = _EVAL.table_size
     """Rows of the hash table, of hashed bigrams and of SentencePiece's vocabulary (same budget)."""
-    max_train_rows: int = 500_000
+    max_train_rows: int = _EVAL.max_train_rows
     """The most recent impressions before the month the ranker trains on."""
-    n_boot: int = 300
-    history_length: int = 20
+    n_boot: int = _EVAL.n_boot
+    history_length: int = _EVAL.history_length
     """The user side reads the items of the user's last this-many clicks (0 = a per-user row only)."""
     older_months: int = 3
     """Stability through the ranker: compare with the tokenizer version this many months
     earlier (the registry's oldest earlier version when that month has none)."""
     stability_variants: list[str] = list(SID_VARIANTS)
-    stability_margin: float = 0.005
-    dim: int = 32
-    hidden: int = 64
-    max_epochs: int = 8
-    batch_size: int = 4096
-    lr: float = 0.01
-    weight_decay: float = 1e-5
-    seed: int = 0
+    stability_margin: float = _EVAL.stability_margin
+    dim: int = _EVAL.ranker.dim
+    hidden: int = _EVAL.ranker.hidden
+    max_epochs: int = _EVAL.ranker.max_epochs
+    batch_size: int = _EVAL.ranker.batch_size
+    lr: float = _EVAL.ranker.lr
+    weight_decay: float = _EVAL.ranker.weight_decay
+    seed: int = _EVAL.ranker.seed
     threads: int = 1
 
     def eval_config(self) -> EvalConfig:
