@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from semid_assets.core import schema
-from semid_assets.core.aligner import Aligner, AlignerTrainConfig
+from semid_assets.core.aligner_config import AlignerTrainConfig
 from semid_assets.core.alignment import align_month
 from semid_assets.core.captions import caption_column
 from semid_assets.core.embedding_table import embeddings_to_arrow
@@ -87,7 +87,7 @@ def _train_config(config: AlignerConfig) -> AlignerTrainConfig:
     return AlignerTrainConfig(**{k: v for k, v in options.items() if k in fields})
 
 
-def _previous_aligner(context, registry, name: str, month: str) -> Aligner | None:
+def _previous_aligner(context, registry, name: str, month: str):
     from semid_assets.registry import load_aligner
 
     previous = (pd.Period(month, freq="M") - 1).strftime("%Y-%m")
@@ -174,7 +174,7 @@ def build(parts: SemidPartitions) -> list:
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
     def aligned_embeddings(context: dg.AssetExecutionContext, config: AlignmentConfig,
-                           multimodal_features: MultimodalFeatures, aligner: Aligner) -> dg.MaterializeResult:
+                           multimodal_features: MultimodalFeatures, aligner) -> dg.MaterializeResult:
         """One float32 unit vector per item: the input of every tokenizer.
 
         ``aligner="qformer"``: the month's QFormer applied to every item (the registered model

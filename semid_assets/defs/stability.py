@@ -20,7 +20,6 @@ from semid_assets.core.stability import compare_versions
 from semid_assets.defs import versions
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, method_of, month_of
-from semid_assets.registry import CHAMPION_ALIAS, load_tokenizer
 from semid_assets.resources import CatalogResource, MlflowRegistry, PromotionThresholds
 
 GROUP = "evaluation"
@@ -157,6 +156,9 @@ def build(parts: SemidPartitions) -> list:
         yet, quality alone decides. A failure names each figure, its limit and the shortfall, and
         ``champion`` stays where it was. A version older than the champion is judged but not promoted.
         """
+        # mlflow is heavy to import; loading the definitions (every UI reload) does not need it.
+        from semid_assets.registry import CHAMPION_ALIAS, load_tokenizer
+
         key = parts.month_method.get_partition_key_from_str(context.partition_key)
         month, method = key.keys_by_dimension[MONTH], key.keys_by_dimension[METHOD]
         dataset = catalog.source().name
