@@ -11,7 +11,14 @@ item pairs with two losses:
   conditioned on the query tokens, on up to ``caption_items_per_step`` items of each batch
   that are not in the caption hold-out.
 
-``loss = contrastive_weight · L_nce + caption_weight · L_caption``. AdamW, linear warm-up then
+* **stability** (warm start only, ``stability_weight > 0``): the mean squared distance
+  ``‖z − z_prev‖²`` of the batch's item vectors from the vectors the warm-start aligner gives
+  the same items (computed once before training). Fine-tuning on a new month otherwise moves
+  every vector a little, and the residual tokenizer levels turn that into churn of fine SIDs;
+  this term keeps consecutive versions in one continuing space.
+
+``loss = contrastive_weight · L_nce + caption_weight · L_caption + stability_weight · L_stab``.
+AdamW, linear warm-up then
 cosine decay to a tenth of the learning rate. Batches are drawn from per-epoch permutations
 of the training pairs seeded by ``seed``; with the same inputs, seed and thread count the
 weights are bit-identical.
@@ -211,13 +218,16 @@ def train_aligner(
     captions: CaptionData | None = None,
     *,
     warm_start: Aligner | None = None,
+    stability_targets: np.ndarray | None = None,
     store=None,
     log: Callable[[str], None] = lambda s: None,
 ) -> tuple[Aligner, list[dict[str, float]]]:
     """Train on the pairs ``(pairs_a[i], pairs_b[i])`` (catalogue positions in ``features``).
 
+    ``stability_targets`` [n_items, out_dim]: the warm-start aligner's vectors of every item,
+    when the caller already has them (otherwise they are computed when the stability term is on).
     Returns the trained :class:`Aligner` and the per-step history (``step, loss,
-    contrastive, caption, temperature, lr``).
+    contrastive, caption, stability, temperature, lr``).
     """
     pairs_a = np.asarray(pairs_a, np.int64)
     pairs_b = np.asarray(pairs_b, np.int64)
@@ -227,10 +237,11 @@ def train_aligner(
         raise ValueError(f"the contrastive loss needs at least 2 training pairs, got {len(pairs_a)}; "
                          f"check item_pairs for this month or use aligner='none'.")
     with torch_threads(config.threads) as threads:
-        return _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log, threads)
+        return _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_targets, store, log,
+                      threads)
 
 
-def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log, threads):
+def _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_targets, store, log, threads):
     n = features.n_items
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -251,6 +262,7 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log,
     copied = _warm_start(net, warm_start, vocabulary) if warm_start is not None else []
     if warm_start is not None:
         log(f"warm start: {len(copied)} of {len(net.state_dict())} tensors copied from the previous aligner")
+    anchor = _stability_targets(warm_start, stability_targets, features, qconfig, config, store, log)
     log_tau = nn.Parameter(torch.tensor(math.log(config.temperature)), requires_grad=config.learn_temperature)
     params = [p for p in net.parameters()] + ([log_tau] if config.learn_temperature else [])
     decay = [p for p in params if p.ndim >= 2]
@@ -312,6 +324,11 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log,
                                            captions.mask[chosen])
                 loss = loss + config.caption_weight * cap_loss
 
+        stab_loss = torch.zeros(())
+        if anchor is not None:
+            stab_loss = (z - anchor[rows]).square().sum(dim=1).mean()
+            loss = loss + config.stability_weight * stab_loss
+
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step)
         optimiser.zero_grad(set_to_none=True)
@@ -322,12 +339,12 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log,
         pairs_seen += len(batch)
         items_seen += len(rows)
         record = {"step": step, "loss": loss.item(), "contrastive": nce.item(), "caption": cap_loss.item(),
-                  "temperature": tau.item(), "lr": lr_at(step)}
+                  "stability": stab_loss.item(), "temperature": tau.item(), "lr": lr_at(step)}
         history.append(record)
         if (step + 1) % config.log_every == 0 or step + 1 == steps:
             now = time.perf_counter()
             log(f"step {step + 1}/{steps}: loss {record['loss']:.4f} (contrastive {record['contrastive']:.4f}, "
-                f"caption {record['caption']:.4f}), τ {record['temperature']:.4f}, "
+                f"caption {record['caption']:.4f}, stability {record['stability']:.4f}), τ {record['temperature']:.4f}, "
                 f"{pairs_seen / (now - last_log):.0f} pairs/s, {items_seen / (now - last_log):.0f} items/s")
             last_log, pairs_seen, items_seen = now, 0, 0
 
@@ -342,9 +359,29 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, store, log,
         "caption_column": captions.column if use_caption else None,
         "warm_started": warm_start is not None,
         "warm_start_tensors": len(copied),
+        "stability_anchored": anchor is not None,
         "train_config": asdict(config),
     }
     return Aligner.from_net(net, vocabulary, info), history
+
+
+def _stability_targets(warm_start, targets, features, qconfig, config, store, log) -> torch.Tensor | None:
+    """The warm-start aligner's vectors of every item, the stability term's targets; None when the term is off."""
+    if warm_start is None or config.stability_weight == 0:
+        return None
+    if warm_start.out_dim != qconfig.out_dim:
+        # A deliberate change of shape starts a new space; there is nothing to stay close to.
+        log(f"stability term off: the previous aligner gives {warm_start.out_dim}-dim vectors, this one "
+            f"{qconfig.out_dim}")
+        return None
+    if targets is None:
+        targets = warm_start.embed(features, store=store)
+    targets = np.asarray(targets, np.float32)
+    if targets.shape != (features.n_items, qconfig.out_dim):
+        raise ValueError(f"stability_targets has shape {targets.shape}, expected {(features.n_items, qconfig.out_dim)}: "
+                         "one vector per item of features, from the warm-start aligner")
+    log(f"stability term: weight {config.stability_weight} toward the previous aligner's vectors")
+    return torch.from_numpy(targets)
 
 
 def caption_loss(net: AlignerNet, q: torch.Tensor, ids: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

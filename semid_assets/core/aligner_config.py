@@ -31,6 +31,7 @@ class AlignerTrainConfig:
     contrastive_weight: float = 1.0
     caption_weight: float = 0.5
     caption_items_per_step: int = 64
+    stability_weight: float = 100.0  # pull toward the warm-start aligner's vectors; see core/aligner.py
     seed: int = 0
     threads: int | None = None
     log_every: int = 50
@@ -45,7 +46,9 @@ class AlignerTrainConfig:
                 raise ValueError(f"AlignerTrainConfig.{name} must be >= 1, got {getattr(self, name)!r}.")
         if not self.temperature > 0:
             raise ValueError(f"AlignerTrainConfig.temperature must be > 0, got {self.temperature!r}.")
-        if self.contrastive_weight < 0 or self.caption_weight < 0:
-            raise ValueError("loss weights must be >= 0.")
+        for name in ("contrastive_weight", "caption_weight", "stability_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"AlignerTrainConfig.{name} is a loss weight and must be >= 0, "
+                                 f"got {getattr(self, name)!r}.")
         if self.contrastive_weight == 0 and self.caption_weight == 0:
             raise ValueError("at least one of contrastive_weight and caption_weight must be > 0.")

@@ -8,7 +8,8 @@
    share of the items (by id hash) never trains the caption loss;
 3. the aligner trains on the training pairs (optionally warm-started);
 4. every item is embedded; the report compares the aligned vectors with the
-   ``aligner="none"`` content embedding: Recall@K of held-out (and of up to 2,000 training) partners,
+   ``aligner="none"`` content embedding (and, when warm-started, with the previous aligner's
+   vectors of the same items, plus ``moved_from_previous``, their mean squared distance): Recall@K of held-out (and of up to 2,000 training) partners,
    same-topic vs random cosine when evaluation labels are given, and the caption loss /
    token accuracy on held-out items next to a content-blind unigram model.
 """
@@ -38,6 +39,19 @@ class AlignmentResult:
     retrieval: pd.DataFrame  # one row per representation
     captions: pd.DataFrame  # one row per (model, item set)
     metrics: dict[str, float]  # flat, for MLflow and asset metadata
+
+
+def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, store,
+                      log: Callable[[str], None]) -> np.ndarray | None:
+    """The warm-start aligner's vectors of this month's items, or None (no warm start, other modalities)."""
+    if warm_start is None:
+        return None
+    try:
+        warm_start.check_features(features)
+    except ValueError as error:
+        log(f"the previous aligner cannot embed this month's items ({error}); no stability term or comparison")
+        return None
+    return warm_start.embed(features, store=store)
 
 
 def align_month(
@@ -74,16 +88,21 @@ def align_month(
         log(f"captions from {captions.column!r}: {len(captions.vocabulary) + 2} compact vocabulary rows, "
             f"{int(caption_train.sum())} training items, {int((~caption_train).sum())} held out")
 
+    previous = _previous_vectors(warm_start, features, store, log)
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
-                                     store=store, log=log)
+                                     stability_targets=previous, store=store, log=log)
     vectors = aligner.embed(features, store=store, log=log)
     baseline = features.content_embedding()
+    representations = [("none", baseline), ("qformer", vectors)]
+    if previous is not None:
+        # What retraining bought over keeping last month's aligner, and how far it moved the space.
+        representations.append(("previous", previous))
 
     # Training-pair recall shows fit vs generalisation; a seeded sample of them is enough.
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
     rows = []
     metrics: dict[str, float] = {}
-    for name, x in (("none", baseline), ("qformer", vectors)):
+    for name, x in representations:
         held_recall = pair_recall(x, a[held], b[held], RECALL_KS)
         train_recall = pair_recall(x, train_a[sample], train_b[sample], RECALL_KS)
         row = {"aligner": name, "dim": int(x.shape[1])}
@@ -115,6 +134,8 @@ def align_month(
         caption_rows.append({"model": "unigram (content-blind)", "items": "held-out items", **uni,
                              "tokens": caption_rows[0]["tokens"]})
         metrics["caption_loss_heldout_unigram"] = uni["caption_loss"]
+    if previous is not None and previous.shape == vectors.shape:
+        metrics["moved_from_previous"] = float(np.square(vectors - previous).sum(axis=1).mean())
     metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()),
                     "train_seconds": float(aligner.info["train_seconds"]),
                     "temperature": float(aligner.info["temperature"])})

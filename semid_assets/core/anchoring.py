@@ -106,7 +106,8 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
 
 
 def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
-                        progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, dict]:
+                        progress: Callable[[str], None] | None = None,
+                        iterations: int | None = None) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to the fitted ``previous`` version; return codes and a summary.
 
     ``previous_codes`` [n, L]: the codes the previous version gave ``X``'s items (its stored
@@ -115,7 +116,9 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     matches on the items both versions know. Without them the embeddings are assumed not to
     have moved: ``previous.encode(X)`` gives the codes and its codebooks are the warm start.
     ``model`` must support ``init_codebooks`` (see :func:`supports_anchoring`) and have the
-    previous version's shape; its codebooks are relabelled in place.
+    previous version's shape; its codebooks are relabelled in place. ``iterations``: Lloyd
+    iterations after the warm start (default: the model's own ``n_iter``); each one lets more
+    border items change code.
     """
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
@@ -129,7 +132,8 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
             raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
         init = carried_over_codebooks(X, previous_codes, model.codebook_size, seed=model.seed)
         warm_start = "previous partition carried over"
-    codes = model.fit_encode(X, progress=progress, init_codebooks=init)
+    fit_options = {"warm_iterations": iterations} if iterations is not None else {}
+    codes = model.fit_encode(X, progress=progress, init_codebooks=init, **fit_options)
     known = np.all(previous_codes >= 0, axis=1)
     K = model.codebook_size
     relabelled = []
@@ -143,6 +147,7 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     same = codes[known] == previous_codes[known]
     info = {
         "warm_start": warm_start,
+        "iterations": int(iterations or model.n_iter),
         "items_known_before": int(known.sum()),
         "codes_relabelled_per_level": relabelled,
         "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,

@@ -58,6 +58,10 @@ class AlignerConfig(dg.Config):
     contrastive_weight: float = _TRAINING.contrastive_weight
     caption_weight: float = _TRAINING.caption_weight
     caption_items_per_step: int = _TRAINING.caption_items_per_step
+    stability_weight: float = _TRAINING.stability_weight
+    """With ``warm_start``: weight of the term pulling every item's vector toward the previous month's
+    aligner's vector of it. 0 lets fine-tuning move the whole space (fine SIDs then churn); larger keeps
+    consecutive versions in one space at some cost in held-out recall (trade-off table in the README)."""
     holdout: float = 0.1
     """Share of distinct pairs held out of training (by a stable hash of the pair) for the recall report."""
     caption_holdout: float = 0.1
@@ -166,6 +170,8 @@ def build(parts: SemidPartitions) -> list:
             "caption_column": column or "none",
             "items_truncated": dg.MetadataValue.json(truncated),
             "warm_started": bool(previous is not None),
+            **({"moved_from_previous": float(result.metrics["moved_from_previous"])}
+               if "moved_from_previous" in result.metrics else {}),
             "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(version.experiment_id, version.run_id)),
             "mlflow_model_version": dg.MetadataValue.url(
                 mlflow_registry.model_version_url(version.model_name, version.version)),

@@ -13,7 +13,7 @@ from semid_assets.partitions import SemidPartitions
 
 def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model, vectors: np.ndarray,
                   month: str, method: str, dataset: str, anchor: bool, item_ids: np.ndarray,
-                  **side) -> tuple[np.ndarray, dict]:
+                  anchor_iterations: int | None = None, **side) -> tuple[np.ndarray, dict]:
     """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
     ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened."""
     previous = None
@@ -28,7 +28,7 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
     context.log.info(f"anchoring to the {method} version of {stored.month} ({stored.path})")
     previous_codes = _previous_codes(context, parts, stored.month, method, dataset, item_ids)
     codes, info = anchored_fit_encode(model, vectors, earlier, previous_codes=previous_codes,
-                                      progress=context.log.info)
+                                      progress=context.log.info, iterations=anchor_iterations)
     info["anchored_to_month"] = stored.month
     model.fit_info["anchoring"] = info
     context.log.info(f"anchored: {info['full_sid_unchanged']:.1%} of items keep their full SID "

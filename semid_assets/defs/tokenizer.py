@@ -76,6 +76,10 @@ class TokenizerConfig(dg.Config):
     """Warm-start from the newest stored earlier version of this method and keep its code labels
     (optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. On the
     default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining")."""
+    anchor_iterations: int = 3
+    """Lloyd iterations per level after an anchored warm start (unanchored fits use ``n_iter``). Every
+    iteration lets more border items change code for little gain in error: on the default data 3
+    iterations keep 90 % of full SIDs, 20 keep 82 %, at the same relative MSE to 3 decimals."""
 
 
 class SemanticIdConfig(dg.Config):
@@ -136,7 +140,8 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         context.log.info(f"fitting {model!r} on {len(vectors)} items × {vectors.shape[1]} dims")
         dataset = catalog.source().name
         codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, dataset,
-                                         config.anchor_to_previous, item_ids, **side)
+                                         config.anchor_to_previous, item_ids,
+                                         anchor_iterations=config.anchor_iterations, **side)
         report = tokenizer_level_report(model, vectors, codes)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()

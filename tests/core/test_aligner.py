@@ -175,6 +175,37 @@ def test_warm_start_copies_the_previous_weights():
     assert not np.allclose(cold.state[w], previous.state[w], atol=1e-3)
 
 
+def test_stability_term_keeps_a_warm_started_aligner_near_the_previous_space():
+    features, pairs, _, _ = planted(n=300)
+    a, b, _ = unique_pairs(pairs, features.item_ids)
+    previous, _ = train_aligner(features, a, b, AlignerTrainConfig(**{**TINY.__dict__, "steps": 20}))
+    before = previous.embed(features)
+    moved = {}
+    for weight in (0.0, 100.0):
+        config = AlignerTrainConfig(**{**TINY.__dict__, "steps": 20, "seed": 1, "stability_weight": weight})
+        model, history = train_aligner(features, a, b, config, warm_start=previous)
+        assert model.info["stability_anchored"] == (weight > 0)
+        moved[weight] = float(np.square(model.embed(features) - before).sum(axis=1).mean())
+        assert (np.array([h["stability"] for h in history]) > 0).any() == (weight > 0)
+    # Fine-tuning without the term moves the space; with it the vectors stay close.
+    assert moved[100.0] < 0.25 * moved[0.0]
+
+
+def test_stability_term_needs_a_warm_start_of_the_same_width():
+    features, pairs, _, _ = planted(n=200)
+    a, b, _ = unique_pairs(pairs, features.item_ids)
+    config = AlignerTrainConfig(**{**TINY.__dict__, "steps": 3})
+    cold, _ = train_aligner(features, a, b, config)
+    assert not cold.info["stability_anchored"]  # nothing to stay near when training from scratch
+    wider = AlignerTrainConfig(**{**config.__dict__, "width": 64})
+    other, _ = train_aligner(features, a, b, wider, warm_start=cold)
+    assert not other.info["stability_anchored"]
+    with pytest.raises(ValueError, match="stability_targets has shape"):
+        train_aligner(features, a, b, config, warm_start=cold, stability_targets=np.zeros((5, 32), np.float32))
+    with pytest.raises(ValueError, match="stability_weight"):
+        AlignerTrainConfig(stability_weight=-1.0)
+
+
 def test_features_of_another_shape_are_refused():
     features, pairs, _, _ = planted(n=100)
     a, b, _ = unique_pairs(pairs, features.item_ids)

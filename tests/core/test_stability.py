@@ -206,3 +206,24 @@ def test_anchoring_carries_the_partition_over_when_the_embeddings_move():
     assert info["warm_start"] == "previous partition carried over" and info["items_known_before"] == len(X) - 200
     assert unchanged > 0.95 and info["full_sid_unchanged"] == unchanged
     assert np.all(through_old_space == previous_codes, axis=1).mean() < unchanged - 0.3
+
+
+def test_fewer_warm_iterations_keep_more_sids_for_about_the_same_error():
+    # A month later the same items have drifted a little; every Lloyd iteration after the warm
+    # start lets more border items change code.
+    X = _clustered(seed=4)
+    previous = RQKMeans(levels=3, codebook_size=16, n_iter=50, seed=0, n_threads=1)
+    previous_codes = previous.fit_encode(X)
+    drifted = (X + np.random.default_rng(5).normal(scale=0.3, size=X.shape)).astype(np.float32)
+    kept, error = {}, {}
+    for iterations in (1, 50):
+        model = RQKMeans(levels=3, codebook_size=16, n_iter=50, seed=1, n_threads=1)
+        codes, info = anchored_fit_encode(model, drifted, previous, previous_codes=previous_codes,
+                                          iterations=iterations)
+        assert info["iterations"] == iterations and model.fit_info["warm_iterations"] == iterations
+        kept[iterations] = info["full_sid_unchanged"]
+        error[iterations] = float(np.square(drifted - model.decode(codes)).mean())
+    assert kept[1] > kept[50] + 0.02
+    assert error[1] < 1.05 * error[50]
+    with pytest.raises(ValueError, match="warm_iterations"):
+        RQKMeans(levels=1, codebook_size=4).fit_encode(X, init_codebooks=previous.codebooks[:1, :4], warm_iterations=0)
