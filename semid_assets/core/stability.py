@@ -184,6 +184,11 @@ def _expected_mutual_info(size_a: np.ndarray, size_b: np.ndarray, n: int) -> flo
     the error in ``E[I]`` is at most ``2 e^{−L} · min(#groups) · ln n`` — below 1e-14
     nats at 1M items, under the float64 rounding of the log-space pmf itself
     (≈ ``ln n! · 2⁻⁵³``, relative; as in scikit-learn).
+
+    Cost: ``bench/bench_stability.py`` (950k items; 256 / 30k / 700k groups) spends 0.3 s in
+    the AMI of its three prefix lengths. Fewer than ``√(2n)`` sizes can be distinct, so at
+    most ``2n`` size pairs: the worst partition of 1M items (one group of each size
+    1..1413, on both sides) takes ~6 s (both measured on the shared 2-core machine).
     """
     sizes_a, count_a = np.unique(np.rint(size_a).astype(np.int64), return_counts=True)
     sizes_b, count_b = np.unique(np.rint(size_b).astype(np.int64), return_counts=True)
