@@ -6,10 +6,11 @@ Two versions of ``semid_assets.core.synthetic.topic_embeddings`` items: version 
 the first ``n`` items, version B a month later — 5 % of A's items gone, as many new ones,
 the rest in another order, the embeddings unchanged — fitted from scratch with another
 seed (plain Lloyd, 10 iterations: the fits are set-up, not what is measured). Then
-``compare_versions`` (ARI / NMI / matching / Jaccard / JSD per prefix length, and the kNN
+``compare_versions`` (ARI / NMI / AMI / matching / Jaccard / JSD per prefix length, and the kNN
 overlap of 1,000 sampled items — free here, the embeddings being unchanged), the kNN overlap
 against slightly moved embeddings (two exact searches), and ``prefix_similarity`` +
-``trie_stats`` are timed.
+``trie_stats`` are timed. The AMI's share of ``compare_versions`` (its chance term, summed
+over pairs of distinct prefix sizes) is timed again on its own.
 Not a test: nothing is asserted.
 """
 
@@ -28,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from semid_assets.core.hierarchy import prefix_similarity, trie_stats  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
+from semid_assets.core.matching import cell_counts  # noqa: E402
 from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
-from semid_assets.core.stability import align_common, compare_versions, knn_overlap  # noqa: E402
+from semid_assets.core.stability import _ami, align_common, compare_versions, knn_overlap  # noqa: E402
 from semid_assets.core.synthetic import topic_embeddings  # noqa: E402
 
 
@@ -59,6 +61,12 @@ def main() -> None:
     report, figures = compare_versions(ids[rows_a], fits[0], ids[rows_b], fits[1], emb_a=X[rows_a], emb_b=X[rows_b],
                                        knn_sample=1000, knn_k=10)
     stability_s = time.perf_counter() - t0
+    ami_s = 0.0
+    for ga, gb in zip(report.matching.groups_a, report.matching.groups_b):
+        rows, cols, counts, _ = cell_counts(ga, gb)
+        t0 = time.perf_counter()
+        _ami(counts, rows, cols, len(ga))
+        ami_s += time.perf_counter() - t0
     # Unchanged items embed identically here (as with aligner="none"), which knn_overlap
     # recognises; a retrained aligner moves them, so also time the two exact searches.
     common_a, common_b = align_common(ids[rows_a], ids[rows_b])
@@ -76,6 +84,7 @@ def main() -> None:
     print(markdown_table(similarity))
     print(markdown_table(trie))
     print(f"\nn={args.n:,} common={figures['items_common']:,}: stability {stability_s:.1f} s "
+          f"(of which AMI {ami_s:.1f} s) "
           f"(+ {knn_s:.1f} s for kNN overlap {overlap:.3f} on moved embeddings), "
           f"hierarchy {hierarchy_s:.1f} s, threads {args.threads}, peak RSS {peak_gb:.1f} GB")
 

@@ -54,8 +54,10 @@ def test_second_month_is_anchored_and_compared_with_the_first(tiny_run, tiny_set
     table = pd.read_parquet(tiny_settings.assets_dir("synthetic-tiny") / "sid_stability" / f"month={months[1]}"
                             / "method=rq_kmeans.parquet")
     assert list(table["prefix_length"]) == [1, 2, 3]
-    for column in ("ari", "nmi", "matched_kept", "prefix_jaccard", "raw_unchanged"):
+    for column in ("ari", "nmi", "ami", "matched_kept", "prefix_jaccard", "raw_unchanged"):
         assert table[column].between(0, 1).all(), column
+    # AMI is NMI less what chance alone gives.
+    assert (table["ami"] <= table["nmi"] + 1e-12).all()
     # Anchored: the literal code numbers carry over for most items, as the matching would map them.
     assert table["raw_unchanged"].iloc[0] > 0.5
     assert (table["raw_unchanged"] <= table["matched_kept"] + 1e-9).all()
@@ -67,6 +69,7 @@ def test_second_month_is_anchored_and_compared_with_the_first(tiny_run, tiny_set
     version = registry.find_version(MODEL, months[1])
     metrics = registry.run_metrics(version.run_id)
     assert metrics["stability_ari_p1"] == table["ari"].iloc[0]
+    assert metrics["stability_ami_p3"] == table["ami"].iloc[2]
     assert "hierarchy_cosine_p3" in metrics
     files = {f.path for f in registry.client.list_artifacts(version.run_id, "stability")}
     assert files == {"stability/stability.md", "stability/stability.png"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from semid_assets.core import stability
 from semid_assets.core.metrics import prefix_group_ids
 
 __all__ = ["normalized_mutual_info", "comparison_row", "display_table", "relative_differences"]
@@ -20,23 +21,14 @@ __all__ = ["normalized_mutual_info", "comparison_row", "display_table", "relativ
 
 def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     """NMI of two labelings with the arithmetic-mean normaliser ``2 I(a;b) / (H(a) + H(b))``
-    (scikit-learn's default); 1 when one determines the other both ways, 0 when independent."""
+    (scikit-learn's default); 1 when one determines the other both ways, 0 when independent.
+
+    The one implementation is ``core/stability.py``'s; this keeps the stricter 1-D check."""
     a = np.asarray(a)
     b = np.asarray(b)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"labelings must be 1-D, non-empty and of equal length; got {a.shape} and {b.shape}")
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    n = a.size
-    joint = np.unique(ai.astype(np.int64) * (bi.max() + 1) + bi, return_counts=True)[1] / n
-    pa = np.bincount(ai) / n
-    pb = np.bincount(bi) / n
-    h_a = -float((pa * np.log(pa)).sum())
-    h_b = -float((pb * np.log(pb)).sum())
-    h_ab = -float((joint * np.log(joint)).sum())
-    if h_a + h_b == 0:
-        return 1.0
-    return max(0.0, 2.0 * (h_a + h_b - h_ab) / (h_a + h_b))
+    return stability.normalized_mutual_info(a, b)
 
 
 def comparison_row(method: str, report: pd.DataFrame, collisions: dict, fit_seconds: float,

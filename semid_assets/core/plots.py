@@ -9,6 +9,7 @@ import pandas as pd
 AGREEMENT_COLUMNS = {
     "ari": "adjusted Rand index",
     "nmi": "normalised mutual information",
+    "ami": "adjusted mutual information",
     "matched_kept": "matched prefix kept",
     "prefix_jaccard": "prefix-neighbour Jaccard",
     "raw_unchanged": "prefix literally unchanged",

@@ -80,11 +80,12 @@ def build(parts: SemidPartitions) -> list:
         This version's codes are its tokenizer applied to the month's embeddings (what
         ``semantic_ids`` stores), so the report exists even when a ``semantic_ids`` check failed.
 
-        Per prefix length: ARI and NMI of the partitions, the share of items keeping their optimally
-        matched prefix, the Jaccard overlap of prefix neighbours, code-usage drift (JSD) and the raw
-        unchanged share (meaningful when anchored); plus embedding kNN overlap. The earlier version is
-        the stored ``semantic_ids`` partition named in the metadata (``compared_with_*``). The first
-        materialised month has nothing to compare with and says so.
+        Per prefix length: ARI, NMI and AMI (the chance-corrected NMI) of the partitions, the share of
+        items keeping their optimally matched prefix, the Jaccard overlap of prefix neighbours,
+        code-usage drift (JSD) and the raw unchanged share (meaningful when anchored); plus embedding
+        kNN overlap. The earlier version is the stored ``semantic_ids`` partition named in the
+        metadata (``compared_with_*``). The first materialised month has nothing to compare with and
+        says so.
         """
         month, method = month_of(context), method_of(context)
         dataset = catalog.source().name
@@ -113,7 +114,7 @@ def build(parts: SemidPartitions) -> list:
 
         metrics = {f"stability_{column}_p{row.prefix_length}": float(getattr(row, column))
                    for row in report.table.itertuples(index=False)
-                   for column in ("ari", "nmi", "matched_kept", "prefix_jaccard", "usage_jsd", "raw_unchanged")}
+                   for column in ("ari", "nmi", "ami", "matched_kept", "prefix_jaccard", "usage_jsd", "raw_unchanged")}
         metrics.update({"stability_months_apart": gap, "stability_items_common": figures["items_common"]})
         if "knn_overlap" in figures:
             metrics["stability_knn_overlap"] = figures["knn_overlap"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -9,8 +12,8 @@ from semid_assets.core.anchoring import anchored_fit_encode, relabel_to_previous
 from semid_assets.core.gate import GateLimits, promotion_requirements
 from semid_assets.core.matching import match_level_codes, match_prefixes
 from semid_assets.core.rq_kmeans import RQKMeans
-from semid_assets.core.stability import (adjusted_rand_index, compare_codes, compare_versions, jensen_shannon,
-                                         knn_overlap, normalized_mutual_info)
+from semid_assets.core.stability import (adjusted_mutual_info, adjusted_rand_index, compare_codes, compare_versions,
+                                         jensen_shannon, knn_overlap, normalized_mutual_info)
 
 
 def _codes(n=3000, levels=3, K=8, seed=0):
@@ -30,6 +33,90 @@ def test_ari_and_nmi_on_hand_computed_partitions():
     assert adjusted_rand_index(a, b + 7) == pytest.approx(expected_ari)
 
 
+def _reference_ami(a, b) -> float:
+    """AMI from its definition: the full triple sum over groups i, j and every n_ij of the
+    support, hypergeometric probabilities as exact ratios of binomial coefficients."""
+    n = len(a)
+    a = np.unique(a, return_inverse=True)[1]
+    b = np.unique(b, return_inverse=True)[1]
+    sizes_a, sizes_b = np.bincount(a).tolist(), np.bincount(b).tolist()
+    mi = 0.0
+    for i, size_i in enumerate(sizes_a):
+        for j, size_j in enumerate(sizes_b):
+            c = int(np.sum((a == i) & (b == j)))
+            if c:
+                mi += c / n * math.log(c * n / (size_i * size_j))
+    expected = 0.0
+    for s in sizes_a:
+        for t in sizes_b:
+            for k in range(max(1, s + t - n), min(s, t) + 1):
+                p = Fraction(math.comb(s, k) * math.comb(n - s, t - k), math.comb(n, t))
+                expected += k / n * math.log(n * k / (s * t)) * float(p)
+    h_a = -sum(x / n * math.log(x / n) for x in sizes_a)
+    h_b = -sum(x / n * math.log(x / n) for x in sizes_b)
+    return (mi - expected) / ((h_a + h_b) / 2 - expected)
+
+
+def test_ami_matches_the_brute_force_definition():
+    # The hand-checked case: scikit-learn's adjusted_mutual_info_score gives 0.2987924581708901.
+    a = np.array([0, 0, 0, 1, 1, 1])
+    b = np.array([0, 0, 1, 1, 2, 2])
+    assert _reference_ami(a, b) == pytest.approx(0.2987924581708901, abs=1e-12)
+    assert adjusted_mutual_info(a, b) == pytest.approx(0.2987924581708901, abs=1e-12)
+    rng = np.random.default_rng(12)
+    for trial in range(6):
+        groups_a, groups_b = rng.integers(5, 41, size=2)
+        a = rng.integers(0, groups_a, 200)
+        # Half the cases share structure, so AMI is far from 0 as well as near it.
+        b = (a * 7 + rng.integers(0, 3, 200)) % groups_b if trial % 2 else rng.integers(0, groups_b, 200)
+        assert adjusted_mutual_info(a, b) == pytest.approx(_reference_ami(a, b), abs=1e-10), trial
+
+
+def test_ami_window_loses_nothing_where_it_cuts_the_support():
+    # Big groups: the hypergeometric of n_ij spans thousands of values, the summed window
+    # ~10 standard deviations of it. Compare E[I] with the full sum over the support.
+    from semid_assets.core.stability import _expected_mutual_info
+
+    sizes_a, sizes_b = [9000, 6000, 3000, 1500, 500], [8000, 7000, 4000, 1000]
+    n = sum(sizes_a)
+    full = 0.0
+    for s in sizes_a:
+        for t in sizes_b:
+            log_const = (math.lgamma(s + 1) + math.lgamma(t + 1) + math.lgamma(n - s + 1) + math.lgamma(n - t + 1)
+                         - math.lgamma(n + 1))
+            for k in range(max(1, s + t - n), min(s, t) + 1):
+                log_p = (log_const - math.lgamma(k + 1) - math.lgamma(s - k + 1) - math.lgamma(t - k + 1)
+                         - math.lgamma(n - s - t + k + 1))
+                full += k / n * math.log(n * k / (s * t)) * math.exp(log_p)
+    windowed = _expected_mutual_info(np.array(sizes_a, dtype=float), np.array(sizes_b, dtype=float), n)
+    assert windowed == pytest.approx(full, rel=1e-9, abs=1e-13)
+
+
+def test_ami_is_one_for_the_same_partition_and_handles_trivial_ones():
+    a = np.random.default_rng(13).integers(0, 30, 500)
+    assert adjusted_mutual_info(a, a) == pytest.approx(1.0)
+    # Only the partition counts: permuted, shifted or renamed labels change nothing.
+    perm = np.random.default_rng(14).permutation(30)
+    assert adjusted_mutual_info(a, perm[a] + 100) == pytest.approx(1.0)
+    assert adjusted_mutual_info(a, np.array([f"g{x}" for x in a])) == pytest.approx(1.0)
+    # One group each and singletons each are the same partition (the 0/0 cases); one group
+    # against any split carries no information: 0.
+    assert adjusted_mutual_info(np.zeros(7), np.ones(7)) == 1.0
+    assert adjusted_mutual_info(np.arange(7), np.arange(7)[::-1]) == 1.0
+    assert adjusted_mutual_info(np.zeros(7), np.arange(7)) == pytest.approx(0.0, abs=1e-12)
+    assert adjusted_mutual_info(np.zeros(7), np.array([0, 0, 1, 1, 1, 2, 2])) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ami_is_near_zero_for_independent_partitions_where_nmi_is_not():
+    rng = np.random.default_rng(15)
+    a, b = rng.integers(0, 2000, 20000), rng.integers(0, 2000, 20000)
+    assert normalized_mutual_info(a, b) > 0.5
+    assert abs(adjusted_mutual_info(a, b)) < 0.02
+    # Chance correction only ever lowers NMI (E[I] >= 0).
+    near = np.where(rng.random(20000) < 0.7, a, b)
+    assert 0.3 < adjusted_mutual_info(a, near) < normalized_mutual_info(a, near) < 1.0
+
+
 def test_independent_labelings_have_ari_near_zero():
     rng = np.random.default_rng(1)
     assert abs(adjusted_rand_index(rng.integers(0, 10, 20000), rng.integers(0, 10, 20000))) < 0.01
@@ -38,7 +125,7 @@ def test_independent_labelings_have_ari_near_zero():
 def test_identical_versions_agree_fully():
     codes = _codes()
     table = compare_codes(codes, codes.copy()).table
-    for column in ("ari", "nmi", "matched_kept", "prefix_jaccard", "raw_unchanged"):
+    for column in ("ari", "nmi", "ami", "matched_kept", "prefix_jaccard", "raw_unchanged"):
         assert np.allclose(table[column], 1.0), column
     assert np.allclose(table["usage_jsd"], 0.0)
 
@@ -50,6 +137,7 @@ def test_permuted_labels_are_recovered_exactly():
     permuted = np.stack([perms[level][codes[:, level]] for level in range(3)], axis=1)
     report = compare_codes(codes, permuted)
     assert np.allclose(report.table["ari"], 1.0) and np.allclose(report.table["nmi"], 1.0)
+    assert np.allclose(report.table["ami"], 1.0)
     assert np.allclose(report.table["matched_kept"], 1.0) and np.allclose(report.table["prefix_jaccard"], 1.0)
     assert report.table["raw_unchanged"].iloc[-1] < 0.1
     # The level-1 matching is the permutation itself; deeper levels map every prefix to its image.
