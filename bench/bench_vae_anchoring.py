@@ -7,7 +7,7 @@ Reads (never writes) a home ``semid demo`` filled: the ``--previous`` month's st
 ``--method`` tokenizer and ``semantic_ids``, and the ``--month`` month's
 ``aligned_embeddings``. It then fits ``--month`` with the stored version's parameters:
 
-- unanchored: from scratch (seed 0, as with ``anchor_to_previous=False``);
+- unanchored: from scratch (``--seed``, default 1), as with ``anchor_to_previous=False``;
 - anchored: warm-started from the stored version with the constructor's epochs, then with
   each ``--warm-epochs`` value, relabelled to the stored semantic IDs of the same items —
   what the tokenizer asset does with ``anchor_to_previous=True``.
@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--month", default="2025-11")
     parser.add_argument("--method", default="rq_vae")
     parser.add_argument("--warm-epochs", type=int, nargs="*", default=[1, 2, 3])
+    parser.add_argument("--seed", type=int, default=1,
+                        help="seed of the new fits (the stored version's seed reproduces it exactly when unanchored "
+                             "on the same month)")
     args = parser.parse_args()
     root = args.home / "assets" / args.dataset
     previous = load_artifact(root / "tokenizer" / f"month={args.previous}" / f"method={args.method}.npz")
@@ -66,7 +69,7 @@ def main() -> None:
     previous_codes = np.full((len(ids), len(columns)), -1, dtype=np.int64)
     previous_codes[rows >= 0] = table[columns].to_numpy()[rows[rows >= 0]]
     known = rows >= 0
-    params = {**previous.get_params(), "seed": 0}
+    params = {**previous.get_params(), "seed": args.seed}
     K = previous.codebook_size
     print(f"{args.method} {args.month} ({len(X)} items x {X.shape[1]}, {int(known.sum())} known in "
           f"{args.previous}); params {params}", flush=True)
