@@ -16,8 +16,8 @@ from semid_assets.registry import CHAMPION_ALIAS, Registry
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
 
-def _key(month: str) -> str:
-    return str(dg.MultiPartitionKey({MONTH: month, METHOD: "rq_kmeans"}))
+def _key(month: str, method: str = "rq_kmeans") -> str:
+    return str(dg.MultiPartitionKey({MONTH: month, METHOD: method}))
 
 
 def _metadata(instance, asset: str, partition: str) -> dict:
@@ -48,6 +48,10 @@ def test_second_month_is_anchored_and_compared_with_the_first(tiny_run, tiny_set
     _, instance, _, months = tiny_run
     tokenizer_meta = _metadata(instance, "tokenizer", _key(months[1]))
     assert tokenizer_meta["anchored_to"] == months[0]
+    # RQ-VAE and LETTER (with its collaborative input) are anchored by a whole-model warm start.
+    for method in ("rq_vae", "letter"):
+        vae_meta = _metadata(instance, "tokenizer", _key(months[1], method))
+        assert vae_meta["anchored_to"] == months[0] and vae_meta["anchored_warm_start"] == "previous model"
     meta = _metadata(instance, "sid_stability", _key(months[1]))
     assert meta["compared_with_month"] == months[0] and meta["anchored_to"] == months[0]
     assert 0 < meta["items_common"] <= meta["items_earlier"] < meta["items_this"]

@@ -19,6 +19,12 @@ describe today's space, while the partition the previous version made still can 
 carried over — each centroid re-estimated as the mean of today's vectors of the items that
 held its code. Without stored codes (a notebook, embeddings known not to have moved) the
 previous tokenizer encodes today's vectors and its codebooks are the warm start.
+
+RQ-VAE and LETTER quantise an encoder's latent, so codebooks alone cannot be warm-started
+(a fresh encoder makes a new latent space). They are anchored by warm-starting the whole
+model: ``fit_encode(..., warm_start=previous)`` copies encoder, decoder and codebooks and
+training continues from them; the previous codes (stored, or the previous model's codes of
+``X``) serve only the relabelling, which is the same as for the k-means family.
 """
 
 from __future__ import annotations
@@ -31,13 +37,38 @@ import numpy as np
 
 from semid_assets.core.matching import match_level_codes
 
-__all__ = ["supports_anchoring", "relabel_to_previous", "carried_over_codebooks", "anchored_fit_encode"]
+__all__ = ["supports_anchoring", "warm_starts_whole_model", "anchoring_mismatch", "relabel_to_previous",
+           "carried_over_codebooks", "anchored_fit_encode"]
 
 
 def supports_anchoring(model: Any) -> bool:
-    """Whether ``model.fit_encode`` takes ``init_codebooks`` (the residual k-means family does)."""
+    """Whether ``model.fit_encode`` takes ``init_codebooks`` (the residual k-means family does)
+    or ``warm_start`` (RQ-VAE and LETTER, see :func:`warm_starts_whole_model`)."""
     fit_encode = getattr(model, "fit_encode", None)
-    return fit_encode is not None and "init_codebooks" in inspect.signature(fit_encode).parameters
+    return fit_encode is not None and ("init_codebooks" in inspect.signature(fit_encode).parameters
+                                       or warm_starts_whole_model(model))
+
+
+def warm_starts_whole_model(model: Any) -> bool:
+    """Whether ``model.fit_encode`` takes ``warm_start`` (a previous fitted model it continues training)."""
+    fit_encode = getattr(model, "fit_encode", None)
+    return fit_encode is not None and "warm_start" in inspect.signature(fit_encode).parameters
+
+
+def anchoring_mismatch(model: Any, previous: Any, dim: int) -> str | None:
+    """Why ``model`` cannot be anchored to ``previous`` on inputs of width ``dim``, or None if it can.
+
+    A whole-model warm start asks the model (``warm_start_mismatch``: same network shape);
+    the k-means family needs codebooks of shape ``(levels, codebook_size, dim)``."""
+    if not supports_anchoring(model):
+        return f"{type(model).__name__} cannot warm-start"
+    if warm_starts_whole_model(model):
+        return model.warm_start_mismatch(previous, dim)
+    expected = (model.levels, model.codebook_size, int(dim))
+    shape = getattr(getattr(previous, "codebooks", None), "shape", None)
+    if shape != expected:
+        return f"the earlier version has codebooks of shape {shape}, this one {expected}"
+    return None
 
 
 def relabel_to_previous(codebooks: np.ndarray, codes: np.ndarray,
@@ -107,7 +138,8 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
 
 def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None,
-                        iterations: int | None = None) -> tuple[np.ndarray, dict]:
+                        iterations: int | None = None, epochs: int | None = None,
+                        **side: Any) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to the fitted ``previous`` version; return codes and a summary.
 
     ``previous_codes`` [n, L]: the codes the previous version gave ``X``'s items (its stored
@@ -119,7 +151,17 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     previous version's shape; its codebooks are relabelled in place. ``iterations``: Lloyd
     iterations after the warm start (default: the model's own ``n_iter``); each one lets more
     border items change code.
+
+    A model that takes ``warm_start`` (RQ-VAE, LETTER) is instead trained from ``previous``
+    as a whole (:func:`warm_starts_whole_model`); ``epochs`` is then its ``warm_epochs``
+    (default: as many as from scratch), ``iterations`` is refused, and ``side`` inputs
+    (LETTER's ``collaborative=``) reach its ``fit_encode``.
     """
+    if warm_starts_whole_model(model):
+        return _anchored_warm_start(model, X, previous, previous_codes, progress, iterations, epochs, side)
+    if side or epochs is not None:
+        raise ValueError(f"{type(model).__name__} takes neither side inputs nor epochs, got "
+                         f"{sorted([*side, *(['epochs'] if epochs is not None else [])])}")
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
     if previous_codes is None:
@@ -148,6 +190,47 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     info = {
         "warm_start": warm_start,
         "iterations": int(iterations or model.n_iter),
+        "items_known_before": int(known.sum()),
+        "codes_relabelled_per_level": relabelled,
+        "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,
+        "prefix_unchanged": [float(np.all(same[:, : lvl + 1], axis=1).mean()) if known.any() else 0.0
+                             for lvl in range(codes.shape[1])],
+    }
+    model.fit_info["anchoring"] = info
+    return codes, info
+
+
+def _anchored_warm_start(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None,
+                         progress: Callable[[str], None] | None, iterations: int | None, epochs: int | None,
+                         side: dict[str, Any]) -> tuple[np.ndarray, dict]:
+    if iterations is not None:
+        raise ValueError(f"iterations are the k-means family's Lloyd iterations after a warm start; "
+                         f"{type(model).__name__} warm-starts the whole model: pass epochs= instead")
+    X = np.asarray(X, dtype=np.float32)
+    mismatch = model.warm_start_mismatch(previous, X.shape[1])
+    if mismatch is not None:
+        raise ValueError(mismatch)
+    if previous_codes is None:
+        previous_codes = previous.encode(X)
+    else:
+        previous_codes = np.asarray(previous_codes)
+        if previous_codes.shape != (len(X), model.levels):
+            raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
+    codes = model.fit_encode(X, progress=progress, warm_start=previous, warm_epochs=epochs, **side)
+    known = np.all(previous_codes >= 0, axis=1)
+    K = model.codebook_size
+    relabelled = []
+    codebooks = np.empty_like(model.codebooks)
+    for level in range(codes.shape[1]):
+        perm = match_level_codes(previous_codes[known, level], codes[known, level], K)
+        codebooks[level][perm] = model.codebooks[level]
+        codes[:, level] = perm[codes[:, level]]
+        relabelled.append(int((perm != np.arange(K)).sum()))
+    model.codebooks = codebooks
+    same = codes[known] == previous_codes[known]
+    info = {
+        "warm_start": "previous model",
+        "epochs": len(model.fit_info.get("epochs", [])),
         "items_known_before": int(known.sum()),
         "codes_relabelled_per_level": relabelled,
         "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,

@@ -17,7 +17,9 @@ LETTER (Wang et al., 2024) adds two losses to RQ-VAE training (REFERENCE.md §3)
   items over codes instead of letting a few popular codes absorb them.
 
 The head is training-only: encoding and decoding are RQ-VAE's, so a LETTER version in
-the registry needs no collaborative data to tokenize new items.
+the registry needs no collaborative data to tokenize new items. For the same reason a
+warm start (``fit(X, collaborative=H, warm_start=previous)``, anchored retraining)
+copies encoder, decoder and codebooks but trains a fresh head against this month's ``H``.
 """
 
 from __future__ import annotations
@@ -92,9 +94,7 @@ class LETTER(RQVAE):
         self.fit_info_side = {"items_with_cf": int((norms > 0).sum()), "cf_dim": int(H.shape[1])}
 
     def _extra_parameters(self) -> list[nn.Parameter]:
-        steps_per_epoch = max(1, -(-int(self._cf.shape[0]) // self.batch_size))
-        epochs = max(self.epochs, -(-self.min_steps // steps_per_epoch))
-        self._recluster_every = max(1, epochs // 10)
+        self._recluster_every = max(1, self._fit_epochs // 10)
         torch.manual_seed(self.seed + 7)
         self._head = nn.Linear(self.latent_dim, int(self._cf.shape[1]), bias=False)
         return list(self._head.parameters())

@@ -13,6 +13,11 @@ Codebook collapse is fought as in the Google paper: after every step, a code tha
 item of the last ``dead_code_window`` steps chose is moved onto the residual (at that
 level) of a random item of the batch, so it starts where data is.
 
+A fit can warm-start from an earlier fitted version of the same shape (``warm_start=``):
+encoder, decoder and codebooks are copied and training continues from them instead of
+from a fresh encoder and its k-means codebooks — what anchored retraining
+(``core/anchoring.py``) uses to keep codes stable across versions.
+
 Inputs are centred and divided by one scalar (their root-mean-square deviation) inside
 the model, so the loss terms have unit scale whatever the embedding norm; ``decode``
 undoes it. The Google setting is ``levels=8, codebook_size=2048, latent_dim=256,
@@ -182,27 +187,81 @@ class RQVAE:
 
     @property
     def codebooks(self) -> np.ndarray | None:
-        """float32 [levels, K, latent_dim]: the code vectors (in the latent space)."""
+        """float32 [levels, K, latent_dim]: the code vectors (in the latent space).
+
+        Assigning copies into the network (anchoring permutes the rows of each level to rename
+        codes; encoder and decoder are untouched, so ``decode`` of renamed codes is unchanged)."""
         if self.net is None:
             return None
         return self.net.codebooks.detach().numpy().copy()
 
+    @codebooks.setter
+    def codebooks(self, value: np.ndarray) -> None:
+        net = self._check_fitted("set codebooks of")
+        value = np.asarray(value, dtype=np.float32)
+        if value.shape != tuple(net.codebooks.shape):
+            raise ValueError(f"codebooks must have shape {tuple(net.codebooks.shape)}, got {value.shape}")
+        with torch.no_grad():
+            net.codebooks.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+    def _shape(self, dim: int | None) -> dict[str, Any]:
+        return {"dim": dim, "hidden_dims": list(self.hidden_dims), "latent_dim": self.latent_dim,
+                "levels": self.levels, "codebook_size": self.codebook_size}
+
+    def warm_start_mismatch(self, previous: Any, dim: int) -> str | None:
+        """Why this model cannot warm-start from ``previous`` on inputs of width ``dim``, or None if it can.
+
+        A warm start copies every weight, so the network must have the same shape: input
+        ``dim``, ``hidden_dims``, ``latent_dim``, ``levels`` and ``codebook_size``."""
+        if not isinstance(previous, RQVAE):
+            return f"a warm start needs a fitted RQVAE (or LETTER), got {type(previous).__name__}"
+        if previous.net is None:
+            return f"the warm start {type(previous).__name__} is not fitted"
+        mine, theirs = self._shape(int(dim)), previous._shape(previous.dim)
+        if mine != theirs:
+            return (f"cannot warm-start from a {type(previous).__name__} of shape {theirs}: this model and its "
+                    f"data have shape {mine}; train unanchored or configure the same shape")
+        return None
+
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None, **side) -> RQVAE:
-        self.fit_encode(X, progress=progress, **side)
+    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+            warm_start: RQVAE | None = None, warm_epochs: int | None = None, **side) -> RQVAE:
+        self.fit_encode(X, progress=progress, warm_start=warm_start, warm_epochs=warm_epochs, **side)
         return self
 
-    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None, **side) -> np.ndarray:
-        """Train on ``X`` [n, dim] and return its codes, int32 [n, levels]."""
+    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+                   warm_start: RQVAE | None = None, warm_epochs: int | None = None, **side) -> np.ndarray:
+        """Train on ``X`` [n, dim] and return its codes, int32 [n, levels].
+
+        ``warm_start``: a fitted version of the same shape (see :meth:`warm_start_mismatch`)
+        whose encoder, decoder and codebooks training starts from (no k-means init). Its
+        input standardisation (``mean``, ``scale``) is kept rather than recomputed: the
+        copied encoder was trained on inputs standardised that way, so keeping it makes the
+        starting model exactly the previous version as a function of raw embeddings (same
+        latents, same codes); recomputing would shift every latent before the first step.
+        The loss terms stay near unit scale as long as the embeddings' spread does not change
+        much, which is what a warm start assumes anyway. Training-only state (Adam's moments,
+        LETTER's projection head) starts fresh: the stored artefact does not hold it.
+        ``warm_epochs``: epochs of a warm-started fit (default: the constructor's ``epochs``
+        and ``min_steps``, as from scratch).
+        """
         X = _as_float32_matrix(X)
         n, d = X.shape
         K = self.codebook_size
         if n < K:
             raise ValueError(f"X has {n} points but codebook_size is {K}; use codebook_size <= {n}")
+        if warm_start is not None:
+            mismatch = self.warm_start_mismatch(warm_start, d)
+            if mismatch is not None:
+                raise ValueError(mismatch)
+        if warm_epochs is not None:
+            if warm_start is None:
+                raise ValueError("warm_epochs sets the epochs of a warm start; pass warm_start= too, or set epochs")
+            _check_int("warm_epochs", warm_epochs, 1)
         self._prepare_side(X, **side)
         with torch_threads(self.n_threads):
-            self._train(X, progress)
+            self._train(X, progress, warm_start, warm_epochs)
             return self._encode(X, self.beam_size)
 
     def _prepare_side(self, X: np.ndarray, **side) -> None:
@@ -221,30 +280,34 @@ class RQVAE:
         """Training-only parameters of a subclass (created after the network)."""
         return []
 
-    def _train(self, X: np.ndarray, progress: Callable[[str], None] | None) -> None:
+    def _train(self, X: np.ndarray, progress: Callable[[str], None] | None,
+               warm_start: RQVAE | None = None, warm_epochs: int | None = None) -> None:
         n, d = X.shape
         K, L = self.codebook_size, self.levels
         t_start = time.perf_counter()
+        # Taken before anything is replaced, so a model can warm-start from itself.
+        warm_state = None if warm_start is None else {k: v.clone() for k, v in warm_start.net.state_dict().items()}
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
         self.dim = int(d)
-        self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-        centred_ms = float(np.mean(np.square(X - self.mean), dtype=np.float64))
-        self.scale = float(math.sqrt(centred_ms)) if centred_ms > 0 else 1.0
+        if warm_start is None:
+            self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            centred_ms = float(np.mean(np.square(X - self.mean), dtype=np.float64))
+            self.scale = float(math.sqrt(centred_ms)) if centred_ms > 0 else 1.0
+        else:
+            self.mean, self.scale = warm_start.mean.copy(), float(warm_start.scale)
         Xs = torch.from_numpy((X - self.mean) / np.float32(self.scale))
         self.net = net = _Net(d, self.hidden_dims, self.latent_dim, L, K)
-
-        order = rng.permutation(n)
-        init_n = min(n, self.kmeans_init_points or max(self.batch_size, 40 * K))
-        with torch.no_grad():
-            z0 = net.encoder(Xs[torch.from_numpy(np.sort(order[:init_n]))]).numpy()
-        init = RQKMeans(levels=L, codebook_size=K, n_iter=10, seed=int(rng.integers(0, 2**31 - 1)),
-                        progressive_dim_steps=10 if self.latent_dim > 16 else 0, n_threads=self.n_threads or 1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # few points per centroid is expected here
-            init.fit(z0)
-        with torch.no_grad():
-            net.codebooks.copy_(torch.from_numpy(init.codebooks))
+        steps_per_epoch = sum(1 for s in range(0, n, self.batch_size) if min(self.batch_size, n - s) >= 2)
+        if warm_epochs is not None:
+            epochs = warm_epochs
+        else:
+            epochs = max(self.epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
+        self._fit_epochs = epochs
+        if warm_state is not None:
+            net.load_state_dict(warm_state)
+        else:
+            self._kmeans_init(net, Xs, rng)
 
         optimiser = torch.optim.Adam([*net.parameters(), *self._extra_parameters()], lr=self.lr,
                                      weight_decay=self.weight_decay)
@@ -252,8 +315,6 @@ class RQVAE:
         unused_steps = torch.zeros(L, K, dtype=torch.int64)
         resets = 0
         history = []
-        steps_per_epoch = sum(1 for s in range(0, n, self.batch_size) if min(self.batch_size, n - s) >= 2)
-        epochs = max(self.epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
         for epoch in range(epochs):
             self._on_epoch_start(epoch, rng)
             perm = torch.from_numpy(rng.permutation(n))
@@ -303,7 +364,21 @@ class RQVAE:
                          + f"; dead codes reset so far {resets}")
         self.fit_info = {"n": int(n), "dim": int(d), "seconds": round(time.perf_counter() - t_start, 4),
                          "dead_code_resets": int(resets), "dead_code_window": int(window), "epochs": history,
-                         **getattr(self, "fit_info_side", {})}
+                         "warm_started": warm_start is not None, **getattr(self, "fit_info_side", {})}
+
+    def _kmeans_init(self, net: _Net, Xs: torch.Tensor, rng: np.random.Generator) -> None:
+        n, K, L = Xs.shape[0], self.codebook_size, self.levels
+        order = rng.permutation(n)
+        init_n = min(n, self.kmeans_init_points or max(self.batch_size, 40 * K))
+        with torch.no_grad():
+            z0 = net.encoder(Xs[torch.from_numpy(np.sort(order[:init_n]))]).numpy()
+        init = RQKMeans(levels=L, codebook_size=K, n_iter=10, seed=int(rng.integers(0, 2**31 - 1)),
+                        progressive_dim_steps=10 if self.latent_dim > 16 else 0, n_threads=self.n_threads or 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # few points per centroid is expected here
+            init.fit(z0)
+        with torch.no_grad():
+            net.codebooks.copy_(torch.from_numpy(init.codebooks))
 
     def _reset_dead(self, codes: list[torch.Tensor], residuals: list[torch.Tensor],
                     unused_steps: torch.Tensor, window: int) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
-from semid_assets.core.anchoring import anchored_fit_encode, supports_anchoring
+from semid_assets.core.anchoring import (anchored_fit_encode, anchoring_mismatch, supports_anchoring,
+                                         warm_starts_whole_model)
 from semid_assets.defs import versions
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import SemidPartitions
@@ -15,7 +16,11 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
                   month: str, method: str, dataset: str, anchor: bool, item_ids: np.ndarray,
                   anchor_iterations: int | None = None, **side) -> tuple[np.ndarray, dict]:
     """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
-    ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened."""
+    ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened.
+
+    ``anchor_iterations`` reaches the k-means family only: RQ-VAE and LETTER are anchored by
+    warm-starting the whole model and train their usual epochs. ``side`` (LETTER's
+    ``collaborative``) reaches the fit anchored or not."""
     previous = None
     if anchor:
         previous, reason = _previous_version(context, parts, model, vectors, month, method, dataset)
@@ -27,8 +32,9 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
     stored, earlier = previous
     context.log.info(f"anchoring to the {method} version of {stored.month} ({stored.path})")
     previous_codes = _previous_codes(context, parts, stored.month, method, dataset, item_ids)
+    iterations = None if warm_starts_whole_model(model) else anchor_iterations
     codes, info = anchored_fit_encode(model, vectors, earlier, previous_codes=previous_codes,
-                                      progress=context.log.info, iterations=anchor_iterations)
+                                      progress=context.log.info, iterations=iterations, **side)
     info["anchored_to_month"] = stored.month
     model.fit_info["anchoring"] = info
     context.log.info(f"anchored: {info['full_sid_unchanged']:.1%} of items keep their full SID "
@@ -36,6 +42,7 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
     return codes, {
         "anchored_to": stored.month,
         "anchored_to_run_id": stored.run_id,
+        "anchored_warm_start": info["warm_start"],
         "anchored_full_sid_unchanged": info["full_sid_unchanged"],
         "anchored_prefix_unchanged": dg.MetadataValue.json(info["prefix_unchanged"]),
     }
@@ -43,17 +50,14 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
 
 def _previous_version(context, parts, model, vectors, month, method, dataset):
     if not supports_anchoring(model):
-        return None, f"method {method} cannot warm-start from codebooks"
+        return None, f"method {method} cannot warm-start"
     stored = versions.previous_tokenizer(context.instance, parts, month, method, dataset)
     if stored is None:
         return None, f"no {method} tokenizer of a month before {month} is materialised"
     earlier = load_artifact(stored.path)
-    same_shape = (getattr(earlier, "codebooks", None) is not None
-                  and earlier.codebooks.shape == (model.levels, model.codebook_size, vectors.shape[1]))
-    if not same_shape:
-        shape = getattr(getattr(earlier, "codebooks", None), "shape", None)
-        return None, (f"the {stored.month} version has codebooks of shape {shape}, this one "
-                      f"{(model.levels, model.codebook_size, vectors.shape[1])}")
+    mismatch = anchoring_mismatch(model, earlier, vectors.shape[1])
+    if mismatch is not None:
+        return None, f"{stored.month} version: {mismatch}"
     return (stored, earlier), ""
 
 

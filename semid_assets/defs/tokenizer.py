@@ -75,9 +75,12 @@ class TokenizerConfig(dg.Config):
     anchor_to_previous: bool = True
     """Warm-start from the newest stored earlier version of this method and keep its code labels
     (optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. On the
-    default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining")."""
+    default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining").
+    RQ-VAE/LETTER warm-start the whole model (encoder, decoder, codebooks; same shape needed) and
+    train their ``epochs``; they keep far fewer full SIDs (README, "Stability over time")."""
     anchor_iterations: int = 3
-    """Lloyd iterations per level after an anchored warm start (unanchored fits use ``n_iter``). Every
+    """k-means methods: Lloyd iterations per level after an anchored warm start (unanchored fits use
+    ``n_iter``; RQ-VAE/LETTER train their ``epochs``). Every
     iteration lets more border items change code for little gain in error: on the default data 3
     iterations keep 90 % of full SIDs, 20 keep 82 %, at the same relative MSE to 3 decimals."""
 
