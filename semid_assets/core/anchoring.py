@@ -35,7 +35,7 @@ __all__ = ["supports_anchoring", "relabel_to_previous", "carried_over_codebooks"
 
 
 def supports_anchoring(model: Any) -> bool:
-    """Whether ``model.fit_encode`` takes ``init_codebooks`` (the residual k-means family does)."""
+    """Whether ``model.fit_encode`` takes ``init_codebooks`` (both residual k-means methods do)."""
     fit_encode = getattr(model, "fit_encode", None)
     return fit_encode is not None and "init_codebooks" in inspect.signature(fit_encode).parameters
 
@@ -105,6 +105,12 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     return init
 
 
+def _catalogue_codes(model: Any, X: np.ndarray) -> np.ndarray:
+    """The codes ``model`` gives a whole catalogue: balanced models apply their capacity over it."""
+    encode = getattr(model, "encode_catalogue", None) or model.encode
+    return encode(X)
+
+
 def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None,
                         iterations: int | None = None) -> tuple[np.ndarray, dict]:
@@ -114,16 +120,18 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     semantic IDs; -1 rows for items it never saw). With them, the warm start carries the
     previous partition into this space (:func:`carried_over_codebooks`) and the relabelling
     matches on the items both versions know. Without them the embeddings are assumed not to
-    have moved: ``previous.encode(X)`` gives the codes and its codebooks are the warm start.
+    have moved: the previous version's catalogue codes of ``X`` (``encode_catalogue`` for a
+    balanced model, else ``encode``) and its codebooks are the warm start.
     ``model`` must support ``init_codebooks`` (see :func:`supports_anchoring`) and have the
     previous version's shape; its codebooks are relabelled in place. ``iterations``: Lloyd
     iterations after the warm start (default: the model's own ``n_iter``); each one lets more
-    border items change code.
+    border items change code. A model with ``encode_catalogue`` (balanced RQ-Kmeans) returns its
+    catalogue codes recomputed after the relabelling, so they are what its semantic IDs will be.
     """
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
     if previous_codes is None:
-        previous_codes = previous.encode(X)
+        previous_codes = _catalogue_codes(previous, X)
         init = previous.codebooks
         warm_start = "previous codebooks"
     else:
@@ -144,12 +152,22 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
         codes[:, level] = perm[codes[:, level]]
         relabelled.append(int((perm != np.arange(K)).sum()))
     model.codebooks = codebooks
+    ties_moved = 0
+    if hasattr(model, "encode_catalogue"):
+        # A catalogue-wide (balanced) assignment breaks exact distance ties — duplicate centroids,
+        # e.g. codes whose members all have zero residual — by centroid order, which the
+        # permutation just changed; re-encoding makes the returned codes exactly those the
+        # semantic_ids asset will store. Away from such ties it changes nothing.
+        permuted = codes
+        codes = model.encode_catalogue(X)
+        ties_moved = int(np.any(codes != permuted, axis=1).sum())
     same = codes[known] == previous_codes[known]
     info = {
         "warm_start": warm_start,
         "iterations": int(iterations or model.n_iter),
         "items_known_before": int(known.sum()),
         "codes_relabelled_per_level": relabelled,
+        "items_moved_by_tie_reencoding": ties_moved,
         "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,
         "prefix_unchanged": [float(np.all(same[:, : lvl + 1], axis=1).mean()) if known.any() else 0.0
                              for lvl in range(codes.shape[1])],
