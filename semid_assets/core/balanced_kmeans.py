@@ -121,7 +121,9 @@ class RQKMeansBalanced:
     levels, codebook_size, seed:
         As :class:`~semid_assets.core.rq_kmeans.RQKMeans`.
     n_iter:
-        Balanced Lloyd iterations per level.
+        Balanced Lloyd iterations per level (a warm start runs ``fit_encode``'s
+        ``warm_iterations``, default ``n_iter``; ``fit_info`` records ``warm_started`` and
+        ``warm_iterations``).
     balance_slack:
         Capacity of a code = ``ceil(n / K * (1 + balance_slack))``. 0 (default) is
         OneRec's equal split: sizes differ by at most one point on the training set.
