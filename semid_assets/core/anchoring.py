@@ -42,7 +42,7 @@ __all__ = ["supports_anchoring", "warm_starts_whole_model", "anchoring_mismatch"
 
 
 def supports_anchoring(model: Any) -> bool:
-    """Whether ``model.fit_encode`` takes ``init_codebooks`` (the residual k-means family does)
+    """Whether ``model.fit_encode`` takes ``init_codebooks`` (both residual k-means methods do)
     or ``warm_start`` (RQ-VAE and LETTER, see :func:`warm_starts_whole_model`)."""
     fit_encode = getattr(model, "fit_encode", None)
     return fit_encode is not None and ("init_codebooks" in inspect.signature(fit_encode).parameters
@@ -136,6 +136,12 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     return init
 
 
+def _catalogue_codes(model: Any, X: np.ndarray) -> np.ndarray:
+    """The codes ``model`` gives a whole catalogue: balanced models apply their capacity over it."""
+    encode = getattr(model, "encode_catalogue", None) or model.encode
+    return encode(X)
+
+
 def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None,
                         iterations: int | None = None, epochs: int | None = None,
@@ -146,11 +152,13 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     semantic IDs; -1 rows for items it never saw). With them, the warm start carries the
     previous partition into this space (:func:`carried_over_codebooks`) and the relabelling
     matches on the items both versions know. Without them the embeddings are assumed not to
-    have moved: ``previous.encode(X)`` gives the codes and its codebooks are the warm start.
+    have moved: the previous version's catalogue codes of ``X`` (``encode_catalogue`` for a
+    balanced model, else ``encode``) and its codebooks are the warm start.
     ``model`` must support ``init_codebooks`` (see :func:`supports_anchoring`) and have the
     previous version's shape; its codebooks are relabelled in place. ``iterations``: Lloyd
     iterations after the warm start (default: the model's own ``n_iter``); each one lets more
-    border items change code.
+    border items change code. A model with ``encode_catalogue`` (balanced RQ-Kmeans) returns its
+    catalogue codes recomputed after the relabelling, so they are what its semantic IDs will be.
 
     A model that takes ``warm_start`` (RQ-VAE, LETTER) is instead trained from ``previous``
     as a whole (:func:`warm_starts_whole_model`); ``epochs`` is then its ``warm_epochs``
@@ -165,7 +173,7 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
     if previous_codes is None:
-        previous_codes = previous.encode(X)
+        previous_codes = _catalogue_codes(previous, X)
         init = previous.codebooks
         warm_start = "previous codebooks"
     else:
@@ -176,6 +184,24 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
         warm_start = "previous partition carried over"
     fit_options = {"warm_iterations": iterations} if iterations is not None else {}
     codes = model.fit_encode(X, progress=progress, init_codebooks=init, **fit_options)
+    codes, relabelled = _relabel(model, codes, previous_codes)
+    ties_moved = 0
+    if hasattr(model, "encode_catalogue"):
+        # A catalogue-wide (balanced) assignment breaks exact distance ties — duplicate centroids,
+        # e.g. codes whose members all have zero residual — by centroid order, which the
+        # permutation just changed; re-encoding makes the returned codes exactly those the
+        # semantic_ids asset will store. Away from such ties it changes nothing.
+        permuted = codes
+        codes = model.encode_catalogue(X)
+        ties_moved = int(np.any(codes != permuted, axis=1).sum())
+    return codes, _summary(model, codes, previous_codes, relabelled, {
+        "warm_start": warm_start, "iterations": int(iterations or model.n_iter),
+        "items_moved_by_tie_reencoding": ties_moved})
+
+
+def _relabel(model: Any, codes: np.ndarray, previous_codes: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Rename each level's codes to the previous version's by optimal matching on the items both know,
+    permuting the model's codebook rows to match; returns the codes and how many labels moved per level."""
     known = np.all(previous_codes >= 0, axis=1)
     K = model.codebook_size
     relabelled = []
@@ -186,10 +212,15 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
         codes[:, level] = perm[codes[:, level]]
         relabelled.append(int((perm != np.arange(K)).sum()))
     model.codebooks = codebooks
+    return codes, relabelled
+
+
+def _summary(model: Any, codes: np.ndarray, previous_codes: np.ndarray, relabelled: list[int],
+             head: dict[str, Any]) -> dict[str, Any]:
+    known = np.all(previous_codes >= 0, axis=1)
     same = codes[known] == previous_codes[known]
     info = {
-        "warm_start": warm_start,
-        "iterations": int(iterations or model.n_iter),
+        **head,
         "items_known_before": int(known.sum()),
         "codes_relabelled_per_level": relabelled,
         "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,
@@ -197,7 +228,7 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
                              for lvl in range(codes.shape[1])],
     }
     model.fit_info["anchoring"] = info
-    return codes, info
+    return info
 
 
 def _anchored_warm_start(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None,
@@ -217,25 +248,6 @@ def _anchored_warm_start(model: Any, X: np.ndarray, previous: Any, previous_code
         if previous_codes.shape != (len(X), model.levels):
             raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
     codes = model.fit_encode(X, progress=progress, warm_start=previous, warm_epochs=epochs, **side)
-    known = np.all(previous_codes >= 0, axis=1)
-    K = model.codebook_size
-    relabelled = []
-    codebooks = np.empty_like(model.codebooks)
-    for level in range(codes.shape[1]):
-        perm = match_level_codes(previous_codes[known, level], codes[known, level], K)
-        codebooks[level][perm] = model.codebooks[level]
-        codes[:, level] = perm[codes[:, level]]
-        relabelled.append(int((perm != np.arange(K)).sum()))
-    model.codebooks = codebooks
-    same = codes[known] == previous_codes[known]
-    info = {
-        "warm_start": "previous model",
-        "epochs": len(model.fit_info.get("epochs", [])),
-        "items_known_before": int(known.sum()),
-        "codes_relabelled_per_level": relabelled,
-        "full_sid_unchanged": float(np.all(same, axis=1).mean()) if known.any() else 0.0,
-        "prefix_unchanged": [float(np.all(same[:, : lvl + 1], axis=1).mean()) if known.any() else 0.0
-                             for lvl in range(codes.shape[1])],
-    }
-    model.fit_info["anchoring"] = info
-    return codes, info
+    codes, relabelled = _relabel(model, codes, previous_codes)
+    return codes, _summary(model, codes, previous_codes, relabelled, {
+        "warm_start": "previous model", "epochs": len(model.fit_info.get("epochs", []))})

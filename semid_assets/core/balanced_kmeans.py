@@ -15,6 +15,10 @@ exact min-cost-flow solver. Balance also protects a level from the collapse plai
 suffers on near-orthogonal residuals (a centroid cannot absorb more than its capacity),
 so training starts from seeded random points without progressive-dimension k-means.
 
+Anchored retraining (``core/anchoring.py``) warm-starts every level from given centroids
+(``fit_encode(..., init_codebooks=...)``) and runs ``warm_iterations`` balanced Lloyd
+iterations from there, as :class:`~semid_assets.core.rq_kmeans.RQKMeans` does.
+
 Unseen items (``encode``) take their nearest codes — capacity is a property of a
 population, not of one new item; ``encode_catalogue`` re-applies the capacity to a
 whole catalogue, which is how the pipeline's semantic IDs are made.
@@ -117,7 +121,9 @@ class RQKMeansBalanced:
     levels, codebook_size, seed:
         As :class:`~semid_assets.core.rq_kmeans.RQKMeans`.
     n_iter:
-        Balanced Lloyd iterations per level.
+        Balanced Lloyd iterations per level (a warm start runs ``fit_encode``'s
+        ``warm_iterations``, default ``n_iter``; ``fit_info`` records ``warm_started`` and
+        ``warm_iterations``).
     balance_slack:
         Capacity of a code = ``ceil(n / K * (1 + balance_slack))``. 0 (default) is
         OneRec's equal split: sizes differ by at most one point on the training set.
@@ -172,19 +178,44 @@ class RQKMeansBalanced:
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None) -> RQKMeansBalanced:
-        self.fit_encode(X, progress=progress)
+    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+            init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> RQKMeansBalanced:
+        self.fit_encode(X, progress=progress, init_codebooks=init_codebooks, warm_iterations=warm_iterations)
         return self
 
-    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None) -> np.ndarray:
-        """Fit and return the balanced codes of the training points, int32 [n, levels]."""
-        with _faiss_threads(self.n_threads):
-            return self._fit_encode(X, progress)
+    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
+                   init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:
+        """Fit and return the balanced codes of the training points, int32 [n, levels]
+        (what ``encode_catalogue(X)`` gives with the fitted codebooks).
 
-    def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None) -> np.ndarray:
+        ``init_codebooks`` [levels, K, dim] warm-starts each level's balanced Lloyd iterations
+        from that level's codebook instead of seeded random sample points, so code ``k`` tends
+        to stay near the earlier code ``k`` (``core/anchoring.py`` makes the labels match
+        exactly). ``warm_iterations`` (default ``n_iter``) sets the iterations of a warm start:
+        each one lets border items move to another code.
+        """
+        if init_codebooks is not None:
+            init_codebooks = self._check_init(init_codebooks)
+        if warm_iterations is not None:
+            _check_int("warm_iterations", warm_iterations, 1)
+        with _faiss_threads(self.n_threads):
+            return self._fit_encode(X, progress, init_codebooks, warm_iterations)
+
+    def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
+        init = np.asarray(init_codebooks)
+        if init.ndim != 3 or init.shape[:2] != (self.levels, self.codebook_size):
+            raise ValueError(
+                f"init_codebooks has shape {init.shape}, expected ({self.levels}, {self.codebook_size}, dim): "
+                "anchor only to a version with the same levels and codebook_size")
+        return _as_float32_matrix(init.reshape(-1, init.shape[2]), "init_codebooks").reshape(init.shape)
+
+    def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
+                    init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:
         residual = _as_float32_matrix(X).copy()
         n, d = residual.shape
         K = self.codebook_size
+        if init_codebooks is not None and init_codebooks.shape[2] != d:
+            raise ValueError(f"init_codebooks have dim {init_codebooks.shape[2]} but X has dim {d}")
         if n < K:
             raise ValueError(f"X has {n} points but codebook_size is {K}; use codebook_size <= {n}")
         cap = n if self.max_points_per_centroid is None else self.max_points_per_centroid * K
@@ -199,7 +230,8 @@ class RQKMeansBalanced:
             t0 = time.perf_counter()
             idx = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
             sample = residual[idx]
-            centroids = self._train_level(sample, rng)
+            init = None if init_codebooks is None else init_codebooks[lvl]
+            centroids = self._train_level(sample, rng, init, warm_iterations)
             # The same assignment encode_catalogue makes, so the fitted catalogue's codes are reproducible.
             labels = balanced_assign(residual, centroids, full_capacity, self.candidates)
             codebooks[lvl] = centroids
@@ -216,15 +248,21 @@ class RQKMeansBalanced:
         self.codebooks = codebooks
         self.dim = int(d)
         self.fit_info = {"n": int(n), "dim": int(d), "seconds": round(time.perf_counter() - t_start, 4),
-                         "levels": level_info}
+                         "levels": level_info, "warm_started": init_codebooks is not None,
+                         **({"warm_iterations": int(warm_iterations or self.n_iter)}
+                            if init_codebooks is not None else {})}
         return codes
 
-    def _train_level(self, sample: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _train_level(self, sample: np.ndarray, rng: np.random.Generator, init: np.ndarray | None = None,
+                     warm_iterations: int | None = None) -> np.ndarray:
         m = sample.shape[0]
         K = self.codebook_size
         capacity = balanced_capacity(m, K, self.balance_slack)
-        centroids = sample[np.sort(rng.choice(m, size=K, replace=False))].copy()
-        for _ in range(self.n_iter):
+        if init is None:
+            centroids, iterations = sample[np.sort(rng.choice(m, size=K, replace=False))].copy(), self.n_iter
+        else:
+            centroids, iterations = init.copy(), warm_iterations or self.n_iter
+        for _ in range(iterations):
             labels = balanced_assign(sample, centroids, capacity, self.candidates)
             centroids = _cluster_means(sample, labels, centroids)
         return centroids
