@@ -120,7 +120,9 @@ class RQKMeans:
         Lloyd collapsed level 3 for half the seeds (one code holding 98 % of the items,
         46 % of items sharing a full SID); progressive k-means did not for any seed, and
         spread codes more evenly (level-3 entropy 5.5 vs 4.5 nats when Lloyd succeeds).
-        It trains about 2-3x slower; encoding is unchanged.
+        It trains about 2-3x slower; encoding is unchanged. A level with fewer training
+        points than dimensions trains with plain Lloyd: faiss's PCA cannot rank more
+        dimensions than it has points.
     verbose:
         Let faiss print its per-iteration k-means log.
     n_threads:
@@ -345,7 +347,9 @@ class RQKMeans:
                 init: np.ndarray | None = None, warm_iterations: int | None = None) -> tuple[np.ndarray, float]:
         n_train, d = sample.shape
         K = self.codebook_size
-        progressive = self.progressive_dim_steps and init is None
+        # Progressive k-means ranks dimensions by a PCA of the sample, which faiss cannot fit
+        # from fewer points than dimensions: a catalogue that small trains with plain Lloyd.
+        progressive = self.progressive_dim_steps and init is None and n_train >= d
         kmeans = faiss.Kmeans(
             d,
             K,

@@ -277,3 +277,14 @@ def test_progressive_and_plain_kmeans_are_both_available():
     assert not np.array_equal(plain.codebooks, progressive.codebooks)
     again = RQKMeans.from_arrays(*progressive.to_arrays())
     assert again.get_params() == progressive.get_params()
+
+
+def test_fewer_points_than_dimensions_train_with_plain_lloyd():
+    # faiss's progressive k-means fits a PCA, which needs at least as many points as dimensions.
+    X = np.random.default_rng(3).normal(size=(100, 384)).astype(np.float32)
+    with pytest.warns(UserWarning, match="per centroid"):
+        codes = RQKMeans(levels=2, codebook_size=8, seed=0, n_threads=1).fit_encode(X)
+    with pytest.warns(UserWarning, match="per centroid"):
+        again = RQKMeans(levels=2, codebook_size=8, seed=0, n_threads=1).fit_encode(X)
+    assert codes.shape == (100, 2) and np.array_equal(codes, again)
+    assert len(np.unique(codes[:, 0])) > 1
