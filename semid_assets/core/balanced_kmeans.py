@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from semid_assets.core.residual import beam_encode
-from semid_assets.core.rq_kmeans import _as_float32_matrix, _check_int, _faiss_threads
+from semid_assets.core.rq_kmeans import _as_float32_matrix, _check_int, _faiss_threads, checked_init_codebooks
 
 __all__ = ["RQKMeansBalanced", "balanced_assign", "balanced_capacity"]
 
@@ -202,12 +202,7 @@ class RQKMeansBalanced:
             return self._fit_encode(X, progress, init_codebooks, warm_iterations)
 
     def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
-        init = np.asarray(init_codebooks)
-        if init.ndim != 3 or init.shape[:2] != (self.levels, self.codebook_size):
-            raise ValueError(
-                f"init_codebooks has shape {init.shape}, expected ({self.levels}, {self.codebook_size}, dim): "
-                "anchor only to a version with the same levels and codebook_size")
-        return _as_float32_matrix(init.reshape(-1, init.shape[2]), "init_codebooks").reshape(init.shape)
+        return checked_init_codebooks(init_codebooks, self.levels, self.codebook_size)
 
     def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
                     init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:

@@ -77,6 +77,16 @@ def _as_float32_matrix(X: Any, what: str = "X") -> np.ndarray:
     return X
 
 
+def checked_init_codebooks(init_codebooks: np.ndarray, levels: int, codebook_size: int) -> np.ndarray:
+    """``init_codebooks`` as float32 ``[levels, codebook_size, dim]``, or a clear error naming the shape."""
+    init = np.asarray(init_codebooks)
+    if init.ndim != 3 or init.shape[:2] != (levels, codebook_size):
+        raise ValueError(
+            f"init_codebooks has shape {init.shape}, expected ({levels}, {codebook_size}, dim): "
+            "anchor only to a version with the same levels and codebook_size")
+    return _as_float32_matrix(init.reshape(-1, init.shape[2]), "init_codebooks").reshape(init.shape)
+
+
 class RQKMeans:
     """Residual k-means tokenizer (OneRec's RQ-Kmeans) on faiss.
 
@@ -249,12 +259,7 @@ class RQKMeans:
             return self._fit_encode(X, progress, init_codebooks, warm_iterations)
 
     def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
-        init = np.asarray(init_codebooks)
-        if init.ndim != 3 or init.shape[:2] != (self.levels, self.codebook_size):
-            raise ValueError(
-                f"init_codebooks has shape {init.shape}, expected ({self.levels}, {self.codebook_size}, dim): "
-                "anchor only to a version with the same levels and codebook_size")
-        return _as_float32_matrix(init.reshape(-1, init.shape[2]), "init_codebooks").reshape(init.shape)
+        return checked_init_codebooks(init_codebooks, self.levels, self.codebook_size)
 
     def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
                     init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:
