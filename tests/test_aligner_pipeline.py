@@ -42,6 +42,21 @@ def test_aligner_report_and_mlflow_run(tiny_run, tiny_settings):
     assert steps > 1 and [m.step for m in curve] == list(range(len(curve)))
 
 
+def test_a_warm_started_month_reports_how_far_it_moved(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    first, last = (_metadata(instance, "aligner", m) for m in (months[0], months[-1]))
+    assert not first["warm_started"] and "moved_from_previous" not in first and "| previous |" not in first["retrieval"]
+    # How much the term holds the space still is measured in tests/core/test_aligner.py: a tiny month
+    # trains a handful of Adam steps, whose size does not depend on the loss.
+    assert last["warm_started"] and "| previous |" in last["retrieval"]
+    assert 0 < last["moved_from_previous"] < 4.0  # squared distance of unit vectors
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    run = registry.client.get_run(registry.find_version(MODEL, months[-1]).run_id)
+    assert {"previous_heldout_recall_at_10", "moved_from_previous"} <= set(run.data.metrics)
+    stability = registry.client.get_metric_history(run.info.run_id, "train_stability")
+    assert len(stability) > 1 and any(m.value > 0 for m in stability)
+
+
 def test_registered_aligner_reproduces_aligned_embeddings(tiny_run, tiny_settings):
     _, _, _, months = tiny_run
     month = months[-1]

@@ -112,9 +112,12 @@ def build(parts: SemidPartitions) -> list:
         """The QFormer aligner of this month: N_q learnable queries read each item's multimodal
         token matrix through N_c cross-attention + FFN blocks; trained on the month's item
         pairs with symmetric InfoNCE (in-batch negatives, known pairs never negatives) plus a
-        caption next-token loss. Logged as an MLflow run with loss curves and registered as
-        ``semid-<dataset>-aligner`` (alias ``newest``). The metadata compares it with the
-        ``aligner="none"`` content embedding on held-out pairs."""
+        caption next-token loss; a month warm-started from the previous month's aligner adds a
+        stability term that keeps item vectors near the previous aligner's, so tokenizer
+        versions months apart stay comparable. Logged as an MLflow run with loss curves and
+        registered as ``semid-<dataset>-aligner`` (alias ``newest``). The metadata compares it
+        with the ``aligner="none"`` content embedding (and the previous aligner) on held-out
+        pairs and says how far it moved the space (``moved_from_previous``)."""
         from semid_assets.defs.tokenizer import model_name
 
         month = month_of(context)
