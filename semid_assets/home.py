@@ -30,3 +30,21 @@ def prepare_home(settings: Settings) -> None:
         shutil.copyfile(source, target)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     os.environ["SEMID_HOME"] = str(settings.home)
+    _create_instance_storage()
+
+
+def _create_instance_storage() -> None:
+    """Create the instance's sqlite databases now, in this one process.
+
+    Left to the servers, a webserver and a daemon started together on a fresh home both
+    create them and can both stamp alembic's version table, after which every load fails
+    with "Version table 'alembic_version' has more than one head present".
+    """
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        # Touching each storage makes sure it exists (some are built on first use).
+        instance.run_storage.get_run_records(limit=1)
+        instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION), limit=1)
+        instance.schedule_storage.all_instigator_state()

@@ -123,3 +123,18 @@ def test_list_assets_and_materialise_a_partition_over_graphql(dagster_servers):
     assert status == "SUCCESS"
     output = settings.assets_dir("synthetic-tiny") / "raw_items" / f"{month}.parquet"
     assert output.exists()
+
+
+def test_prepare_home_creates_the_instance_databases_before_any_server_starts(tmp_path, monkeypatch):
+    # A webserver and a daemon that both create them race on alembic's version table.
+    # prepare_home points both variables at the home; monkeypatch puts them back afterwards.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("SEMID_HOME", str(tmp_path / "home"))
+    settings = Settings.from_env({"SEMID_HOME": str(tmp_path / "home"), "SEMID_SIZE": "tiny"})
+    prepare_home(settings)
+    for database in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
+        assert (settings.dagster_home / database).is_file(), database
+    import sqlite3
+
+    with sqlite3.connect(settings.dagster_home / "history" / "runs.db") as db:
+        assert len(db.execute("select version_num from alembic_version").fetchall()) == 1
