@@ -115,6 +115,13 @@ class RQVAE:
         were reset so often (8k resets an epoch at 20k items, K=256) that the last level
         ended with fewer codes in use than without resets. No resets happen in the last
         epoch, so the final codes are ones training settled.
+    warm_lr_scale, warm_dead_code_reset:
+        A warm-started fit (anchored retraining) trains at ``lr × warm_lr_scale`` and, by
+        default, without dead-code resets: the starting codes are all in use, and every step
+        and every reset re-decides border items, i.e. changes their IDs. On the default demo
+        data (RQ-VAE, 2025-11 warm-started from 2025-10): full lr with resets kept 13.4 % of
+        full SIDs at relative MSE 0.1183; without resets 19.9 % at 0.1197; ``lr × 0.1``
+        without resets (the defaults) 53.7 % at 0.1369 — unanchored: 0 % at 0.1406.
     beam_size:
         Beam of ``encode`` in latent space (1 = greedy).
     seed:
@@ -139,6 +146,8 @@ class RQVAE:
         kmeans_init_points: int | None = None,
         dead_code_reset: bool = True,
         dead_code_window: int | None = None,
+        warm_lr_scale: float = 0.1,
+        warm_dead_code_reset: bool = False,
         beam_size: int = 1,
         seed: int = 0,
         n_threads: int | None = None,
@@ -164,6 +173,10 @@ class RQVAE:
         self.dead_code_reset = bool(dead_code_reset)
         self.dead_code_window = None if dead_code_window is None else _check_int("dead_code_window",
                                                                                  dead_code_window, 1)
+        if not (warm_lr_scale > 0 and math.isfinite(warm_lr_scale)):
+            raise ValueError(f"warm_lr_scale must be a positive number, got {warm_lr_scale!r}")
+        self.warm_lr_scale = float(warm_lr_scale)
+        self.warm_dead_code_reset = bool(warm_dead_code_reset)
         self.beam_size = _check_int("beam_size", beam_size, 1)
         self.seed = _check_int("seed", seed, 0)
         self.n_threads = None if n_threads is None else _check_int("n_threads", n_threads, 1)
@@ -179,7 +192,8 @@ class RQVAE:
                 "min_steps": self.min_steps,
                 "lr": self.lr, "weight_decay": self.weight_decay, "beta": self.beta,
                 "kmeans_init_points": self.kmeans_init_points, "dead_code_reset": self.dead_code_reset,
-                "dead_code_window": self.dead_code_window, "beam_size": self.beam_size, "seed": self.seed,
+                "dead_code_window": self.dead_code_window, "warm_lr_scale": self.warm_lr_scale,
+                "warm_dead_code_reset": self.warm_dead_code_reset, "beam_size": self.beam_size, "seed": self.seed,
                 "n_threads": self.n_threads}
 
     def __repr__(self) -> str:
@@ -309,7 +323,10 @@ class RQVAE:
         else:
             self._kmeans_init(net, Xs, rng)
 
-        optimiser = torch.optim.Adam([*net.parameters(), *self._extra_parameters()], lr=self.lr,
+        warm = warm_state is not None
+        lr = self.lr * self.warm_lr_scale if warm else self.lr
+        reset_dead = self.warm_dead_code_reset if warm else self.dead_code_reset
+        optimiser = torch.optim.Adam([*net.parameters(), *self._extra_parameters()], lr=lr,
                                      weight_decay=self.weight_decay)
         window = self.dead_code_window or max(1, math.ceil(16 * K / self.batch_size))
         unused_steps = torch.zeros(L, K, dtype=torch.int64)
@@ -351,7 +368,7 @@ class RQVAE:
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-                if self.dead_code_reset and (epoch < epochs - 1 or epochs == 1):
+                if reset_dead and (epoch < epochs - 1 or epochs == 1):
                     resets += self._reset_dead(codes, residuals, unused_steps, window)
                 for name, value in terms.items():
                     totals[name] = totals.get(name, 0.0) + float(value.detach())
@@ -364,7 +381,8 @@ class RQVAE:
                          + f"; dead codes reset so far {resets}")
         self.fit_info = {"n": int(n), "dim": int(d), "seconds": round(time.perf_counter() - t_start, 4),
                          "dead_code_resets": int(resets), "dead_code_window": int(window), "epochs": history,
-                         "warm_started": warm_start is not None, **getattr(self, "fit_info_side", {})}
+                         "warm_started": warm_start is not None, "lr": lr, "dead_code_reset": reset_dead,
+                         **getattr(self, "fit_info_side", {})}
 
     def _kmeans_init(self, net: _Net, Xs: torch.Tensor, rng: np.random.Generator) -> None:
         n, K, L = Xs.shape[0], self.codebook_size, self.levels

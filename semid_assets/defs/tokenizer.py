@@ -61,6 +61,10 @@ class TokenizerConfig(dg.Config):
     """RQ-VAE commitment weight."""
     dead_code_reset: bool = True
     """RQ-VAE/LETTER: move codes unused for a while onto random batch residuals."""
+    warm_lr_scale: float = 0.1
+    """RQ-VAE/LETTER anchored (warm-started) fits train at ``lr`` × this: fewer border items change code."""
+    warm_dead_code_reset: bool = False
+    """RQ-VAE/LETTER: dead-code resets during an anchored fit (off: a reset re-decides items' IDs)."""
     n_threads: int | None = None
     """torch threads of RQ-VAE/LETTER/BPR (None = 1: faster than 2 on a shared 2-core box)."""
     cf_weight: float = 0.1

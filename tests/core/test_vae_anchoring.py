@@ -41,13 +41,14 @@ def test_anchored_refit_on_unchanged_data_keeps_most_sids(previous):
     best = kept(best_relabelling(earlier_codes, unanchored, 16), earlier_codes)  # measured 0.25
     model = RQVAE(seed=1, **SHAPE)
     codes, info = anchored_fit_encode(model, X, earlier)
-    # Measured 0.42 full SIDs, 0.99 first codes: the 60 further epochs keep moving the latent
-    # (relative MSE halves), and every move re-decides border items' second code.
+    # Measured 0.87 full SIDs, 1.00 first codes with the gentle warm start (lr × 0.1, no dead-code
+    # resets; 0.42 at full strength): further epochs keep moving the latent, and every move
+    # re-decides border items' second code.
     assert info["warm_start"] == "previous model" and model.fit_info["warm_started"]
     assert info["epochs"] == 60 and info["full_sid_unchanged"] == kept(codes, earlier_codes)
-    assert info["full_sid_unchanged"] > max(0.3, best + 0.08)
+    assert info["full_sid_unchanged"] > max(0.6, best + 0.3)
     assert info["prefix_unchanged"][0] > 0.95
-    # One warm epoch keeps nearly all (measured 0.95): fewer epochs trade error for stability.
+    # One warm epoch keeps nearly all (measured 0.99): fewer epochs trade error for stability.
     few = RQVAE(seed=1, **SHAPE)
     _, info_few = anchored_fit_encode(few, X, earlier, epochs=1)
     assert info_few["epochs"] == 1 and info_few["full_sid_unchanged"] > 0.85
@@ -65,7 +66,7 @@ def test_anchored_refit_on_drifted_data_beats_the_best_relabelling(previous):
     codes, info = anchored_fit_encode(RQVAE(seed=1, **SHAPE), drifted, earlier, previous_codes=known)
     assert info["items_known_before"] == len(X) - 100
     assert info["full_sid_unchanged"] == kept(codes[100:], earlier_codes[100:])
-    assert info["full_sid_unchanged"] > best + 0.1  # measured 0.46
+    assert info["full_sid_unchanged"] > best + 0.3  # measured 0.76 (0.46 at full strength)
 
 
 @pytest.mark.parametrize("beam", [1, 3])
@@ -131,12 +132,26 @@ def test_letter_is_anchored_with_its_collaborative_input():
     assert model.fit_info["warm_started"] and model.fit_info["items_with_cf"] == 1150
     assert "cf" in model.fit_info["epochs"][-1]
     assert np.array_equal(model.encode(X), codes)
-    # With its 20 epochs (measured 0.37 full SIDs, 0.86 first codes) LETTER barely beats the best
-    # relabelling of an unanchored fit (0.35): the random collaborative term keeps pulling the
-    # latent. Two warm epochs keep most (measured 0.82).
+    # With its 20 gentle warm epochs LETTER keeps 0.82 of full SIDs (0.94 first codes) against 0.35
+    # for the best relabelling of an unanchored fit (at full strength it kept 0.37: the random
+    # collaborative term keeps pulling the latent). Two warm epochs keep 0.97.
     unanchored = LETTER(seed=1, **params).fit_encode(X, collaborative=H)
     best = kept(best_relabelling(earlier_codes, unanchored, 8), earlier_codes)
-    assert info["prefix_unchanged"][0] > 0.75 and info["full_sid_unchanged"] > best - 0.05
+    assert info["prefix_unchanged"][0] > 0.85 and info["full_sid_unchanged"] > best + 0.3
     _, info_few = anchored_fit_encode(LETTER(seed=1, **params), X, earlier, previous_codes=earlier_codes,
                                       collaborative=H, epochs=2)
     assert info_few["full_sid_unchanged"] > best + 0.3
+
+
+def test_a_warm_start_trains_gently_and_keeps_more_ids_than_full_strength(previous):
+    X, earlier, earlier_codes = previous
+    assert earlier.fit_info["lr"] == earlier.lr and earlier.fit_info["dead_code_reset"]  # from scratch: as configured
+    drifted = (X + np.random.default_rng(6).normal(scale=0.1 * X.std(), size=X.shape)).astype(np.float32)
+    gentle = RQVAE(seed=1, **SHAPE)
+    _, info = anchored_fit_encode(gentle, drifted, earlier)
+    assert gentle.fit_info["lr"] == pytest.approx(earlier.lr * 0.1) and not gentle.fit_info["dead_code_reset"]
+    strong = RQVAE(seed=1, warm_lr_scale=1.0, warm_dead_code_reset=True, **SHAPE)
+    _, info_strong = anchored_fit_encode(strong, drifted, earlier)
+    assert info["full_sid_unchanged"] > info_strong["full_sid_unchanged"] + 0.1
+    with pytest.raises(ValueError, match="warm_lr_scale"):
+        RQVAE(warm_lr_scale=0.0)
