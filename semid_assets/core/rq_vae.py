@@ -326,8 +326,11 @@ class RQVAE:
         warm = warm_state is not None
         lr = self.lr * self.warm_lr_scale if warm else self.lr
         reset_dead = self.warm_dead_code_reset if warm else self.dead_code_reset
-        optimiser = torch.optim.Adam([*net.parameters(), *self._extra_parameters()], lr=lr,
-                                     weight_decay=self.weight_decay)
+        # Training-only parameters (LETTER's projection head) start fresh even in a warm start,
+        # so they keep the full learning rate.
+        optimiser = torch.optim.Adam([{"params": list(net.parameters()), "lr": lr},
+                                      {"params": self._extra_parameters(), "lr": self.lr}],
+                                     lr=lr, weight_decay=self.weight_decay)
         window = self.dead_code_window or max(1, math.ceil(16 * K / self.batch_size))
         unused_steps = torch.zeros(L, K, dtype=torch.int64)
         resets = 0
