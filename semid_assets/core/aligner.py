@@ -375,6 +375,11 @@ def _stability_targets(warm_start, targets, features, qconfig, config, store, lo
             f"{qconfig.out_dim}")
         return None
     if targets is None:
+        try:
+            warm_start.check_features(features)
+        except ValueError as error:  # other modalities: a new space again
+            log(f"stability term off: the previous aligner cannot embed these items ({error})")
+            return None
         targets = warm_start.embed(features, store=store)
     targets = np.asarray(targets, np.float32)
     if targets.shape != (features.n_items, qconfig.out_dim):

@@ -8,10 +8,11 @@
    share of the items (by id hash) never trains the caption loss;
 3. the aligner trains on the training pairs (optionally warm-started);
 4. every item is embedded; the report compares the aligned vectors with the
-   ``aligner="none"`` content embedding (and, when warm-started, with the previous aligner's
-   vectors of the same items, plus ``moved_from_previous``, their mean squared distance): Recall@K of held-out (and of up to 2,000 training) partners,
-   same-topic vs random cosine when evaluation labels are given, and the caption loss /
-   token accuracy on held-out items next to a content-blind unigram model.
+   ``aligner="none"`` content embedding and, when warm-started, with the previous aligner's
+   vectors of the same items (plus ``moved_from_previous``, their mean squared distance):
+   Recall@K of held-out (and of up to 2,000 training) partners, same-topic vs random cosine
+   when evaluation labels are given, and the caption loss / token accuracy on held-out items
+   next to a content-blind unigram model.
 """
 
 from __future__ import annotations

@@ -286,3 +286,17 @@ def test_pairs_outside_the_catalogue_are_refused():
     pairs = pd.DataFrame({"item_a": ["a"], "item_b": ["zzz"]})
     with pytest.raises(ValueError, match="missing from the catalogue"):
         unique_pairs(pairs, np.array(["a", "b"]))
+
+
+def test_a_warm_start_from_other_modalities_trains_without_the_stability_term():
+    features, pairs, _, _ = planted(n=100)
+    a, b, _ = unique_pairs(pairs, features.item_ids)
+    config = AlignerTrainConfig(**{**TINY.__dict__, "steps": 2})
+    previous, _ = train_aligner(features, a, b, config)
+    other = MultimodalFeatures(item_ids=features.item_ids, text_columns=[], text_keys=features.text_keys,
+                               modality_names=["y"], pooled={"y": features.pooled["x"]},
+                               dense_tokens={"y": features.dense_tokens["x"]}, store_root="", encoder_name="none")
+    logged = []
+    model, _ = train_aligner(other, a, b, config, warm_start=previous, log=logged.append)
+    assert model.info["warm_started"] and not model.info["stability_anchored"]
+    assert any("stability term off" in line for line in logged)
