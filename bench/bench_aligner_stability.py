@@ -38,6 +38,7 @@ from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.metrics import level_report  # noqa: E402
 from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
 from semid_assets.core.sources import open_source  # noqa: E402
+from semid_assets.core.sids import codes_of_items  # noqa: E402
 from semid_assets.core.stability import align_common, knn_overlap  # noqa: E402
 from semid_assets.core.text_encoder import TextEncoder  # noqa: E402
 from semid_assets.core.token_store import TokenStore  # noqa: E402
@@ -68,11 +69,8 @@ def main() -> None:
     previous_ids, previous_vectors = embeddings_from_arrow(
         pq.read_table(assets / "aligned_embeddings" / f"{args.previous}.parquet"))
     stored = pd.read_parquet(assets / "semantic_ids" / f"month={args.previous}" / "method=rq_kmeans.parquet")
-    code_columns = [c for c in stored.columns if c.startswith("c") and c[1:].isdigit()]
     ids = np.asarray(features.item_ids).astype(str)
-    rows = pd.Index(stored["item_id"].astype(str)).get_indexer(ids)
-    previous_codes = np.full((len(ids), len(code_columns)), -1, np.int64)
-    previous_codes[rows >= 0] = stored[code_columns].to_numpy()[rows[rows >= 0]]
+    previous_codes = codes_of_items(stored, ids)
     previous_tokenizer = load_artifact(assets / "tokenizer" / f"month={args.previous}" / "method=rq_kmeans.npz")
     common_a, common_b = align_common(np.asarray(previous_ids).astype(str), ids)
 

@@ -34,16 +34,12 @@ from semid_assets.core.embedding_table import embeddings_from_arrow  # noqa: E40
 from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.methods import make_tokenizer  # noqa: E402
 from semid_assets.core.metrics import level_report  # noqa: E402
+from semid_assets.core.sids import codes_of_items  # noqa: E402
 from semid_assets.io_manager import load_artifact  # noqa: E402
 
 
 def stored_codes(root: Path, month: str, method: str, ids: np.ndarray) -> np.ndarray:
-    table = pd.read_parquet(root / "semantic_ids" / f"month={month}" / f"method={method}.parquet")
-    columns = [c for c in table.columns if c.startswith("c") and c[1:].isdigit()]
-    rows = pd.Index(table["item_id"].astype(str)).get_indexer(pd.Index(ids.astype(str)))
-    codes = np.full((len(ids), len(columns)), -1, dtype=np.int64)
-    codes[rows >= 0] = table[columns].to_numpy()[rows[rows >= 0]]
-    return codes
+    return codes_of_items(pd.read_parquet(root / "semantic_ids" / f"month={month}" / f"method={method}.parquet"), ids)
 
 
 def row(label, model, X, codes, previous_codes, seconds):

@@ -38,6 +38,7 @@ from semid_assets.core.embedding_table import embeddings_from_arrow  # noqa: E40
 from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.matching import match_level_codes  # noqa: E402
 from semid_assets.core.methods import tokenizer_level_report  # noqa: E402
+from semid_assets.core.sids import codes_of_items  # noqa: E402
 from semid_assets.io_manager import load_artifact  # noqa: E402
 
 
@@ -64,11 +65,8 @@ def main() -> None:
     previous = load_artifact(root / "tokenizer" / f"month={args.previous}" / f"method={args.method}.npz")
     table = pd.read_parquet(root / "semantic_ids" / f"month={args.previous}" / f"method={args.method}.parquet")
     ids, X = embeddings_from_arrow(pq.read_table(root / "aligned_embeddings" / f"{args.month}.parquet"))
-    columns = [c for c in table.columns if c.startswith("c") and c[1:].isdigit()]
-    rows = pd.Index(table["item_id"].astype(str)).get_indexer(pd.Index(np.asarray(ids).astype(str)))
-    previous_codes = np.full((len(ids), len(columns)), -1, dtype=np.int64)
-    previous_codes[rows >= 0] = table[columns].to_numpy()[rows[rows >= 0]]
-    known = rows >= 0
+    previous_codes = codes_of_items(table, ids)
+    known = np.all(previous_codes >= 0, axis=1)
     params = {**previous.get_params(), "seed": args.seed}
     K = previous.codebook_size
     print(f"{args.method} {args.month} ({len(X)} items x {X.shape[1]}, {int(known.sum())} known in "

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from semid_assets.core.matching import match_level_codes
+from semid_assets.core.residual import encode_catalogue
 
 __all__ = ["supports_anchoring", "warm_starts_whole_model", "anchoring_mismatch", "relabel_to_previous",
            "carried_over_codebooks", "anchored_fit_encode"]
@@ -136,12 +137,6 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     return init
 
 
-def _catalogue_codes(model: Any, X: np.ndarray) -> np.ndarray:
-    """The codes ``model`` gives a whole catalogue: balanced models apply their capacity over it."""
-    encode = getattr(model, "encode_catalogue", None) or model.encode
-    return encode(X)
-
-
 def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None,
                         iterations: int | None = None, epochs: int | None = None,
@@ -173,7 +168,7 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
     if not supports_anchoring(model):
         raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
     if previous_codes is None:
-        previous_codes = _catalogue_codes(previous, X)
+        previous_codes = encode_catalogue(previous, X)
         init = previous.codebooks
         warm_start = "previous codebooks"
     else:
@@ -242,7 +237,7 @@ def _anchored_warm_start(model: Any, X: np.ndarray, previous: Any, previous_code
     if mismatch is not None:
         raise ValueError(mismatch)
     if previous_codes is None:
-        previous_codes = previous.encode(X)
+        previous_codes = encode_catalogue(previous, X)
     else:
         previous_codes = np.asarray(previous_codes)
         if previous_codes.shape != (len(X), model.levels):

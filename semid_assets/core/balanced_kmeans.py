@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from semid_assets.core.residual import beam_encode
-from semid_assets.core.rq_kmeans import _as_float32_matrix, _check_int, _faiss_threads, checked_init_codebooks
+from semid_assets.core.rq_kmeans import _as_float32_matrix, _check_int, _faiss_threads, checked_warm_start
 
 __all__ = ["RQKMeansBalanced", "balanced_assign", "balanced_capacity"]
 
@@ -194,15 +194,9 @@ class RQKMeansBalanced:
         exactly). ``warm_iterations`` (default ``n_iter``) sets the iterations of a warm start:
         each one lets border items move to another code.
         """
-        if init_codebooks is not None:
-            init_codebooks = self._check_init(init_codebooks)
-        if warm_iterations is not None:
-            _check_int("warm_iterations", warm_iterations, 1)
+        init_codebooks = checked_warm_start(init_codebooks, warm_iterations, self.levels, self.codebook_size)
         with _faiss_threads(self.n_threads):
             return self._fit_encode(X, progress, init_codebooks, warm_iterations)
-
-    def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
-        return checked_init_codebooks(init_codebooks, self.levels, self.codebook_size)
 
     def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
                     init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:

@@ -70,13 +70,6 @@ def quantised_space(tokenizer, X: np.ndarray) -> np.ndarray:
     return tokenizer.embed(X) if isinstance(tokenizer, RQVAE) else np.asarray(X, dtype=np.float32)
 
 
-def encode_catalogue(tokenizer, X: np.ndarray) -> np.ndarray:
-    """The codes of a whole catalogue: balanced for balanced RQ-Kmeans, else ``encode``."""
-    if isinstance(tokenizer, RQKMeansBalanced):
-        return tokenizer.encode_catalogue(X)
-    return tokenizer.encode(X)
-
-
 def candidates_for(tokenizer, X: np.ndarray, codes: np.ndarray, k: int = 16) -> np.ndarray:
     """Each item's ``k`` nearest last-level codes given its own first L - 1 codes."""
     return last_level_candidates(quantised_space(tokenizer, X), tokenizer.codebooks, codes, k)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["beam_encode", "greedy_encode", "last_level_candidates", "prefix_residual"]
+__all__ = ["beam_encode", "encode_catalogue", "greedy_encode", "last_level_candidates", "prefix_residual"]
 
 # Rows per block: bounds the [block, B, d] residual tensor of the beam.
 _BLOCK = 8192
@@ -107,3 +107,10 @@ def last_level_candidates(Z: np.ndarray, codebooks: np.ndarray, codes: np.ndarra
     residual = prefix_residual(Z, codebooks, codes, L - 1)
     _, labels = _flat_index(codebooks[L - 1]).search(residual, k)
     return labels
+
+
+def encode_catalogue(tokenizer, X: np.ndarray) -> np.ndarray:
+    """The codes of a whole catalogue: a tokenizer that assigns over the catalogue (balanced
+    RQ-Kmeans' ``encode_catalogue``, with its per-code capacity) does so; the others ``encode``."""
+    encode = getattr(tokenizer, "encode_catalogue", None) or tokenizer.encode
+    return encode(X)

@@ -77,8 +77,14 @@ def _as_float32_matrix(X: Any, what: str = "X") -> np.ndarray:
     return X
 
 
-def checked_init_codebooks(init_codebooks: np.ndarray, levels: int, codebook_size: int) -> np.ndarray:
-    """``init_codebooks`` as float32 ``[levels, codebook_size, dim]``, or a clear error naming the shape."""
+def checked_warm_start(init_codebooks: np.ndarray | None, warm_iterations: int | None, levels: int,
+                       codebook_size: int) -> np.ndarray | None:
+    """Validate a warm start of a residual k-means: ``init_codebooks`` as float32
+    ``[levels, codebook_size, dim]`` (or None) and ``warm_iterations`` >= 1 (or None)."""
+    if warm_iterations is not None:
+        _check_int("warm_iterations", warm_iterations, 1)
+    if init_codebooks is None:
+        return None
     init = np.asarray(init_codebooks)
     if init.ndim != 3 or init.shape[:2] != (levels, codebook_size):
         raise ValueError(
@@ -251,15 +257,9 @@ class RQKMeans:
         every iteration lets border items drift to another code, so few iterations keep
         more IDs for nearly the same error (measured in the README).
         """
-        if init_codebooks is not None:
-            init_codebooks = self._check_init(init_codebooks)
-        if warm_iterations is not None:
-            _check_int("warm_iterations", warm_iterations, 1)
+        init_codebooks = checked_warm_start(init_codebooks, warm_iterations, self.levels, self.codebook_size)
         with _faiss_threads(self.n_threads):
             return self._fit_encode(X, progress, init_codebooks, warm_iterations)
-
-    def _check_init(self, init_codebooks: np.ndarray) -> np.ndarray:
-        return checked_init_codebooks(init_codebooks, self.levels, self.codebook_size)
 
     def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
                     init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:

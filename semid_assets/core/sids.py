@@ -14,7 +14,7 @@ import pandas as pd
 from semid_assets.core.metrics import prefix_group_ids
 from semid_assets.core.schema import ITEM_ID
 
-__all__ = ["collision_suffix", "semantic_id_table", "SUFFIX", "code_columns"]
+__all__ = ["collision_suffix", "semantic_id_table", "SUFFIX", "code_columns", "codes_of_items"]
 
 SUFFIX = "suffix"
 
@@ -94,3 +94,13 @@ def semantic_id_table(item_ids: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
         table[name] = col.astype(np.int32)
     table[SUFFIX] = collision_suffix(codes)
     return table
+
+
+def codes_of_items(table: pd.DataFrame, item_ids) -> np.ndarray:
+    """The codes a stored semantic-ID table (:func:`semantic_id_table`) gives ``item_ids``, int64
+    ``[len(item_ids), levels]``; ``-1`` rows for items the table does not hold (ids compared as text)."""
+    columns = [c for c in table.columns if c.startswith("c") and c[1:].isdigit()]
+    rows = pd.Index(table[ITEM_ID].astype(str)).get_indexer(pd.Index(np.asarray(item_ids).astype(str)))
+    codes = np.full((len(rows), len(columns)), -1, dtype=np.int64)
+    codes[rows >= 0] = table[columns].to_numpy()[rows[rows >= 0]]
+    return codes

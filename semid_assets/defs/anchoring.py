@@ -7,6 +7,7 @@ import numpy as np
 
 from semid_assets.core.anchoring import (anchored_fit_encode, anchoring_mismatch, supports_anchoring,
                                          warm_starts_whole_model)
+from semid_assets.core.sids import codes_of_items
 from semid_assets.defs import versions
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import SemidPartitions
@@ -72,11 +73,7 @@ def _previous_codes(context, parts, month: str, method: str, dataset: str, item_
         context.log.warning(f"no stored {method} semantic IDs of {month}; anchoring through the earlier "
                             "tokenizer applied to today's embeddings")
         return None
-    table = pd.read_parquet(table_version.path)
-    code_columns = [c for c in table.columns if c.startswith("c") and c[1:].isdigit()]
-    rows = pd.Index(table["item_id"].astype(str)).get_indexer(pd.Index(np.asarray(item_ids).astype(str)))
-    codes = np.full((len(item_ids), len(code_columns)), -1, dtype=np.int64)
-    known = rows >= 0
-    codes[known] = table[code_columns].to_numpy()[rows[known]]
-    context.log.info(f"anchoring to {month}'s stored semantic IDs: {int(known.sum())} of {len(item_ids)} items known")
+    codes = codes_of_items(pd.read_parquet(table_version.path), item_ids)
+    known = int(np.all(codes >= 0, axis=1).sum())
+    context.log.info(f"anchoring to {month}'s stored semantic IDs: {known} of {len(item_ids)} items known")
     return codes

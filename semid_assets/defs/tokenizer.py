@@ -11,7 +11,8 @@ import pyarrow as pa
 from semid_assets.core.collisions import reassign_collisions
 from semid_assets.core.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.methods import (candidates_for, encode_catalogue, make_tokenizer, needs_collaborative,
+from semid_assets.core.residual import encode_catalogue
+from semid_assets.core.methods import (candidates_for, make_tokenizer, needs_collaborative,
                                        tokenizer_level_report)
 from semid_assets.core.metrics import collision_stats
 from semid_assets.core.sids import semantic_id_table

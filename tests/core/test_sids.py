@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets.core.sids import collision_suffix, semantic_id_table
+from semid_assets.core.sids import codes_of_items, collision_suffix, semantic_id_table
 
 
 def test_suffix_hand_made():
@@ -81,3 +81,10 @@ def test_empty_input():
     assert collision_suffix(np.zeros((0, 3), dtype=np.int32)).shape == (0,)
     table = semantic_id_table(np.array([], dtype=np.int64), np.zeros((0, 2), dtype=np.int32))
     assert list(table.columns) == ["item_id", "c1", "c2", "suffix"] and len(table) == 0
+
+
+def test_codes_of_items_reads_a_stored_table_back_and_marks_unknown_items():
+    codes = np.array([[1, 2], [3, 4], [1, 2]])
+    table = semantic_id_table(np.array(["a", "b", "c"]), codes)
+    got = codes_of_items(table, np.array(["c", "new", "a"]))
+    assert got.tolist() == [[1, 2], [-1, -1], [1, 2]] and got.dtype == np.int64
