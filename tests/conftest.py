@@ -40,3 +40,21 @@ def tiny_run(tiny_settings):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def unseen_items_file(tiny_run, tiny_settings, tmp_path):
+    """``(path, item_ids)``: a Parquet file of the last tiny month's items that the first month's
+    catalogue lacked (new uploads), and their ids in file order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, _, _, months = tiny_run
+    source = tiny_settings.source()
+    first_ids = set(source.items_as_of(months[0]).column("item_id").to_pylist())
+    newest = source.items_as_of(months[-1])
+    unseen = newest.filter(pa.array([i not in first_ids for i in newest.column("item_id").to_pylist()]))
+    assert unseen.num_rows > 0
+    path = tmp_path / "new.parquet"
+    pq.write_table(unseen, path)
+    return path, unseen.column("item_id").to_pylist()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from semid_assets.cli import main
@@ -70,22 +69,18 @@ def test_registered_aligner_reproduces_aligned_embeddings(tiny_run, tiny_setting
     assert vectors.shape[1] == aligner.out_dim
 
 
-def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch):
+def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch,
+                                                  unseen_items_file):
     _, _, _, months = tiny_run
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     older = registry.find_version(MODEL, months[0])
-    source = tiny_settings.source()
-    first_ids = set(source.items_as_of(months[0]).column("item_id").to_pylist())
-    newest = source.items_as_of(months[-1])
-    unseen = newest.filter(pa.array([i not in first_ids for i in newest.column("item_id").to_pylist()]))
-    assert unseen.num_rows > 0
-    items_file, out_file = tmp_path / "new.parquet", tmp_path / "vectors.parquet"
-    pq.write_table(unseen, items_file)
+    items_file, unseen_ids = unseen_items_file
+    out_file = tmp_path / "vectors.parquet"
     monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
     assert main(["embed", "--model", f"{MODEL}/{older.version}", "--items", str(items_file),
                  "--out", str(out_file)]) == 0
     ids, vectors = embeddings_from_arrow(pq.read_table(out_file))
-    assert list(ids) == unseen.column("item_id").to_pylist()
+    assert list(ids) == unseen_ids
     # The same items embedded inside the whole newest catalogue by the same version: the same bits.
     features = load_artifact(_path(tiny_settings, "multimodal_features", months[-1], ".npz"))
     model = load_aligner(f"models:/{MODEL}/{older.version}", tiny_settings.mlflow_tracking_uri)

@@ -52,22 +52,18 @@ def test_backfilling_an_older_month_keeps_latest_on_the_newest(tiny_run, tiny_se
     assert registry.client.get_model_version_by_alias(MODEL, "newest").tags["month"] == months[-1]
 
 
-def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch):
+def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch,
+                                                     unseen_items_file):
     _, _, _, months = tiny_run
-    source = tiny_settings.source()
     # Items of the last month that were not in the first month's catalogue: new uploads for version months[0].
-    first_ids = set(source.items_as_of(months[0]).column("item_id").to_pylist())
-    newest = source.items_as_of(months[-1])
-    unseen = newest.filter(pa.array([i not in first_ids for i in newest.column("item_id").to_pylist()]))
-    assert unseen.num_rows > 0
-    items_file, out_file = tmp_path / "new.parquet", tmp_path / "sids.parquet"
-    pq.write_table(unseen, items_file)
+    items_file, unseen_ids = unseen_items_file
+    out_file = tmp_path / "sids.parquet"
     monkeypatch.setenv("SEMID_HOME", str(tiny_settings.home))
     version = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts).find_version(MODEL, months[0])
     assert main(["encode", "--model", f"{MODEL}/{version.version}", "--items", str(items_file),
                  "--out", str(out_file)]) == 0
     encoded = pd.read_parquet(out_file)
-    assert list(encoded["item_id"]) == unseen.column("item_id").to_pylist()
+    assert list(encoded["item_id"]) == unseen_ids
 
     # The same items embedded inside the newest catalogue by the aligner of the tokenizer's month
     # (the one its training vectors came from) give the same codes.
