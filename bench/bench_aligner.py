@@ -26,14 +26,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.aligner import AlignerTrainConfig, set_threads, train_aligner  # noqa: E402
-from semid_assets.core.alignment_eval import unique_pairs  # noqa: E402
-from semid_assets.core.captions import caption_column, prepare_captions  # noqa: E402
-from semid_assets.core.features import build_multimodal_features, text_columns_of  # noqa: E402
-from semid_assets.core.pairs import PairConfig, build_item_pairs  # noqa: E402
-from semid_assets.core.sources import month_end, month_start, open_source  # noqa: E402
-from semid_assets.core.text_encoder import TextEncoder  # noqa: E402
-from semid_assets.core.token_store import TokenStore  # noqa: E402
+from semid_assets.core.alignment.aligner import AlignerTrainConfig, set_threads, train_aligner  # noqa: E402
+from semid_assets.core.alignment.evaluation import unique_pairs  # noqa: E402
+from semid_assets.core.alignment.captions import caption_column, prepare_captions  # noqa: E402
+from semid_assets.core.features.multimodal import build_multimodal_features, text_columns_of  # noqa: E402
+from semid_assets.core.collaborative.pairs import PairConfig, build_item_pairs  # noqa: E402
+from semid_assets.core.data.sources import month_end, month_start, open_source  # noqa: E402
+from semid_assets.core.features.text_encoder import TextEncoder  # noqa: E402
+from semid_assets.core.features.token_store import TokenStore  # noqa: E402
 
 
 def cpu_seconds() -> float:

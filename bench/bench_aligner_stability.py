@@ -28,20 +28,20 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.aligner_config import AlignerTrainConfig  # noqa: E402
-from semid_assets.core.alignment import align_month  # noqa: E402
-from semid_assets.core.anchoring import anchored_fit_encode  # noqa: E402
-from semid_assets.core.captions import caption_column  # noqa: E402
-from semid_assets.core.embedding_table import embeddings_from_arrow  # noqa: E402
-from semid_assets.core.features import text_columns_of  # noqa: E402
+from semid_assets.core.alignment.config import AlignerTrainConfig  # noqa: E402
+from semid_assets.core.alignment.monthly import align_month  # noqa: E402
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode  # noqa: E402
+from semid_assets.core.alignment.captions import caption_column  # noqa: E402
+from semid_assets.core.data.embedding_table import embeddings_from_arrow  # noqa: E402
+from semid_assets.core.features.multimodal import text_columns_of  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
-from semid_assets.core.metrics import level_report  # noqa: E402
-from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
-from semid_assets.core.sources import open_source  # noqa: E402
-from semid_assets.core.sids import codes_of_items  # noqa: E402
-from semid_assets.core.stability import align_common, knn_overlap  # noqa: E402
-from semid_assets.core.text_encoder import TextEncoder  # noqa: E402
-from semid_assets.core.token_store import TokenStore  # noqa: E402
+from semid_assets.core.tokenizers.metrics import level_report  # noqa: E402
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans  # noqa: E402
+from semid_assets.core.data.sources import open_source  # noqa: E402
+from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
+from semid_assets.core.evaluation.stability import align_common, knn_overlap  # noqa: E402
+from semid_assets.core.features.text_encoder import TextEncoder  # noqa: E402
+from semid_assets.core.features.token_store import TokenStore  # noqa: E402
 from semid_assets.io_manager import load_artifact  # noqa: E402
 
 

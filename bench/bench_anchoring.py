@@ -34,12 +34,12 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.anchoring import anchored_fit_encode  # noqa: E402
-from semid_assets.core.embedding_table import embeddings_from_arrow  # noqa: E402
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode  # noqa: E402
+from semid_assets.core.data.embedding_table import embeddings_from_arrow  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
-from semid_assets.core.metrics import level_report  # noqa: E402
-from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
-from semid_assets.core.stability import align_common, compare_codes  # noqa: E402
+from semid_assets.core.tokenizers.metrics import level_report  # noqa: E402
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans  # noqa: E402
+from semid_assets.core.evaluation.stability import align_common, compare_codes  # noqa: E402
 
 
 def fit(X, previous, previous_codes, iterations, threads, codebook_size):

@@ -4,7 +4,7 @@
                                     [--n-iter 20] [--seed 0] [--mppc-n 100000]
                                     [--faiss-all-max-n 100000] [--threads T] [--builtin]
 
-Data: ``semid_assets.core.synthetic.topic_embeddings(n, dim, seed)`` when importable
+Data: ``semid_assets.core.data.synthetic.topic_embeddings(n, dim, seed)`` when importable
 (``--builtin`` forces the fallback), else a built-in hierarchical gaussian generator
 (category -> subcategory -> topic centroids with shrinking spread, plus item noise).
 
@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
-from semid_assets.core.metrics import level_report  # noqa: E402
-from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
+from semid_assets.core.tokenizers.metrics import level_report  # noqa: E402
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans  # noqa: E402
 
 
 def hierarchical_gaussians(n: int, dim: int, seed: int) -> np.ndarray:
@@ -72,7 +72,7 @@ def hierarchical_gaussians(n: int, dim: int, seed: int) -> np.ndarray:
 def load_data(n: int, dim: int, seed: int, builtin: bool) -> tuple[np.ndarray, str]:
     if not builtin:
         try:
-            from semid_assets.core.synthetic import topic_embeddings
+            from semid_assets.core.data.synthetic import topic_embeddings
 
             out = topic_embeddings(n, dim, seed)
             X = out[0] if isinstance(out, tuple) else out

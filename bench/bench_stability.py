@@ -2,7 +2,7 @@
 
     python bench/bench_stability.py [--n 1000000] [--dim 256] [--codebook-size 256] [--threads 2]
 
-Two versions of ``semid_assets.core.synthetic.topic_embeddings`` items: version A fitted on
+Two versions of ``semid_assets.core.data.synthetic.topic_embeddings`` items: version A fitted on
 the first ``n`` items, version B a month later — 5 % of A's items gone, as many new ones,
 the rest in another order, the embeddings unchanged — fitted from scratch with another
 seed (plain Lloyd, 10 iterations: the fits are set-up, not what is measured). Then
@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.hierarchy import prefix_similarity, trie_stats  # noqa: E402
+from semid_assets.core.evaluation.hierarchy import prefix_similarity, trie_stats  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
-from semid_assets.core.matching import cell_counts  # noqa: E402
-from semid_assets.core.rq_kmeans import RQKMeans  # noqa: E402
-from semid_assets.core.stability import _ami, align_common, compare_versions, knn_overlap  # noqa: E402
-from semid_assets.core.synthetic import topic_embeddings  # noqa: E402
+from semid_assets.core.tokenizers.matching import cell_counts  # noqa: E402
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans  # noqa: E402
+from semid_assets.core.evaluation.stability import _ami, align_common, compare_versions, knn_overlap  # noqa: E402
+from semid_assets.core.data.synthetic import topic_embeddings  # noqa: E402
 
 
 def main() -> None:

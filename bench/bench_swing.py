@@ -2,7 +2,7 @@
 
     python bench/bench_swing.py [--interactions N] [--items N] [--users N] [--seed S]
 
-Uses ``semid_assets.core.synthetic`` when it is importable and no size is overridden;
+Uses ``semid_assets.core.data.synthetic`` when it is importable and no size is overridden;
 otherwise a built-in generator: Zipf-like item popularity, log-normal user activity,
 hidden communities (users favour their community's items, so co-consumption has
 structure, as on a real platform) and ~35 % positives. Prints wall time, peak memory
@@ -22,9 +22,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core import schema  # noqa: E402
-from semid_assets.core.pairs import PairConfig, build_item_pairs  # noqa: E402
-from semid_assets.core.swing import swing_similarity, top_k_neighbours  # noqa: E402
+from semid_assets.core.data import schema  # noqa: E402
+from semid_assets.core.collaborative.pairs import PairConfig, build_item_pairs  # noqa: E402
+from semid_assets.core.collaborative.swing import swing_similarity, top_k_neighbours  # noqa: E402
 
 
 def generate(n_interactions: int, n_items: int, n_users: int, seed: int,
@@ -70,11 +70,11 @@ def generate(n_interactions: int, n_items: int, n_users: int, seed: int,
 def load_data(args: argparse.Namespace) -> tuple[pd.DataFrame, np.ndarray, str]:
     if not args.builtin and args.interactions is None:
         try:
-            from semid_assets.core.synthetic import generate as synth_generate, spec_for_size
+            from semid_assets.core.data.synthetic import generate as synth_generate, spec_for_size
             data = synth_generate(spec_for_size("default"))
             inter = data["interactions"] if isinstance(data, dict) else data.interactions
             items = data["items"] if isinstance(data, dict) else data.items
-            return inter, np.asarray(items[schema.ITEM_ID]), "semid_assets.core.synthetic default"
+            return inter, np.asarray(items[schema.ITEM_ID]), "semid_assets.core.data.synthetic default"
         except Exception as exc:  # noqa: BLE001 — any failure means "use the built-in generator"
             print(f"synthetic generator unavailable ({type(exc).__name__}: {exc}); using built-in")
     n = args.interactions or 1_000_000
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=8_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--builtin", action="store_true", help="skip semid_assets.core.synthetic")
+    parser.add_argument("--builtin", action="store_true", help="skip semid_assets.core.data.synthetic")
     parser.add_argument("--target-days", type=float, default=30.0,
                         help="u2i targets are positives of the last N days (0: all positives)")
     args = parser.parse_args()

@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
-from semid_assets.core.methods import make_tokenizer  # noqa: E402
-from semid_assets.core.synthetic import topic_embeddings  # noqa: E402
+from semid_assets.core.tokenizers.methods import make_tokenizer  # noqa: E402
+from semid_assets.core.data.synthetic import topic_embeddings  # noqa: E402
 
 
 def matmul_gflops(dim: int, K: int, seconds: float = 3.0) -> float:

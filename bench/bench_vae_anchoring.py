@@ -33,12 +33,12 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.anchoring import anchored_fit_encode  # noqa: E402
-from semid_assets.core.embedding_table import embeddings_from_arrow  # noqa: E402
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode  # noqa: E402
+from semid_assets.core.data.embedding_table import embeddings_from_arrow  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
-from semid_assets.core.matching import match_level_codes  # noqa: E402
-from semid_assets.core.methods import tokenizer_level_report  # noqa: E402
-from semid_assets.core.sids import codes_of_items  # noqa: E402
+from semid_assets.core.tokenizers.matching import match_level_codes  # noqa: E402
+from semid_assets.core.tokenizers.methods import tokenizer_level_report  # noqa: E402
+from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
 from semid_assets.io_manager import load_artifact  # noqa: E402
 
 

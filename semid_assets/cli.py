@@ -76,7 +76,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from semid_assets.core.sources import fetch_movielens_100k, movielens_dir
+    from semid_assets.core.data.sources import fetch_movielens_100k, movielens_dir
 
     target = fetch_movielens_100k(movielens_dir(Settings.from_env().data_dir))
     print(f"MovieLens-100K (GroupLens) is in {target}; run with SEMID_DATASET=movielens-100k")

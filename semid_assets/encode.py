@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semid_assets.core import schema
-from semid_assets.core.contracts import ContractError, validate_items
-from semid_assets.core.embedding_table import EMBEDDING, embeddings_from_arrow
+from semid_assets.core.data import schema
+from semid_assets.core.data.contracts import ContractError, validate_items
+from semid_assets.core.data.embedding_table import EMBEDDING, embeddings_from_arrow
 from semid_assets.io_manager import write_parquet_atomically
 from semid_assets.registry import NEWEST_ALIAS, load_tokenizer
 from semid_assets.settings import Settings
@@ -70,9 +70,9 @@ def aligner_of_tokenizer(settings: Settings, model: str, dim: int):
 def item_features(items: pa.Table, settings: Settings, where: str = "items to encode"):
     """``(MultimodalFeatures, token store)`` of an item table, texts cached in ``$SEMID_HOME/cache`` as the
     pipeline's own ``multimodal_features`` does."""
-    from semid_assets.core.features import build_multimodal_features
-    from semid_assets.core.text_encoder import TextEncoder
-    from semid_assets.core.token_store import TokenStore
+    from semid_assets.core.features.multimodal import build_multimodal_features
+    from semid_assets.core.features.text_encoder import TextEncoder
+    from semid_assets.core.features.token_store import TokenStore
 
     items = validate_items(items, where=where)
     encoder = TextEncoder()
@@ -83,7 +83,7 @@ def item_features(items: pa.Table, settings: Settings, where: str = "items to en
 
 def embed_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pa.Table:
     """``semid embed``: aligned vectors of the items in ``items_path`` by a registered aligner version."""
-    from semid_assets.core.embedding_table import embeddings_to_arrow
+    from semid_assets.core.data.embedding_table import embeddings_to_arrow
     from semid_assets.registry import load_aligner
 
     items = pq.read_table(items_path)

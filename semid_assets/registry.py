@@ -263,16 +263,16 @@ class AlignerModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        from semid_assets.core.aligner import Aligner
+        from semid_assets.core.alignment.aligner import Aligner
 
         self.aligner = Aligner.load_torch(Path(context.artifacts[ALIGNER_WEIGHTS]))
 
     def predict(self, context, model_input, params: dict[str, Any] | None = None):
         import pyarrow as pa
 
-        from semid_assets.core.features import build_multimodal_features
-        from semid_assets.core.text_encoder import TextEncoder
-        from semid_assets.core.token_store import TokenStore
+        from semid_assets.core.features.multimodal import build_multimodal_features
+        from semid_assets.core.features.text_encoder import TextEncoder
+        from semid_assets.core.features.token_store import TokenStore
 
         items = model_input if isinstance(model_input, pa.Table) else pa.Table.from_pandas(
             model_input, preserve_index=False)
@@ -328,7 +328,7 @@ def log_aligner(registry: Registry, aligner, history: pd.DataFrame, *, model_nam
 
 
 def load_aligner(model_uri: str, tracking_uri: str):
-    """The :class:`~semid_assets.core.aligner.Aligner` behind a registry URI (weights via ``weights_only=True``)."""
+    """The :class:`~semid_assets.core.alignment.aligner.Aligner` behind a registry URI (weights via ``weights_only=True``)."""
     _use_store(tracking_uri)
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().aligner
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from semid_assets.core.comparison import display_table, relative_differences
+from semid_assets.core.evaluation.comparison import display_table, relative_differences
 from semid_assets.core.markdown import markdown_table
 from semid_assets.settings import Settings
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 import dagster as dg
 from pydantic import PrivateAttr
 
-from semid_assets.core.sources import CatalogSource, open_source
+from semid_assets.core.data.sources import CatalogSource, open_source
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -30,7 +30,7 @@ class CatalogResource(dg.ConfigurableResource):
 
 @lru_cache(maxsize=2)
 def _shared_encoder(model_path: str | None, batch_size: int):
-    from semid_assets.core.text_encoder import TextEncoder
+    from semid_assets.core.features.text_encoder import TextEncoder
 
     return TextEncoder(model_path=model_path, batch_size=batch_size)
 
@@ -47,7 +47,7 @@ class TextEncoderResource(dg.ConfigurableResource):
         return _shared_encoder(self.model_path, self.batch_size)
 
     def store(self):
-        from semid_assets.core.token_store import TokenStore
+        from semid_assets.core.features.token_store import TokenStore
 
         return TokenStore(Path(self.cache_dir) / "text", self.encoder().name)
 
@@ -96,7 +96,7 @@ class PromotionThresholds(dg.ConfigurableResource):
     min_matched_kept: float = 0.8
 
     def limits(self):
-        from semid_assets.core.gate import GateLimits
+        from semid_assets.core.lifecycle.gate import GateLimits
 
         return GateLimits(max_relative_mse=self.max_relative_mse, max_mse_regression=self.max_mse_regression,
                           min_ari=self.min_ari, min_matched_kept=self.min_matched_kept)

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from semid_assets.core.sources import DATASETS, CatalogSource, open_source
+from semid_assets.core.data.sources import DATASETS, CatalogSource, open_source
 
 METHODS = ("rq_kmeans", "rq_kmeans_balanced", "rq_vae", "letter")
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pandas as pd
 import pyarrow.parquet as pq
 
-from semid_assets.core.sources import MovieLensSource
+from semid_assets.core.data.sources import MovieLensSource
 from semid_assets.definitions import build_definitions
 from semid_assets.demo import run_demo
 

@@ -43,7 +43,7 @@ def test_failed_write_keeps_previous_output(tmp_path, monkeypatch):
 
 
 def test_artifacts_round_trip_without_pickle(tmp_path):
-    from semid_assets.core.rq_kmeans import RQKMeans
+    from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(400, 8)).astype(np.float32)

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import METHOD, MONTH
 from semid_assets.settings import METHODS

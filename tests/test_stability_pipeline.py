@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from semid_assets.cli import main
-from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.defs.versions import choose_earlier
 from semid_assets.partitions import METHOD, MONTH
 from semid_assets.registry import CHAMPION_ALIAS, Registry

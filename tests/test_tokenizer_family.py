@@ -9,9 +9,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from semid_assets.cli import main
-from semid_assets.core.embedding_table import embeddings_from_arrow
-from semid_assets.core.residual import encode_catalogue
-from semid_assets.core.metrics import collision_stats
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.tokenizers.residual import encode_catalogue
+from semid_assets.core.tokenizers.metrics import collision_stats
 from semid_assets.defs.tokenizer import SemanticIdConfig
 from semid_assets.io_manager import load_artifact
 from semid_assets.registry import load_tokenizer

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core import schema
-from semid_assets.core.aligner_config import AlignerTrainConfig
-from semid_assets.core.alignment import align_month
-from semid_assets.core.captions import caption_column
-from semid_assets.core.embedding_table import embeddings_to_arrow
-from semid_assets.core.features import MultimodalFeatures, text_columns_of
+from semid_assets.core.data import schema
+from semid_assets.core.alignment.config import AlignerTrainConfig
+from semid_assets.core.alignment.monthly import align_month
+from semid_assets.core.alignment.captions import caption_column
+from semid_assets.core.data.embedding_table import embeddings_to_arrow
+from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
 from semid_assets.core.markdown import markdown_table
 from semid_assets.partitions import SemidPartitions, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry, TextEncoderResource
@@ -28,7 +28,7 @@ _TRAINING = AlignerTrainConfig()
 
 
 class AlignerConfig(dg.Config):
-    """QFormer shape, losses and training (see ``core/aligner.py``); the defaults train a 20k-item month in 1-2 min
+    """QFormer shape, losses and training (see ``core/alignment/aligner.py``); the defaults train a 20k-item month in 1-2 min
     on one core."""
 
     n_queries: int = _TRAINING.n_queries

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 import numpy as np
 
-from semid_assets.core.anchoring import (anchored_fit_encode, anchoring_mismatch, supports_anchoring,
+from semid_assets.core.tokenizers.anchoring import (anchored_fit_encode, anchoring_mismatch, supports_anchoring,
                                          warm_starts_whole_model)
-from semid_assets.core.sids import codes_of_items
+from semid_assets.core.tokenizers.sids import codes_of_items
 from semid_assets.defs import versions
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import SemidPartitions

@@ -4,9 +4,9 @@
 import dagster as dg
 import pandas as pd
 
-from semid_assets.core import schema
-from semid_assets.core.bpr import collaborative_item_embeddings
-from semid_assets.core.embedding_table import embeddings_to_arrow
+from semid_assets.core.data import schema
+from semid_assets.core.collaborative.bpr import collaborative_item_embeddings
+from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.partitions import SemidPartitions, month_of
 
 GROUP = "pairs"

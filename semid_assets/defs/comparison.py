@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core import schema
-from semid_assets.core.collisions import reassign_collisions
-from semid_assets.core.comparison import comparison_row, display_table, relative_differences
-from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.core.data import schema
+from semid_assets.core.tokenizers.collisions import reassign_collisions
+from semid_assets.core.evaluation.comparison import comparison_row, display_table, relative_differences
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.residual import encode_catalogue
-from semid_assets.core.methods import candidates_for, tokenizer_level_report
+from semid_assets.core.tokenizers.residual import encode_catalogue
+from semid_assets.core.tokenizers.methods import candidates_for, tokenizer_level_report
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 

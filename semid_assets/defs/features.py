@@ -4,7 +4,7 @@
 import dagster as dg
 import pyarrow as pa
 
-from semid_assets.core.features import build_multimodal_features
+from semid_assets.core.features.multimodal import build_multimodal_features
 from semid_assets.core.markdown import markdown_table
 from semid_assets.partitions import SemidPartitions
 from semid_assets.resources import TextEncoderResource

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
+from semid_assets.core.evaluation.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.schema import ITEM_ID, TRUTH_PREFIX
+from semid_assets.core.data.schema import ITEM_ID, TRUTH_PREFIX
 from semid_assets.defs.stability import GROUP, version_codes
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of

@@ -6,11 +6,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from semid_assets.core import schema
-from semid_assets.core.contracts import embedding_columns, validate_interactions
-from semid_assets.core.features import text_columns_of
+from semid_assets.core.data import schema
+from semid_assets.core.data.contracts import embedding_columns, validate_interactions
+from semid_assets.core.features.multimodal import text_columns_of
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.sources import month_start
+from semid_assets.core.data.sources import month_start
 from semid_assets.partitions import SemidPartitions, month_of
 from semid_assets.resources import CatalogResource
 

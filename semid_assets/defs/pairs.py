@@ -4,10 +4,10 @@
 import dagster as dg
 import pandas as pd
 
-from semid_assets.core import schema
+from semid_assets.core.data import schema
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.pairs import PairConfig, build_item_pairs
-from semid_assets.core.sources import month_end, month_start
+from semid_assets.core.collaborative.pairs import PairConfig, build_item_pairs
+from semid_assets.core.data.sources import month_end, month_start
 from semid_assets.partitions import SemidPartitions, month_of
 
 GROUP = "pairs"
@@ -51,7 +51,7 @@ def build(parts: SemidPartitions) -> list:
         ``swing``: each item's top-k Swing neighbours over the window's positives.
         ``u2i``: each positive of this month (the target) paired with the item, among the
         same user's last ``u2i_history`` positives before it inside the window, that has the
-        highest Swing score with it (see ``core/pairs.py``). The metadata counts the pairs of
+        highest Swing score with it (see ``core/collaborative/pairs.py``). The metadata counts the pairs of
         each source, the items they touch, the pairs both sources found and the union.
         """
         month = month_of(context)

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core import schema
-from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.core.data import schema
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.ranking_config import RankerConfig
-from semid_assets.core.ranking_eval import SID_VARIANTS, VARIANTS, EvalConfig, SidVersion, evaluate_month
-from semid_assets.core.ranking_plot import auc_plot_png
-from semid_assets.core.sids import code_columns
+from semid_assets.core.evaluation.ranker_config import RankerConfig
+from semid_assets.core.evaluation.ranking import SID_VARIANTS, VARIANTS, EvalConfig, SidVersion, evaluate_month
+from semid_assets.core.evaluation.ranking_plot import auc_plot_png
+from semid_assets.core.tokenizers.sids import code_columns
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry

@@ -11,12 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from semid_assets.core.embedding_table import embeddings_from_arrow
-from semid_assets.core.gate import promotion_requirements
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.lifecycle.gate import promotion_requirements
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.plots import agreement_plot
-from semid_assets.core.schema import ITEM_ID
-from semid_assets.core.stability import compare_versions
+from semid_assets.core.evaluation.plots import agreement_plot
+from semid_assets.core.data.schema import ITEM_ID
+from semid_assets.core.evaluation.stability import compare_versions
 from semid_assets.defs import versions
 from semid_assets.defs.tokenizer import model_name
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, method_of, month_of

@@ -8,14 +8,14 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from semid_assets.core.collisions import reassign_collisions
-from semid_assets.core.embedding_table import embeddings_from_arrow
+from semid_assets.core.tokenizers.collisions import reassign_collisions
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.residual import encode_catalogue
-from semid_assets.core.methods import (candidates_for, make_tokenizer, needs_collaborative,
+from semid_assets.core.tokenizers.residual import encode_catalogue
+from semid_assets.core.tokenizers.methods import (candidates_for, make_tokenizer, needs_collaborative,
                                        tokenizer_level_report)
-from semid_assets.core.metrics import collision_stats
-from semid_assets.core.sids import semantic_id_table
+from semid_assets.core.tokenizers.metrics import collision_stats
+from semid_assets.core.tokenizers.sids import semantic_id_table
 from semid_assets.defs.anchoring import fit_tokenizer
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
@@ -27,7 +27,7 @@ class TokenizerConfig(dg.Config):
     """Shape and training of the residual quantiser (OneRec uses 3 × 8192 on a far larger catalogue).
 
     One config for every method: each takes the fields its constructor names
-    (``core/methods.py``); the others are ignored. Shared: ``levels``, ``codebook_size``,
+    (``core/tokenizers/methods.py``); the others are ignored. Shared: ``levels``, ``codebook_size``,
     ``seed``, ``beam_size``. k-means methods: ``n_iter``, ``max_points_per_centroid``,
     ``progressive_dim_steps`` (``rq_kmeans``), ``balance_slack`` (``rq_kmeans_balanced``).
     RQ-VAE and LETTER: ``latent_dim``, ``hidden_dims``, ``epochs``, ``batch_size``, ``lr``,

@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from semid_assets.core.aligner import Aligner, AlignerTrainConfig, train_aligner
-from semid_assets.core.alignment import align_month
-from semid_assets.core.alignment_eval import content_similarity, pair_recall, split_pairs, unique_pairs
+from semid_assets.core.alignment.aligner import Aligner, AlignerTrainConfig, train_aligner
+from semid_assets.core.alignment.monthly import align_month
+from semid_assets.core.alignment.evaluation import content_similarity, pair_recall, split_pairs, unique_pairs
 from semid_assets.core.artifact import load_npz, save_npz
-from semid_assets.core.captions import build_vocabulary, caption_column, encode_captions, prepare_captions
-from semid_assets.core.features import MultimodalFeatures
-from semid_assets.core.qformer import PAD, UNK, AlignerNet, QFormer, QFormerConfig
+from semid_assets.core.alignment.captions import build_vocabulary, caption_column, encode_captions, prepare_captions
+from semid_assets.core.features.multimodal import MultimodalFeatures
+from semid_assets.core.alignment.qformer import PAD, UNK, AlignerNet, QFormer, QFormerConfig
 
 D = 16
 

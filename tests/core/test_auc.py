@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.auc import UserBootstrap, auc, log_loss
+from semid_assets.core.evaluation.auc import UserBootstrap, auc, log_loss
 
 
 def _pairwise_auc(labels, scores):

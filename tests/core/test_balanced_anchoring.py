@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.anchoring import (anchored_fit_encode, carried_over_codebooks, relabel_to_previous,
+from semid_assets.core.tokenizers.anchoring import (anchored_fit_encode, carried_over_codebooks, relabel_to_previous,
                                          supports_anchoring)
-from semid_assets.core.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
-from semid_assets.core.residual import encode_catalogue
+from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
+from semid_assets.core.tokenizers.residual import encode_catalogue
 
 
 def _clustered(n=4000, d=16, seed=0):

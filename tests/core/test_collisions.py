@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets.core.bpr import BPRMF, collaborative_item_embeddings
-from semid_assets.core.collisions import reassign_collisions
-from semid_assets.core.comparison import comparison_row, display_table, normalized_mutual_info, relative_differences
-from semid_assets.core.metrics import collision_stats
+from semid_assets.core.collaborative.bpr import BPRMF, collaborative_item_embeddings
+from semid_assets.core.tokenizers.collisions import reassign_collisions
+from semid_assets.core.evaluation.comparison import comparison_row, display_table, normalized_mutual_info, relative_differences
+from semid_assets.core.tokenizers.metrics import collision_stats
 
 
 def test_reassign_yields_zero_collisions_where_free_codes_exist():

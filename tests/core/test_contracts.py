@@ -7,7 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from semid_assets.core.contracts import ContractError, validate_interactions, validate_items
+from semid_assets.core.data.contracts import ContractError, validate_interactions, validate_items
 
 
 def _items(**extra):

@@ -4,15 +4,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from semid_assets.core import token_store as token_store_mod
+from semid_assets.core.features import token_store as token_store_mod
 from semid_assets.core.artifact import Artifact, load_npz, save_npz
-from semid_assets.core.features import (
+from semid_assets.core.features.multimodal import (
     MultimodalFeatures,
     build_multimodal_features,
     text_columns_of,
 )
-from semid_assets.core.text_encoder import TextEncoder
-from semid_assets.core.token_store import TokenStore, content_key
+from semid_assets.core.features.text_encoder import TextEncoder
+from semid_assets.core.features.token_store import TokenStore, content_key
 
 D = 6
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
+from semid_assets.core.evaluation.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
 
 
 def _planted(n=3000, seed=0):

@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from semid_assets.core.metrics import (
+from semid_assets.core.tokenizers.metrics import (
     codebook_utilisation,
     collision_stats,
     level_report,
     prefix_group_ids,
     token_entropy,
 )
-from semid_assets.core.rq_kmeans import RQKMeans
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 
 
 def test_uniform_codes_have_entropy_ln_k_and_full_utilisation():

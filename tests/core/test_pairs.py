@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets.core.pairs import PAIR_COLUMNS, PairConfig, build_item_pairs
+from semid_assets.core.collaborative.pairs import PAIR_COLUMNS, PairConfig, build_item_pairs
 
 T0 = pd.Timestamp("2024-03-01")
 UNWEIGHTED = PairConfig(user_weight_power=0.0)
@@ -196,7 +196,7 @@ def test_validation() -> None:
 
 
 def test_u2i_matches_reference_loop() -> None:
-    from semid_assets.core.swing import swing_similarity
+    from semid_assets.core.collaborative.swing import swing_similarity
 
     rng = np.random.default_rng(4)
     n, n_items = 1500, 60

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets.core.ranking import ItemInput, RankerConfig, predict, train_ranker
-from semid_assets.core.ranking_eval import VARIANTS, EvalConfig, SidVersion, evaluate_month, positive_history
+from semid_assets.core.evaluation.ranker import ItemInput, RankerConfig, predict, train_ranker
+from semid_assets.core.evaluation.ranking import VARIANTS, EvalConfig, SidVersion, evaluate_month, positive_history
 
 MONTH = "2025-03"
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from semid_assets.core.artifact import save_npz, load_npz
-from semid_assets.core.rq_kmeans import RQKMeans
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 
 
 def hierarchical_blobs(n: int = 4000, dim: int = 16, seed: int = 0) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.sid_features import SidPieces, hash_bags, ngram_bags, sid_strings
+from semid_assets.core.evaluation.sid_features import SidPieces, hash_bags, ngram_bags, sid_strings
 
 
 def _codes(n=400, k=8, seed=0):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets.core.sids import codes_of_items, collision_suffix, semantic_id_table
+from semid_assets.core.tokenizers.sids import codes_of_items, collision_suffix, semantic_id_table
 
 
 def test_suffix_hand_made():

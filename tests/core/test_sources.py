@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from semid_assets.core.contracts import ContractError
-from semid_assets.core.sources import ParquetSource, month_end, open_source
+from semid_assets.core.data.contracts import ContractError
+from semid_assets.core.data.sources import ParquetSource, month_end, open_source
 
 
 def _write(tmp_path, items: pd.DataFrame, interactions: pd.DataFrame):

@@ -8,11 +8,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from semid_assets.core.anchoring import anchored_fit_encode, relabel_to_previous
-from semid_assets.core.gate import GateLimits, promotion_requirements
-from semid_assets.core.matching import match_level_codes, match_prefixes
-from semid_assets.core.rq_kmeans import RQKMeans
-from semid_assets.core.stability import (adjusted_mutual_info, adjusted_rand_index, compare_codes, compare_versions,
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, relabel_to_previous
+from semid_assets.core.lifecycle.gate import GateLimits, promotion_requirements
+from semid_assets.core.tokenizers.matching import match_level_codes, match_prefixes
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
+from semid_assets.core.evaluation.stability import (adjusted_mutual_info, adjusted_rand_index, compare_codes, compare_versions,
                                          jensen_shannon, knn_overlap, normalized_mutual_info)
 
 
@@ -75,7 +75,7 @@ def test_ami_matches_the_brute_force_definition():
 def test_ami_window_loses_nothing_where_it_cuts_the_support():
     # Big groups: the hypergeometric of n_ij spans thousands of values, the summed window
     # ~10 standard deviations of it. Compare E[I] with the full sum over the support.
-    from semid_assets.core.stability import _expected_mutual_info
+    from semid_assets.core.evaluation.stability import _expected_mutual_info
 
     sizes_a, sizes_b = [9000, 6000, 3000, 1500, 500], [8000, 7000, 4000, 1000]
     n = sum(sizes_a)

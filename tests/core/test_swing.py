@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import semid_assets.core.swing as swing_module
-from semid_assets.core.swing import swing_similarity, top_k_neighbours
+import semid_assets.core.collaborative.swing as swing_module
+from semid_assets.core.collaborative.swing import swing_similarity, top_k_neighbours
 
 # Hand-computed example: users A, B, C, D = 0..3; items 0..4.
 #   I_A = {0, 1, 2}   I_B = {0, 1, 3}   I_C = {1, 2, 3}   I_D = {0, 1, 2, 4}

@@ -7,8 +7,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from semid_assets.core import schema, taxonomy
-from semid_assets.core.synthetic import (
+from semid_assets.core.data import schema
+from semid_assets.core.data import taxonomy
+from semid_assets.core.data.synthetic import (
     MAX_ITEMS,
     SIZES,
     SyntheticSpec,

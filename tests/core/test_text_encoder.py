@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.text_encoder import MODEL_DIM, TextEncoder, default_model_path
+from semid_assets.core.features.text_encoder import MODEL_DIM, TextEncoder, default_model_path
 
 SENTENCES = [
     "A cat sleeps on the warm windowsill in the afternoon sun.",

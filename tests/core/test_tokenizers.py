@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from semid_assets.core.artifact import load_npz, save_npz
-from semid_assets.core.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
-from semid_assets.core.methods import METHODS, make_tokenizer, needs_collaborative, tokenizer_level_report
-from semid_assets.core.residual import beam_encode, greedy_encode
-from semid_assets.core.rq_kmeans import RQKMeans
-from semid_assets.core.rq_vae import RQVAE
+from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
+from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, needs_collaborative, tokenizer_level_report
+from semid_assets.core.tokenizers.residual import beam_encode, greedy_encode
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
+from semid_assets.core.tokenizers.rq_vae import RQVAE
 
 from test_rq_kmeans import hierarchical_blobs
 
@@ -83,7 +83,7 @@ def test_letter_pulls_codes_towards_collaborative_groups():
     """Content has two equally plausible 8-way structures, A (slightly stronger) and B; the
     collaborative embeddings follow B. Plain RQ-VAE's level-1 codes follow A; with LETTER's
     collaborative loss they follow B."""
-    from semid_assets.core.comparison import normalized_mutual_info
+    from semid_assets.core.evaluation.comparison import normalized_mutual_info
 
     rng = np.random.default_rng(3)
     A, B = rng.integers(0, 8, 2000), rng.integers(0, 8, 2000)

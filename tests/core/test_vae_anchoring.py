@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.anchoring import anchored_fit_encode, anchoring_mismatch, supports_anchoring
-from semid_assets.core.letter import LETTER
-from semid_assets.core.matching import match_level_codes
-from semid_assets.core.rq_vae import RQVAE
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, anchoring_mismatch, supports_anchoring
+from semid_assets.core.tokenizers.letter import LETTER
+from semid_assets.core.tokenizers.matching import match_level_codes
+from semid_assets.core.tokenizers.rq_vae import RQVAE
 
 from test_rq_kmeans import hierarchical_blobs
 

@@ -1,0 +1,1 @@
+"""The collaborative-aware QFormer aligner: model, training, captions, held-out evaluation."""

@@ -1,0 +1,104 @@
+"""How well an item representation aligns: held-out pair retrieval and kept content similarity.
+
+* :func:`split_pairs` — a deterministic split *by pair*: a pair's side depends only on its
+  two item ids and the seed (a stable hash), so the same pair is held out in every month.
+* :func:`pair_recall` — for each held-out pair (a, b), is b among the K nearest items of a
+  by inner product (faiss, exact), a itself excluded? And symmetrically a for b.
+* :func:`content_similarity` — mean cosine of pairs of items with the same fine topic vs
+  random pairs (evaluation labels only, e.g. the synthetic ``truth_topic``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def unique_pairs(pairs: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Catalogue positions ``(a, b)`` of each distinct unordered pair, and its item ids as strings for hashing.
+
+    Pairs naming an item outside ``item_ids`` are refused.
+    """
+    index = pd.Index(item_ids)
+    a = index.get_indexer(pairs["item_a"])
+    b = index.get_indexer(pairs["item_b"])
+    bad = (a < 0) | (b < 0)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} item pair(s) name items missing from the catalogue "
+                         f"(e.g. {pairs.loc[bad, ['item_a', 'item_b']].head(3).values.tolist()}); "
+                         f"item_pairs and multimodal_features must be of the same month.")
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    keys = np.unique(lo.astype(np.int64) * len(item_ids) + hi)
+    return keys // len(item_ids), keys % len(item_ids), keys
+
+
+def split_pairs(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, holdout: float,
+                seed: int = 0) -> np.ndarray:
+    """Bool mask over pairs: True = held out. Depends only on the two ids and ``seed``."""
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout!r}.")
+    ids = np.asarray(item_ids).astype(str)
+    frame = pd.DataFrame({"a": ids[a], "b": ids[b], "seed": str(seed)})
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003 < holdout
+
+
+def hash_fraction(item_ids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Bool mask: a stable ``fraction`` of the items, chosen by hashing each id with ``seed``."""
+    frame = pd.DataFrame({"id": np.asarray(item_ids).astype(str), "seed": f"items-{seed}"})
+    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003 < fraction
+
+
+def pair_recall(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
+                threads: int | None = None) -> dict[int, float]:
+    """Recall@K of retrieving each pair's partner among all items, both directions averaged."""
+    import faiss
+
+    if len(a) == 0:
+        return {k: float("nan") for k in ks}
+    # One OpenMP thread unless told otherwise: on shared cores faiss's parallel loops stall
+    # waiting for descheduled sibling threads (the same effect as in core/alignment/aligner.py).
+    faiss.omp_set_num_threads(int(threads) if threads else 1)
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    queries = np.concatenate([a, b])
+    targets = np.concatenate([b, a])
+    k_max = min(max(ks) + 1, len(x))
+    _, found = index.search(x[queries], k_max)
+    found = np.where(found == queries[:, None], -1, found)  # the query item itself never counts
+    out = {}
+    for k in ks:
+        # k + 1 columns, minus the query itself, leave at least k candidates.
+        rank_ok = ((found[:, : k + 1] >= 0).cumsum(axis=1) <= k)
+        hits = ((found[:, : k + 1] == targets[:, None]) & rank_ok).any(axis=1)
+        out[k] = float(hits.mean())
+    return out
+
+
+def content_similarity(vectors: np.ndarray, labels: np.ndarray, n_pairs: int = 20_000,
+                       seed: int = 0) -> dict[str, float]:
+    """Mean cosine of same-label pairs vs random pairs (both sampled, distinct items)."""
+    x = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    labels = np.asarray(labels).astype(str)
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    i, j = rng.integers(0, n, n_pairs), rng.integers(0, n, n_pairs)
+    keep = i != j
+    random_cos = float(np.einsum("ij,ij->i", x[i[keep]], x[j[keep]]).mean())
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    group = np.repeat(np.arange(len(starts)), sizes)
+    # Same-label pairs: a random item, then a random other member of its group.
+    pick = rng.integers(0, n, n_pairs)
+    g = group[pick]
+    other = starts[g] + rng.integers(0, np.maximum(sizes[g], 1))
+    keep = (sizes[g] > 1) & (order[other] != order[pick])
+    same_cos = float(np.einsum("ij,ij->i", x[order[pick[keep]]], x[order[other[keep]]]).mean()) if keep.any() \
+        else float("nan")
+    return {"same_topic_cos": same_cos, "random_cos": random_cos, "gap": same_cos - random_cos}

@@ -1,0 +1,1 @@
+"""Collaborative signals: Swing item-to-item similarity, item pairs, BPR item factors."""

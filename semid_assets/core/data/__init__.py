@@ -1,0 +1,1 @@
+"""Catalogue data: the table contracts, the sources (embedded synthetic platform, Parquet, MovieLens)."""

