@@ -55,7 +55,12 @@ def _sticky_block(codebooks, norms, Z, previous, margin, proposed):
         energy = np.einsum("nd,nd->n", residual, residual)
         # ||r - c||^2 = ||r||^2 - 2 r.c + ||c||^2, for every code at once.
         distances = energy[:, None] - 2.0 * residual @ book.T + norms[lvl][None, :]
-        best = np.argmin(distances, axis=1) if proposed is None else proposed[:, lvl].astype(np.int64)
+        best = np.argmin(distances, axis=1)
+        if proposed is not None:
+            # The method's own code is the alternative while the item is still on the method's path;
+            # once an earlier level stayed elsewhere, the nearest code is.
+            on_path = np.all(codes[:, :lvl] == proposed[:, :lvl], axis=1)
+            best = np.where(on_path, proposed[:, lvl], best)
         prev = previous[:, lvl]
         has_prev = prev >= 0
         prev_distance = np.where(has_prev, distances[rows, np.maximum(prev, 0)], np.inf)
