@@ -82,7 +82,7 @@ def main() -> None:
         vectors = result.vectors
         model = RQKMeans(levels=3, codebook_size=256, seed=0)
         codes, info = anchored_fit_encode(model, vectors, previous_tokenizer, previous_codes=previous_codes,
-                                          iterations=args.warm_iterations)
+                                          steps=args.warm_iterations)
         retrieval = result.retrieval.set_index("aligner")
         row = {
             "stability_weight": weight,

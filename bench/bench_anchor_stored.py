@@ -85,7 +85,7 @@ def main() -> None:
         anchored = model()
         started = time.perf_counter()
         codes, _ = anchored_fit_encode(anchored, X, previous, previous_codes=previous_codes,
-                                       iterations=args.iterations)
+                                       steps=args.iterations)
         rows.append(row(f"{label}, {args.iterations} iterations", anchored, X, codes, previous_codes,
                         time.perf_counter() - started))
         print(rows[-1], flush=True)

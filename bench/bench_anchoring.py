@@ -48,7 +48,7 @@ def fit(X, previous, previous_codes, iterations, threads, codebook_size):
     if previous is None:
         codes = model.fit_encode(X)
     else:
-        codes, _ = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, iterations=iterations)
+        codes, _ = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, steps=iterations)
     return model, codes, time.perf_counter() - started
 
 

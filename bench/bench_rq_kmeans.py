@@ -92,8 +92,10 @@ def mse_of(X: np.ndarray, X_hat: np.ndarray, total_ss: float) -> tuple[float, fl
 
 
 def run_ours(X, args, total_ss, mppc=256, re_encode=True, progressive_dim_steps=10) -> dict:
+    # --threads (else faiss's default) is the thread count of every method this bench compares.
     rq = RQKMeans(levels=args.levels, codebook_size=args.K, n_iter=args.n_iter,
-                  seed=args.seed, max_points_per_centroid=mppc, progressive_dim_steps=progressive_dim_steps)
+                  seed=args.seed, max_points_per_centroid=mppc, progressive_dim_steps=progressive_dim_steps,
+                  n_threads=faiss.omp_get_max_threads())
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     codes = rq.fit_encode(X, progress=lambda line: print("   ", line))

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
-from semid_assets.core.tokenizers.methods import make_tokenizer  # noqa: E402
+from semid_assets.core.tokenizers.base import Anchoring  # noqa: E402
+from semid_assets.core.tokenizers.methods import make_tokenizer, tokenizer_class  # noqa: E402
 from semid_assets.core.data.synthetic import topic_embeddings  # noqa: E402
 
 
@@ -73,9 +74,12 @@ def collaborative_stand_in(labels: np.ndarray, dim: int = 64, seed: int = 0) -> 
 
 
 def run_method(method: str, X, labels, args, total_var: float, gflops: float, **options) -> dict:
-    opts = dict(levels=args.levels, codebook_size=args.K, seed=args.seed, n_threads=args.threads, **options)
-    model = make_tokenizer(method, **opts)
-    side = {"collaborative": collaborative_stand_in(labels)} if method == "letter" else {}
+    threads = args.threads
+    if threads is None:  # faiss's own default for the k-means family, one thread for the torch models
+        threads = 1 if tokenizer_class(method).anchoring is Anchoring.WHOLE_MODEL else faiss.omp_get_max_threads()
+    model = make_tokenizer(method, levels=args.levels, codebook_size=args.K, seed=args.seed, n_threads=threads,
+                           **options)
+    side = {"collaborative": collaborative_stand_in(labels)} if "collaborative" in model.side_inputs else {}
     t0 = time.perf_counter()
     codes = model.fit_encode(X, **side)
     fit_s = time.perf_counter() - t0

@@ -37,7 +37,6 @@ from semid_assets.core.tokenizers.anchoring import anchored_fit_encode  # noqa: 
 from semid_assets.core.data.embedding_table import embeddings_from_arrow  # noqa: E402
 from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.tokenizers.matching import match_level_codes  # noqa: E402
-from semid_assets.core.tokenizers.methods import tokenizer_level_report  # noqa: E402
 from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
 from semid_assets.io_manager import load_artifact  # noqa: E402
 
@@ -84,9 +83,9 @@ def main() -> None:
         if label == "unanchored":
             codes = model.fit_encode(X)
         else:
-            codes, _ = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, epochs=epochs)
+            codes, _ = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, steps=epochs)
         seconds = time.perf_counter() - started
-        report = tokenizer_level_report(model, X, codes)
+        report = model.level_report(X, codes)
         results.append({
             "fit": label,
             "epochs": len(model.fit_info["epochs"]),

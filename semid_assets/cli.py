@@ -28,11 +28,12 @@ def cmd_demo(args) -> int:
     from semid_assets.home import prepare_home
 
     settings = _settings(args)
+    # Reads and checks the dataset: bad input is refused before a home or a partition exists.
+    months = settings.source().months()
     prepare_home(settings)
     # The code location `dagster dev` loads later must describe the same dataset.
     os.environ.update(SEMID_DATASET=settings.dataset, SEMID_SIZE=settings.size)
     defs = build_definitions(settings)
-    months = settings.source().months()
     chosen = months[-args.months:] if args.months > 0 else months
     print(f"semid demo: dataset {settings.source().name}, months {chosen[0]} … {chosen[-1]}, home {settings.home}")
     started = time.perf_counter()
@@ -88,6 +89,8 @@ def cmd_ui(args) -> int:
     from semid_assets.ui import serve
 
     settings = Settings.from_env()
+    # The servers would only show a bad dataset as a failed code location: refuse it here, plainly.
+    settings.source().months()
     prepare_home(settings)
     return serve(settings, dagster_port=args.port, mlflow_port=args.mlflow_port)
 

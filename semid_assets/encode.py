@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from semid_assets.core.data import schema
 from semid_assets.core.data.contracts import ContractError, validate_items
 from semid_assets.core.data.embedding_table import EMBEDDING, embeddings_from_arrow
+from semid_assets.core.data.parquet_files import read_parquet_file
 from semid_assets.io_manager import write_parquet_atomically
 from semid_assets.registry import NEWEST_ALIAS, load_tokenizer
 from semid_assets.settings import Settings
@@ -86,7 +86,7 @@ def embed_file(settings: Settings, model: str, items_path: str | Path, out_path:
     from semid_assets.core.data.embedding_table import embeddings_to_arrow
     from semid_assets.registry import load_aligner
 
-    items = pq.read_table(items_path)
+    items = read_parquet_file(items_path, "the --items file")
     if schema.ITEM_ID not in items.column_names:
         raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
     aligner = load_aligner(model_uri(model), settings.mlflow_tracking_uri)
@@ -98,7 +98,7 @@ def embed_file(settings: Settings, model: str, items_path: str | Path, out_path:
 
 
 def encode_file(settings: Settings, model: str, items_path: str | Path, out_path: str | Path) -> pd.DataFrame:
-    items = pq.read_table(items_path)
+    items = read_parquet_file(items_path, "the --items file")
     if schema.ITEM_ID not in items.column_names:
         raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
     wrapper = load_tokenizer(model_uri(model), settings.mlflow_tracking_uri)

@@ -102,7 +102,7 @@ class Registry:
         _use_store(self.tracking_uri)
         experiment_id = self.experiment_id()
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-            mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in params.items()})
+            mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in params.items()})
             mlflow.log_metrics(metrics)
             with tempfile.TemporaryDirectory() as tmp:
                 artifact = Path(tmp) / "tokenizer.npz"

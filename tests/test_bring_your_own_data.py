@@ -6,10 +6,16 @@ from dataclasses import replace
 
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
-from semid_assets.core.data.sources import MovieLensSource
+from semid_assets.cli import main
+from semid_assets.core.data.errors import ContractError
+from semid_assets.core.data.sources import MovieLensSource, ParquetSource
+from semid_assets.core.evaluation.ranking import split_month
 from semid_assets.definitions import build_definitions
 from semid_assets.demo import run_demo
+from semid_assets.io_manager import write_parquet_atomically
+from semid_assets.settings import Settings
 
 
 def test_parquet_contract_runs_the_whole_lineage(tiny_run, tiny_settings, tmp_path):
@@ -54,3 +60,59 @@ def test_movielens_files_are_read_as_documented(tmp_path):
     november = source.interactions_as_of("1997-11")
     assert list(november["label"]) == [1, 0, 1]
     assert source.items_as_of("1997-11").num_rows == 2, "a movie nobody rated never entered the catalogue"
+
+
+def _bring(tmp_path, created_at, ts) -> tuple[str, str]:
+    items_path, interactions_path = tmp_path / "items.parquet", tmp_path / "interactions.parquet"
+    pd.DataFrame({"item_id": ["a", "b", "c"], "created_at": created_at, "title": ["x", "y", "z"]}).to_parquet(items_path)
+    pd.DataFrame({"user_id": ["u", "v", "u", "v"], "item_id": ["a", "a", "b", "c"], "ts": ts,
+                  "label": [1, 0, 1, 1]}).to_parquet(interactions_path)
+    return str(items_path), str(interactions_path)
+
+
+def test_aware_timestamps_reach_the_ranking_split_as_naive_utc(tmp_path):
+    utc = pd.to_datetime(["2025-01-03", "2025-02-04", "2025-02-05"]).tz_localize("UTC")
+    ts = pd.to_datetime(["2025-01-04", "2025-01-20", "2025-02-06", "2025-02-07"]).tz_localize("UTC")
+    source = ParquetSource(*_bring(tmp_path, utc, ts))
+    # raw_items travels through the IO manager's Parquet file before ranking_eval reads it.
+    stored = tmp_path / "raw_items.parquet"
+    write_parquet_atomically(source.items_as_of("2025-02"), stored)
+    created_at = pq.read_table(stored, columns=["item_id", "created_at"]).to_pandas()["created_at"].to_numpy()
+    split = split_month(source.interactions_as_of("2025-02"), created_at, "2025-02", max_train_rows=100)
+    assert list(split.cold_items) == [False, True, True] and len(split.train) == 2 and len(split.evaluation) == 2
+
+
+@pytest.fixture
+def stray_2099(tmp_path, monkeypatch):
+    """A Parquet dataset whose log holds one row dated 2099, set as the environment's dataset."""
+    created = pd.to_datetime(["2025-01-03", "2025-01-04", "2025-01-05"])
+    ts = pd.to_datetime(["2025-01-04", "2025-01-20", "2025-02-06", "2099-02-07"])
+    items_path, interactions_path = _bring(tmp_path, created, ts)
+    for key, value in {"SEMID_HOME": str(tmp_path / "home"), "SEMID_DATASET": "parquet", "SEMID_SIZE": "default",
+                       "SEMID_ITEMS": items_path, "SEMID_INTERACTIONS": interactions_path,
+                       "DAGSTER_HOME": str(tmp_path / "home" / "dagster")}.items():
+        monkeypatch.setenv(key, value)
+    return interactions_path
+
+
+def test_a_stray_future_row_is_refused_before_partitions_are_built(stray_2099):
+    settings = Settings.from_env()
+    refusal = rf"{stray_2099}: column 'ts' has 1 value\(s\) of 4 rows in the future .*e\.g\. 2099-02-07 00:00:00"
+    with pytest.raises(ContractError, match=refusal):
+        settings.source().months()
+    with pytest.raises(ContractError, match=refusal):
+        build_definitions(settings)
+
+
+def test_semid_demo_and_ui_refuse_a_stray_future_row_plainly(stray_2099, monkeypatch, capsys, tmp_path):
+    assert main(["demo", "--dataset", "parquet", "--methods", "rq_kmeans"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("semid: error: ") and "2099-02-07" in err and "Correct or remove those rows" in err
+    assert not (tmp_path / "home").exists(), "nothing is set up for a dataset that is refused"
+
+    def serve(*args, **kwargs):
+        raise AssertionError("the servers started on a dataset that must be refused")
+
+    monkeypatch.setattr("semid_assets.ui.serve", serve)
+    assert main(["ui"]) == 2
+    assert "2099-02-07" in capsys.readouterr().err

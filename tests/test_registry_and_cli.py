@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
@@ -111,3 +112,14 @@ def test_unknown_dataset_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("SEMID_DATASET", "imagenet")
     assert main(["demo", "--size", "tiny"]) == 2
     assert "imagenet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["encode", "embed"])
+def test_encode_and_embed_refuse_a_file_that_is_not_parquet(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEMID_HOME", str(tmp_path / "home"))
+    items_file = tmp_path / "items.parquet"
+    items_file.write_text("item_id,title\n1,red shoes\n")
+    assert main([command, "--model", MODEL, "--items", str(items_file), "--out", str(tmp_path / "o.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"semid: error: the --items file '{items_file}' is not readable Parquet (")
+    assert "write it again with pandas.DataFrame.to_parquet" in err

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "as_float32_matrix"]
+__all__ = ["check_int", "check_optional_int", "check_float", "check_bool", "as_float32_matrix"]
 
 
-def check_int(name: str, value: Any, low: int) -> int:
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` as an int, refused unless it is an integer (not a bool) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
     return int(value)
+
+
+def check_optional_int(name: str, value: Any, low: int) -> int | None:
+    """``None``, or ``value`` checked by :func:`check_int`."""
+    return None if value is None else check_int(name, value, low)
+
+
+def check_float(name: str, value: Any, *, low: float = 0.0, inclusive: bool = True) -> float:
+    """``value`` as a float, refused unless it is a finite real number (not a bool) ``>= low``
+    (``> low`` when not ``inclusive``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (value == low and not inclusive):
+        raise ValueError(f"{name} must be a finite number {'>=' if inclusive else '>'} {low:g}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a bool, refused unless it is one (``1`` or ``"yes"`` are not)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return bool(value)
 
 
 def as_float32_matrix(X: Any, what: str = "X") -> np.ndarray:

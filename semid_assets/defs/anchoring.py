@@ -1,26 +1,24 @@
 """The tokenizer asset's anchored-retraining option: find the previous version and fit against it."""
 
-from __future__ import annotations
-
 import dagster as dg
 import numpy as np
 
-from semid_assets.core.tokenizers.anchoring import (anchored_fit_encode, anchoring_mismatch, supports_anchoring,
-                                         warm_starts_whole_model)
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode
+from semid_assets.core.tokenizers.base import Anchoring, Tokenizer
 from semid_assets.core.tokenizers.sids import codes_of_items
 from semid_assets.defs import versions
 from semid_assets.io_manager import load_artifact
 from semid_assets.partitions import SemidPartitions
 
 
-def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model, vectors: np.ndarray,
+def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, model: Tokenizer, vectors: np.ndarray,
                   month: str, method: str, dataset: str, anchor: bool, item_ids: np.ndarray,
                   anchor_iterations: int | None = None, **side) -> tuple[np.ndarray, dict]:
     """``model.fit_encode(vectors)``, anchored to the newest stored earlier version of ``method`` when
     ``anchor`` is set and one exists with the same shape; returns the codes and metadata saying what happened.
 
-    ``anchor_iterations`` reaches the k-means family only: RQ-VAE and LETTER are anchored by
-    warm-starting the whole model and train their usual epochs. ``side`` (LETTER's
+    ``anchor_iterations`` reaches the k-means family only (``Anchoring.CODEBOOKS``): RQ-VAE and LETTER
+    are anchored by warm-starting the whole model and train their usual epochs. ``side`` (LETTER's
     ``collaborative``) reaches the fit anchored or not."""
     previous = None
     if anchor:
@@ -33,9 +31,9 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
     stored, earlier = previous
     context.log.info(f"anchoring to the {method} version of {stored.month} ({stored.path})")
     previous_codes = _previous_codes(context, parts, stored.month, method, dataset, item_ids)
-    iterations = None if warm_starts_whole_model(model) else anchor_iterations
+    steps = anchor_iterations if model.anchoring is Anchoring.CODEBOOKS else None
     codes, info = anchored_fit_encode(model, vectors, earlier, previous_codes=previous_codes,
-                                      progress=context.log.info, iterations=iterations, **side)
+                                      progress=context.log.info, steps=steps, **side)
     info["anchored_to_month"] = stored.month
     model.fit_info["anchoring"] = info
     context.log.info(f"anchored: {info['full_sid_unchanged']:.1%} of items keep their full SID "
@@ -50,13 +48,11 @@ def fit_tokenizer(context: dg.AssetExecutionContext, parts: SemidPartitions, mod
 
 
 def _previous_version(context, parts, model, vectors, month, method, dataset):
-    if not supports_anchoring(model):
-        return None, f"method {method} cannot warm-start"
     stored = versions.previous_tokenizer(context.instance, parts, month, method, dataset)
     if stored is None:
         return None, f"no {method} tokenizer of a month before {month} is materialised"
     earlier = load_artifact(stored.path)
-    mismatch = anchoring_mismatch(model, earlier, vectors.shape[1])
+    mismatch = model.warm_start_mismatch(earlier, vectors.shape[1])
     if mismatch is not None:
         return None, f"{stored.month} version: {mismatch}"
     return (stored, earlier), ""

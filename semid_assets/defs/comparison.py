@@ -14,8 +14,6 @@ from semid_assets.core.tokenizers.collisions import reassign_collisions
 from semid_assets.core.evaluation.comparison import comparison_row, display_table, relative_differences
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.tokenizers.residual import encode_catalogue
-from semid_assets.core.tokenizers.methods import candidates_for, tokenizer_level_report
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -80,11 +78,11 @@ def build(parts: SemidPartitions) -> list:
         rows = []
         for method, model in sorted(_by_method(parts, tokenizer).items()):
             started = time.perf_counter()
-            codes = encode_catalogue(model, vectors)
+            codes = model.encode_catalogue(vectors)
             encode_seconds = time.perf_counter() - started
-            report = tokenizer_level_report(model, vectors, codes)
-            _, collisions = reassign_collisions(codes, candidates_for(model, vectors, codes,
-                                                                      config.reassign_candidates))
+            report = model.level_report(vectors, codes)
+            _, collisions = reassign_collisions(codes, model.last_level_candidates(vectors, codes,
+                                                                                   config.reassign_candidates))
             beam_mse = {}
             for beam in sorted({1, config.compare_beam}):
                 diff = vectors - model.decode(model.encode(vectors, beam_size=beam))

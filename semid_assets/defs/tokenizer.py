@@ -5,15 +5,18 @@ import time
 from typing import Literal
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pydantic
 
-from semid_assets.core.tokenizers.collisions import reassign_collisions
+from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.markdown import markdown_table
-from semid_assets.core.tokenizers.residual import encode_catalogue
-from semid_assets.core.tokenizers.methods import (candidates_for, make_tokenizer, needs_collaborative,
-                                       tokenizer_level_report)
+from semid_assets.core.options import options_of
+from semid_assets.core.tokenizers.base import QuantiserOptions
+from semid_assets.core.tokenizers.collisions import reassign_collisions
+from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, tokenizer_class
 from semid_assets.core.tokenizers.metrics import collision_stats
 from semid_assets.core.tokenizers.sids import semantic_id_table
 from semid_assets.defs.anchoring import fit_tokenizer
@@ -23,71 +26,46 @@ from semid_assets.resources import CatalogResource, MlflowRegistry
 GROUP = "tokenizer"
 
 
-class TokenizerConfig(dg.Config):
-    """Shape and training of the residual quantiser (OneRec uses 3 × 8192 on a far larger catalogue).
+_PIPELINE_FIELDS = {
+    "anchor_to_previous": (bool, pydantic.Field(default=True, description=(
+        "Warm-start from the newest stored earlier version of this method and keep its code labels "
+        "(optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. The k-means "
+        "methods start from the earlier partition carried into this month's space; RQ-VAE/LETTER warm-start "
+        "the whole model (encoder, decoder, codebooks; same shape needed) and keep fewer full SIDs. "
+        "A version of another shape is not anchored (the run says why)."))),
+    "anchor_iterations": (int, pydantic.Field(default=3, ge=1, description=(
+        "k-means methods: Lloyd iterations per level after an anchored warm start (an unanchored fit runs "
+        "its n_iter; RQ-VAE/LETTER train their epochs). Every iteration lets more border items change code "
+        "for little gain in error."))),
+}
+_SHARED = tuple(option.name for option in options_of(QuantiserOptions))
 
-    One config for every method: each takes the fields its constructor names
-    (``core/tokenizers/methods.py``); the others are ignored. Shared: ``levels``, ``codebook_size``,
-    ``seed``, ``beam_size``. k-means methods: ``n_iter``, ``max_points_per_centroid``,
-    ``progressive_dim_steps`` (``rq_kmeans``), ``balance_slack`` (``rq_kmeans_balanced``).
-    RQ-VAE and LETTER: ``latent_dim``, ``hidden_dims``, ``epochs``, ``batch_size``, ``lr``,
-    ``beta``, ``dead_code_reset``, ``n_threads``; LETTER adds ``cf_weight``,
-    ``diversity_weight``, ``diversity_clusters``, ``temperature``.
-    """
 
-    levels: int = 3
-    codebook_size: int = 256
-    n_iter: int = 20
-    """Lloyd iterations per level (k-means methods)."""
-    seed: int = 0
-    max_points_per_centroid: int = 256
-    """k-means at each level trains on at most this many sampled points per centroid
-    (faiss's default); every item is still encoded."""
-    progressive_dim_steps: int = 10
-    """Progressive-dimension k-means per level (faiss's residual-quantizer training); 0 =
-    plain Lloyd, which can collapse a level on near-orthogonal residuals."""
-    beam_size: int = 1
-    """Paths kept per level when encoding (1 = greedy); training is unchanged."""
-    balance_slack: float = 0.0
-    """rq_kmeans_balanced: a code holds at most ceil(n / K × (1 + slack)) items; 0 = equal split."""
-    latent_dim: int = 128
-    """RQ-VAE/LETTER: the quantised latent's width (the Google setting: 256)."""
-    hidden_dims: list[int] = [512]
-    """RQ-VAE/LETTER: encoder hidden widths (decoder mirrored); [] = one linear layer each way."""
-    epochs: int = 6
-    """RQ-VAE/LETTER training epochs: about 25 s for 20k items × 1.1k dims on one core."""
-    batch_size: int = 512
-    lr: float = 1e-3
-    beta: float = 0.25
-    """RQ-VAE commitment weight."""
-    dead_code_reset: bool = True
-    """RQ-VAE/LETTER: move codes unused for a while onto random batch residuals."""
-    warm_lr_scale: float = 0.1
-    """RQ-VAE/LETTER anchored (warm-started) fits train at ``lr`` × this: fewer border items change code."""
-    warm_dead_code_reset: bool = False
-    """RQ-VAE/LETTER: dead-code resets during an anchored fit (off: a reset re-decides items' IDs)."""
-    n_threads: int | None = None
-    """torch threads of RQ-VAE/LETTER/BPR (None = 1: faster than 2 on a shared 2-core box)."""
-    cf_weight: float = 0.1
-    """LETTER: weight of the collaborative InfoNCE term."""
-    diversity_weight: float = 0.01
-    """LETTER: weight of the code-diversity term."""
-    diversity_clusters: int = 10
-    """LETTER: constrained k-means groups of each level's code vectors."""
-    temperature: float = 0.1
-    """LETTER: temperature of both contrastive terms."""
+def _section(method: str) -> type[dg.Config]:
+    cls = tokenizer_class(method)
+    summary = (cls.__doc__ or "").strip().splitlines()[0]
+    return config_class(f"{cls.__name__}Config", cls.Options, exclude=_SHARED,
+                        doc=f"Options of {method} only ({summary}); shared options are set at the top level.")
 
-    anchor_to_previous: bool = True
-    """Warm-start from the newest stored earlier version of this method and keep its code labels
-    (optimal matching), so SIDs — and embedding tables keyed by them — survive retraining. On the
-    default data it keeps most items' SIDs for a small MSE cost (README, "Anchored retraining").
-    RQ-VAE/LETTER warm-start the whole model (encoder, decoder, codebooks; same shape needed) and
-    train their ``epochs``; they keep far fewer full SIDs (README, "Stability over time")."""
-    anchor_iterations: int = 3
-    """k-means methods: Lloyd iterations per level after an anchored warm start (unanchored fits use
-    ``n_iter``; RQ-VAE/LETTER train their ``epochs``). Every
-    iteration lets more border items change code for little gain in error: on the default data 3
-    iterations keep 90 % of full SIDs, 20 keep 82 %, at the same relative MSE to 3 decimals."""
+
+def tokenizer_config_class(default_codebook_size: int = 256) -> type[dg.Config]:
+    """The tokenizer asset's launchpad config: the options every method shares at the top level (with this
+    dataset's default ``codebook_size``), one section per method holding that method's own options, and the
+    pipeline's anchoring fields. Each field's default and description come from the library's options."""
+    return config_class(
+        "TokenizerConfig", QuantiserOptions, defaults={"codebook_size": default_codebook_size},
+        sections={method: _section(method) for method in METHODS}, extra=_PIPELINE_FIELDS,
+        doc="Shape and training of the residual quantiser (OneRec uses 3 × 8192 on a far larger catalogue). "
+            "The method partition picks which section applies.")
+
+
+TokenizerConfig = tokenizer_config_class()
+
+
+def tokenizer_options(config: dg.Config, method: str) -> QuantiserOptions:
+    """The options of ``method`` from a tokenizer config: the shared fields plus that method's section."""
+    shared = {name: getattr(config, name) for name in _SHARED}
+    return to_options(getattr(config, method), tokenizer_class(method).Options, **shared)
 
 
 class SemanticIdConfig(dg.Config):
@@ -99,11 +77,18 @@ class SemanticIdConfig(dg.Config):
     """Nearest last-level codes a colliding item may move to."""
 
 
-def config_class(default_codebook_size: int) -> type[TokenizerConfig]:
-    """The config with this dataset's default codebook size, so the UI launchpad shows it."""
-    return type("TokenizerConfig", (TokenizerConfig,), {
-        "__annotations__": {"codebook_size": int}, "codebook_size": default_codebook_size,
-        "__doc__": TokenizerConfig.__doc__})
+def _collaborative_rows(item_ids: np.ndarray, collaborative_embeddings: pa.Table, month: str) -> np.ndarray:
+    """The collaborative embedding of every item of ``item_ids``, in that order."""
+    cf_ids, cf_vectors = embeddings_from_arrow(collaborative_embeddings)
+    rows = pd.Index(cf_ids).get_indexer(item_ids)
+    if (rows < 0).any():
+        raise ValueError(f"{int((rows < 0).sum())} item(s) of aligned_embeddings have no row in "
+                         f"collaborative_embeddings [{month}]; rematerialise collaborative_embeddings")
+    return cf_vectors[rows]
+
+
+# How the asset provides each side input a method may declare (``Tokenizer.side_inputs``).
+_SIDE_INPUTS = {"collaborative": _collaborative_rows}
 
 
 def model_name(dataset: str, method: str) -> str:
@@ -120,7 +105,7 @@ def _level_metrics(report: pd.DataFrame) -> dict[str, float]:
 
 
 def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
-    Config = config_class(default_codebook_size)
+    Config = tokenizer_config_class(default_codebook_size)
 
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"faiss", "torch", "mlflow"})
     def tokenizer(context: dg.AssetExecutionContext, config: Config, aligned_embeddings: pa.Table,
@@ -136,27 +121,21 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         """
         month, method = month_of(context), method_of(context)
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-        model = make_tokenizer(method, **config.model_dump())
-        side = {}
-        if needs_collaborative(method):
-            cf_ids, cf_vectors = embeddings_from_arrow(collaborative_embeddings)
-            rows = pd.Index(cf_ids).get_indexer(item_ids)
-            if (rows < 0).any():
-                raise ValueError(f"{int((rows < 0).sum())} item(s) of aligned_embeddings have no row in "
-                                 f"collaborative_embeddings [{month}]; rematerialise collaborative_embeddings")
-            side["collaborative"] = cf_vectors[rows]
+        model = make_tokenizer(method, tokenizer_options(config, method))
+        side = {name: _SIDE_INPUTS[name](item_ids, collaborative_embeddings, month) for name in model.side_inputs}
         context.log.info(f"fitting {model!r} on {len(vectors)} items × {vectors.shape[1]} dims")
         dataset = catalog.source().name
         codes, anchoring = fit_tokenizer(context, parts, model, vectors, month, method, dataset,
                                          config.anchor_to_previous, item_ids,
                                          anchor_iterations=config.anchor_iterations, **side)
-        report = tokenizer_level_report(model, vectors, codes)
+        report = model.level_report(vectors, codes)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
         version = registry.log_tokenizer(
             model, model_name=name, run_name=f"{method}-{month}",
-            params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1],
-                    "anchored_to": str(anchoring["anchored_to"])[:250]},
+            params={**model.get_params(), "anchor_to_previous": config.anchor_to_previous,
+                    "anchor_iterations": config.anchor_iterations, "method": method, "n_items": len(vectors),
+                    "dim": vectors.shape[1], "anchored_to": str(anchoring["anchored_to"])[:250]},
             metrics={**_level_metrics(report), "fit_seconds": float(model.fit_info.get("seconds", 0.0))},
             tags={"month": month, "method": method, "dataset": dataset, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "tokenizer", "dagster_partition": str(context.partition_key)},
@@ -184,13 +163,13 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         share a full code tuple (0 when unique), oldest first."""
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
         started = time.perf_counter()
-        codes = encode_catalogue(tokenizer, vectors)
+        codes = tokenizer.encode_catalogue(vectors)
         encode_seconds = time.perf_counter() - started
         rate_before, largest_before = collision_stats(codes)
         resolution = {"collision_rate_before": rate_before, "largest_group_before": largest_before}
         if config.collision_strategy == "reassign":
             codes, resolution = reassign_collisions(
-                codes, candidates_for(tokenizer, vectors, codes, config.reassign_candidates))
+                codes, tokenizer.last_level_candidates(vectors, codes, config.reassign_candidates))
         table = semantic_id_table(item_ids, codes)
         collided = table["suffix"].to_numpy() > 0
         groups = table.groupby([f"c{i + 1}" for i in range(codes.shape[1])]).size()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.tokenizers.anchoring import (anchored_fit_encode, carried_over_codebooks, relabel_to_previous,
-                                         supports_anchoring)
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, carried_over_codebooks, relabel_to_previous
 from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
-from semid_assets.core.tokenizers.residual import encode_catalogue
+from semid_assets.core.tokenizers.base import Anchoring, WarmStart
 
 
 def _clustered(n=4000, d=16, seed=0):
@@ -29,8 +28,8 @@ def _within_capacity(codes, K, slack=0.0):
     return all(np.bincount(codes[:, level], minlength=K).max() <= capacity for level in range(codes.shape[1]))
 
 
-def test_balanced_model_supports_anchoring():
-    assert supports_anchoring(RQKMeansBalanced())
+def test_balanced_model_anchors_its_codebooks_and_codes_a_population():
+    assert RQKMeansBalanced.anchoring is Anchoring.CODEBOOKS and RQKMeansBalanced.population_codes
 
 
 def test_balanced_assign_follows_a_permutation_of_the_centroids():
@@ -58,11 +57,11 @@ def test_anchored_retraining_on_unchanged_data_keeps_every_sid():
     assert np.all(unanchored == previous_codes, axis=1).mean() < 0.05
     for stored in (previous_codes, None):  # the stored SIDs, or the previous version re-encoding X
         model = _model(seed=1)
-        codes, info = anchored_fit_encode(model, X, previous, previous_codes=stored, iterations=3)
+        codes, info = anchored_fit_encode(model, X, previous, previous_codes=stored, steps=3)
         assert np.array_equal(codes, previous_codes)
         assert info["full_sid_unchanged"] == 1.0 and info["items_moved_by_tie_reencoding"] == 0
         assert model.fit_info["warm_started"] and model.fit_info["warm_iterations"] == 3
-        assert np.array_equal(encode_catalogue(model, X), codes)
+        assert np.array_equal(model.encode_catalogue(X), codes)
 
 
 def test_anchoring_keeps_far_more_sids_on_drifted_data_within_capacity():
@@ -73,7 +72,7 @@ def test_anchoring_keeps_far_more_sids_on_drifted_data_within_capacity():
     free = _model(seed=1, n_iter=30)
     free_codes = free.fit_encode(drifted)
     model = _model(seed=1, n_iter=30)
-    codes, info = anchored_fit_encode(model, drifted, previous, previous_codes=previous_codes, iterations=3)
+    codes, info = anchored_fit_encode(model, drifted, previous, previous_codes=previous_codes, steps=3)
     kept = np.all(codes == previous_codes, axis=1).mean()
     assert info["full_sid_unchanged"] == kept > 0.6
     assert np.all(free_codes == previous_codes, axis=1).mean() < 0.05
@@ -81,7 +80,7 @@ def test_anchoring_keeps_far_more_sids_on_drifted_data_within_capacity():
     _, matched, _ = relabel_to_previous(free.codebooks, free_codes, previous_codes)
     assert np.all(matched == previous_codes, axis=1).mean() < kept - 0.2
     # The relabelled codebooks encode the catalogue to exactly the returned codes, balanced.
-    assert np.array_equal(encode_catalogue(model, drifted), codes)
+    assert np.array_equal(model.encode_catalogue(drifted), codes)
     assert _within_capacity(codes, 16) and _within_capacity(free_codes, 16)
     error = float(np.square(drifted - model.decode(codes)).mean())
     free_error = float(np.square(drifted - free.decode(free_codes)).mean())
@@ -100,7 +99,7 @@ def test_catalogue_codes_are_recomputed_where_duplicate_centroids_tie():
     stored = previous_codes.copy()
     stored[:, 1] = np.random.default_rng(9).permutation(16)[stored[:, 1]]  # any numbering of the ties
     model = RQKMeansBalanced(levels=2, codebook_size=16, n_iter=5, seed=1, n_threads=1)
-    codes, info = anchored_fit_encode(model, X, previous, previous_codes=stored, iterations=2)
+    codes, info = anchored_fit_encode(model, X, previous, previous_codes=stored, steps=2)
     # The matching mapped level 2 onto the stored numbers, but the re-encoding of identical
     # centroids cannot follow it; what is returned is what semantic_ids will store.
     assert info["items_moved_by_tie_reencoding"] > 0
@@ -111,11 +110,21 @@ def test_catalogue_codes_are_recomputed_where_duplicate_centroids_tie():
 def test_bad_init_is_refused():
     X = _clustered(n=500)
     model = RQKMeansBalanced(levels=2, codebook_size=8)
+    previous = RQKMeansBalanced(levels=2, codebook_size=8, n_iter=2).fit(X)
+
+    def warm(init, **options):
+        return WarmStart(previous, init_codebooks=np.asarray(init, dtype=np.float32), **options)
+
     with pytest.raises(ValueError, match="same levels and codebook_size"):
-        model.fit_encode(X, init_codebooks=np.zeros((2, 16, 16), dtype=np.float32))
+        model.fit_encode(X, warm_start=warm(np.zeros((2, 16, 16))))
     with pytest.raises(ValueError, match="init_codebooks have dim 8 but X has dim 16"):
-        model.fit_encode(X, init_codebooks=np.zeros((2, 8, 8), dtype=np.float32))
-    with pytest.raises(ValueError, match="warm_iterations"):
-        model.fit_encode(X, init_codebooks=np.zeros((2, 8, 16), dtype=np.float32), warm_iterations=0)
+        model.fit_encode(X, warm_start=warm(np.zeros((2, 8, 8))))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        model.fit_encode(X, warm_start=warm(np.zeros((2, 8, 16)), steps=0))
     with pytest.raises(ValueError, match="NaN or inf"):
-        model.fit_encode(X, init_codebooks=np.full((2, 8, 16), np.nan, dtype=np.float32))
+        model.fit_encode(X, warm_start=warm(np.full((2, 8, 16), np.nan)))
+    # The earlier version must be one of the same method and shape.
+    with pytest.raises(ValueError, match="cannot warm-start from a RQKMeansBalanced of shape"):
+        RQKMeansBalanced(levels=3, codebook_size=8).fit_encode(X, warm_start=WarmStart(previous))
+    with pytest.raises(ValueError, match="takes no side inputs"):
+        anchored_fit_encode(model, X, previous, collaborative=X)

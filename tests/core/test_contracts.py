@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from semid_assets.core.data.contracts import ContractError, validate_interactions, validate_items
+from semid_assets.core.data.contracts import (
+    ContractError,
+    validate_interactions,
+    validate_items,
+)
 
 
 def _items(**extra):
@@ -67,3 +73,47 @@ def test_labels_must_be_binary():
     df = pd.DataFrame({"user_id": ["u"], "item_id": ["a"], "ts": [1], "label": [4]})
     with pytest.raises(ContractError, match="threshold ratings"):
         validate_interactions(df, np.array(["a"]))
+
+
+MS_2025 = 1_735_812_000_000  # 2025-01-02 10:00 UTC in milliseconds
+
+
+def _interactions(ts):
+    return pd.DataFrame({"user_id": ["u"] * len(ts), "item_id": ["a"] * len(ts), "ts": ts, "label": [1] * len(ts)})
+
+
+@pytest.mark.parametrize("column, values, count, fix", [
+    ("created_at", ["2025-01-01", "2025-01-02", "2025-02-01"], r"holds strings \(3 of 3 rows\)",
+     r"look like dates: convert them.*pd\.to_datetime"),
+    ("created_at", pd.to_datetime(["1900-01-01", "2025-01-02", "9999-12-31"]),
+     (r"has 2 value\(s\) of 3 rows outside 1970-01-01 … 2100-01-01, "
+      r"e\.g\. 1900-01-01 00:00:00, 9999-12-31 00:00:00"), "correct or remove those rows"),
+    ("created_at", [MS_2025 * 1_000_000, MS_2025 * 1_000_000, 1_735_812_000],
+     r"holds Unix epochs that look like nanoseconds, not seconds: 2 of 3 values",
+     r"pd\.to_datetime\(df\['created_at'\], unit='ns'\)"),
+    ("ts", [MS_2025, MS_2025 + 1, MS_2025 + 2],
+     r"holds Unix epochs that look like milliseconds, not seconds: 3 of 3 values", r"unit='ms'"),
+    ("ts", [1.7e9, -5.0, np.inf], r"has 2 value\(s\) of 3 rows outside", "correct or remove those rows"),
+    ("ts", [True, False, True], r"has type bool in all 3 rows", r"pd\.to_datetime"),
+])
+def test_bad_timestamps_are_refused_with_column_count_and_fix(column, values, count, fix):
+    with pytest.raises(ContractError, match=rf"'{column}' {count}") as refused:
+        if column == "created_at":
+            validate_items(_items(created_at=values))
+        else:
+            validate_interactions(_interactions(values), np.array(["a"]))
+    assert re.search(fix, str(refused.value)), str(refused.value)
+
+
+def test_missing_timestamps_name_the_rows():
+    with pytest.raises(ContractError, match=r"'created_at' has 2 missing value\(s\) of 3 rows \(rows 0, 2, counting "
+                                            r"from 0\); every row needs a timestamp — fill or remove"):
+        validate_items(_items(created_at=pa.array([None, 1_735_812_000, None], pa.int64())))
+
+
+def test_time_zone_is_converted_to_utc_and_forgotten_by_pandas():
+    paris = pd.to_datetime(["2025-01-01 10:00", "2025-01-02 10:00", "2025-02-01 10:00"]).tz_localize("Europe/Paris")
+    table = validate_items(pa.Table.from_pandas(pd.DataFrame({"item_id": ["a", "b", "c"], "created_at": paris})))
+    created = table.to_pandas()["created_at"]
+    assert created.dtype == "datetime64[us]", "a stale pandas time zone would come back on every read"
+    assert created[0] == pd.Timestamp("2025-01-01 09:00")

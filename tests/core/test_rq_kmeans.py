@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from semid_assets.core.artifact import save_npz, load_npz
+from semid_assets.core.options import replace_options
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 
 
@@ -74,7 +75,6 @@ def test_decode_is_sum_of_chosen_codewords(fitted):
 def test_encode_training_data_reproduces_fit_encode(fitted, X):
     rq, codes = fitted
     np.testing.assert_array_equal(rq.encode(X), codes)
-    np.testing.assert_array_equal(rq.transform(X), codes)
 
 
 def test_encode_float64_and_subsets(fitted, X):
@@ -121,7 +121,7 @@ def test_encode_with_stored_codebooks_ignores_thread_count(fitted, X):
     rq, codes = fitted
     for threads in (1, 2):
         clone = RQKMeans.from_arrays(*rq.to_arrays())
-        clone.n_threads = threads
+        clone.options = replace_options(clone.options, n_threads=threads)
         np.testing.assert_array_equal(clone.encode(X), codes)
 
 
@@ -152,10 +152,22 @@ def test_artifact_round_trip(fitted, X, tmp_path):
     np.testing.assert_array_equal(loaded.encode(X), codes)
 
 
+def test_artifacts_written_before_the_tokenizer_interface_still_load(fitted, X):
+    # The layout RQKMeans wrote before options had a class: no "class" key, and n_threads None
+    # ("the process's setting"), which now reads as the default, 1.
+    rq, codes = fitted
+    params = {"levels": 3, "codebook_size": 16, "n_iter": 10, "seed": 0, "max_points_per_centroid": 256,
+              "n_redo": 1, "progressive_dim_steps": 10, "verbose": False, "n_threads": None, "beam_size": 1}
+    meta = {"format": "semid.RQKMeans", "format_version": 1, "params": params, "dim": rq.dim, "fit_info": {}}
+    loaded = RQKMeans.from_arrays({"codebooks": rq.codebooks}, meta)
+    assert loaded.options.n_threads == 1 and loaded.options.n_iter == 10
+    np.testing.assert_array_equal(loaded.encode(X), codes)
+
+
 def test_from_arrays_rejects_foreign_or_inconsistent(fitted):
     rq, _ = fitted
     arrays, meta = rq.to_arrays()
-    with pytest.raises(ValueError, match="not an RQKMeans"):
+    with pytest.raises(ValueError, match="not a stored RQKMeans"):
         RQKMeans.from_arrays(arrays, {**meta, "format": "other"})
     with pytest.raises(ValueError, match="format_version"):
         RQKMeans.from_arrays(arrays, {**meta, "format_version": 99})

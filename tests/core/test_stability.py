@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, relabel_to_previous
+from semid_assets.core.tokenizers.base import WarmStart
 from semid_assets.core.lifecycle.gate import GateLimits, promotion_requirements
 from semid_assets.core.tokenizers.matching import match_level_codes, match_prefixes
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
@@ -233,9 +234,11 @@ def test_relabelling_keeps_the_reconstruction():
 
 
 def test_init_codebooks_of_another_shape_is_refused():
-    model = RQKMeans(levels=2, codebook_size=8)
+    X = _clustered()
+    previous = RQKMeans(levels=2, codebook_size=8, n_iter=2).fit(X)
     with pytest.raises(ValueError, match="same levels and codebook_size"):
-        model.fit_encode(_clustered(), init_codebooks=np.zeros((2, 16, 16), dtype=np.float32))
+        RQKMeans(levels=2, codebook_size=8).fit_encode(
+            X, warm_start=WarmStart(previous, init_codebooks=np.zeros((2, 16, 16), dtype=np.float32)))
 
 
 def test_gate_refuses_a_bad_version_with_the_shortfall_and_accepts_a_good_one():
@@ -307,11 +310,11 @@ def test_fewer_warm_iterations_keep_more_sids_for_about_the_same_error():
     for iterations in (1, 50):
         model = RQKMeans(levels=3, codebook_size=16, n_iter=50, seed=1, n_threads=1)
         codes, info = anchored_fit_encode(model, drifted, previous, previous_codes=previous_codes,
-                                          iterations=iterations)
+                                          steps=iterations)
         assert info["iterations"] == iterations and model.fit_info["warm_iterations"] == iterations
         kept[iterations] = info["full_sid_unchanged"]
         error[iterations] = float(np.square(drifted - model.decode(codes)).mean())
     assert kept[1] > kept[50] + 0.02
     assert error[1] < 1.05 * error[50]
-    with pytest.raises(ValueError, match="warm_iterations"):
-        RQKMeans(levels=1, codebook_size=4).fit_encode(X, init_codebooks=previous.codebooks[:1, :4], warm_iterations=0)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        anchored_fit_encode(RQKMeans(levels=3, codebook_size=16), drifted, previous, steps=0)

@@ -3,20 +3,25 @@ RQ-VAE's dead-code reset, balanced cluster sizes, beam search."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from semid_assets.core.artifact import load_npz, save_npz
 from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
-from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, needs_collaborative, tokenizer_level_report
+from semid_assets.core.tokenizers.base import Anchoring, QuantiserOptions, Tokenizer
+from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, tokenizer_class
 from semid_assets.core.tokenizers.residual import beam_encode, greedy_encode
-from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
+from semid_assets.core.tokenizers.rq_kmeans import RQKMeans, RQKMeansOptions
 from semid_assets.core.tokenizers.rq_vae import RQVAE
 
 from test_rq_kmeans import hierarchical_blobs
 
-SMALL = dict(levels=3, codebook_size=16, n_iter=8, seed=0, latent_dim=8, hidden_dims=[32], epochs=20,
-             batch_size=128, min_steps=0, lr=3e-3, n_threads=1)
+_SHARED = dict(levels=3, codebook_size=16, seed=0, n_threads=1)
+_KMEANS = dict(_SHARED, n_iter=8)
+_VAE = dict(_SHARED, latent_dim=8, hidden_dims=[32], epochs=20, batch_size=128, min_steps=0, lr=3e-3)
+SMALL = {"rq_kmeans": _KMEANS, "rq_kmeans_balanced": _KMEANS, "rq_vae": _VAE, "letter": _VAE}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +36,8 @@ def data():
 
 def _fit(method, data, **extra):
     X, _, H = data
-    model = make_tokenizer(method, **{**SMALL, **extra})
-    side = {"collaborative": H} if needs_collaborative(method) else {}
+    model = make_tokenizer(method, SMALL[method], **extra)
+    side = {"collaborative": H} if "collaborative" in model.side_inputs else {}
     return model, model.fit_encode(X, **side)
 
 
@@ -53,7 +58,7 @@ def test_fits_encodes_unseen_items_and_decodes(method, fitted, data):
     assert decoded.shape == unseen.shape and decoded.dtype == np.float32
     # Reconstructions beat predicting the mean on items the model never saw.
     assert np.mean((decoded - unseen) ** 2) < 0.5 * np.mean((unseen - X.mean(0)) ** 2)
-    report = tokenizer_level_report(model, X, codes)
+    report = model.level_report(X, codes)
     assert list(report["level"]) == [1, 2, 3] and report["relative_mse"].iloc[-1] < 0.5
 
 
@@ -74,9 +79,9 @@ def test_round_trip_through_npz_and_determinism(method, fitted, data, tmp_path):
 def test_letter_refuses_missing_or_misaligned_collaborative_input(data):
     X, _, H = data
     with pytest.raises(ValueError, match="collaborative"):
-        make_tokenizer("letter", **SMALL).fit(X)
+        make_tokenizer("letter", SMALL["letter"]).fit(X)
     with pytest.raises(ValueError, match="rows"):
-        make_tokenizer("letter", **SMALL).fit(X, collaborative=H[:-1])
+        make_tokenizer("letter", SMALL["letter"]).fit(X, collaborative=H[:-1])
 
 
 def test_letter_pulls_codes_towards_collaborative_groups():
@@ -91,7 +96,7 @@ def test_letter_pulls_codes_towards_collaborative_groups():
     H = np.eye(8)[B] + rng.normal(scale=0.05, size=(2000, 8))
     nmi = {}
     for weight in (0.0, 1.0):
-        model = make_tokenizer("letter", **{**SMALL, "cf_weight": weight})
+        model = make_tokenizer("letter", SMALL["letter"], cf_weight=weight)
         codes = model.fit_encode(X.astype(np.float32), collaborative=H.astype(np.float32))
         nmi[weight] = normalized_mutual_info(codes[:, 0], B)
     assert nmi[0.0] < 0.4 and nmi[1.0] > 0.7
@@ -160,7 +165,7 @@ def test_beam_search_finds_the_exact_optimum_with_a_full_beam():
 
 def test_google_setting_is_expressible():
     model = make_tokenizer("rq_vae", levels=8, codebook_size=2048, latent_dim=256, hidden_dims=[])
-    assert (model.levels, model.codebook_size, model.latent_dim, model.hidden_dims) == (8, 2048, 256, [])
+    assert (model.levels, model.codebook_size, model.options.latent_dim, model.options.hidden_dims) == (8, 2048, 256, ())
 
 
 def test_bad_options_are_refused():
@@ -172,3 +177,72 @@ def test_bad_options_are_refused():
         RQKMeansBalanced(balance_slack=-1)
     with pytest.raises(ValueError, match="lr"):
         RQVAE(lr=0)
+    with pytest.raises(ValueError, match="candidates"):
+        RQKMeansBalanced(candidates=0)
+    with pytest.raises(ValueError, match="hidden_dims"):
+        RQVAE(hidden_dims=[64, 0])
+    with pytest.raises(ValueError, match="seed must be <= 2147483647"):
+        RQVAE(seed=2**31)
+    with pytest.raises(ValueError, match="n_threads"):
+        make_tokenizer("letter", n_threads=0)
+
+
+def test_make_tokenizer_refuses_an_option_of_another_method_and_names_it():
+    with pytest.raises(ValueError, match=r"rq_kmeans has no option\(s\) \['epochs'\] \(epochs is an option of "
+                                         r"rq_vae, letter\)"):
+        make_tokenizer("rq_kmeans", {"levels": 2, "epochs": 3})
+    with pytest.raises(ValueError, match=r"cf_weight is an option of letter"):
+        make_tokenizer("rq_vae", cf_weight=0.5)
+    with pytest.raises(ValueError, match=r"no_such_option is no option of any method"):
+        make_tokenizer("letter", {"no_such_option": 1})
+    with pytest.raises(ValueError, match="unknown tokenizer method 'vqgan'; known: rq_kmeans, rq_kmeans_balanced"):
+        tokenizer_class("vqgan")
+    # Shared options fit every method; an options object of the method itself is taken as it is.
+    shared = QuantiserOptions(levels=2, codebook_size=8)
+    assert all(make_tokenizer(method, shared).levels == 2 for method in METHODS)
+    options = RQKMeansOptions(n_iter=3)
+    assert make_tokenizer("rq_kmeans", options).options is options
+    with pytest.raises(TypeError, match="RQKMeans takes RQKMeansOptions"):
+        RQKMeans(QuantiserOptions())
+
+
+def test_every_method_declares_what_sets_it_apart():
+    for method, cls in METHODS.items():
+        assert issubclass(cls, Tokenizer) and cls.method == method
+        assert issubclass(cls.Options, QuantiserOptions) and isinstance(cls.anchoring, Anchoring)
+    assert [m for m, cls in METHODS.items() if cls.anchoring is Anchoring.WHOLE_MODEL] == ["rq_vae", "letter"]
+    assert [m for m, cls in METHODS.items() if cls.population_codes] == ["rq_kmeans_balanced"]
+    assert {m: cls.side_inputs for m, cls in METHODS.items() if cls.side_inputs} == {"letter": ("collaborative",)}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_interface_of_a_fitted_model(method, fitted, data):
+    X, unseen, _ = data
+    model, codes = fitted[method]
+    assert model.get_params() == dataclasses.asdict(model.options) and model.is_fitted
+    quantised = model.quantised(unseen)
+    assert quantised.dtype == np.float32 and quantised.shape[1] == model.codebooks.shape[2]
+    # A prefix of every level is the full reconstruction.
+    assert np.array_equal(model.decode_prefix(codes, 3), model.decode(codes))
+    candidates = model.last_level_candidates(X, codes, 4)
+    assert candidates.shape == (len(X), 4) and candidates.dtype == np.int64
+    if not model.population_codes:  # greedy codes take the nearest last-level code: the first candidate
+        assert np.array_equal(candidates[:, 0], codes[:, 2])
+    assert model.warm_start_mismatch(model, X.shape[1]) is None
+    assert "shape" in model.warm_start_mismatch(model, X.shape[1] + 1)
+    other = next(m for m in METHODS if m != method)
+    assert f"needs a fitted {method} version" in model.warm_start_mismatch(fitted[other][0], X.shape[1])
+    with pytest.raises(ValueError, match="out of range"):
+        model.decode(np.full((2, 3), 16, dtype=np.int32))
+    with pytest.raises(ValueError, match="takes no side inputs|takes only"):
+        model.fit(X, popularity=np.ones(len(X)))
+
+
+def test_stored_rq_vae_artefacts_of_the_old_layout_still_load(fitted, data):
+    _, unseen, _ = data
+    model, _ = fitted["rq_vae"]
+    arrays, meta = model.to_arrays()
+    old_params = {**meta["params"], "hidden_dims": list(meta["params"]["hidden_dims"]), "n_threads": None}
+    loaded = RQVAE.from_arrays(arrays, {**meta, "params": old_params})
+    assert loaded.options == model.options
+    assert np.array_equal(loaded.encode(unseen), model.encode(unseen))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, anchoring_mismatch, supports_anchoring
+from semid_assets.core.tokenizers.anchoring import anchored_fit_encode
+from semid_assets.core.tokenizers.base import Anchoring, WarmStart
 from semid_assets.core.tokenizers.letter import LETTER
 from semid_assets.core.tokenizers.matching import match_level_codes
 from semid_assets.core.tokenizers.rq_vae import RQVAE
@@ -50,7 +51,7 @@ def test_anchored_refit_on_unchanged_data_keeps_most_sids(previous):
     assert info["prefix_unchanged"][0] > 0.95
     # One warm epoch keeps nearly all (measured 0.99): fewer epochs trade error for stability.
     few = RQVAE(seed=1, **SHAPE)
-    _, info_few = anchored_fit_encode(few, X, earlier, epochs=1)
+    _, info_few = anchored_fit_encode(few, X, earlier, steps=1)
     assert info_few["epochs"] == 1 and info_few["full_sid_unchanged"] > 0.85
     # The previous version is untouched by the warm start.
     assert np.array_equal(earlier.encode(X), earlier_codes)
@@ -73,7 +74,7 @@ def test_anchored_refit_on_drifted_data_beats_the_best_relabelling(previous):
 def test_after_relabelling_encode_gives_the_returned_codes(previous, beam):
     X, earlier, _ = previous
     model = RQVAE(seed=1, beam_size=beam, **SHAPE)
-    codes, _ = anchored_fit_encode(model, X, earlier, epochs=2)
+    codes, _ = anchored_fit_encode(model, X, earlier, steps=2)
     assert np.array_equal(model.encode(X), codes)
 
 
@@ -103,16 +104,19 @@ def test_a_warm_start_of_another_shape_is_refused_with_both_shapes(previous):
     other = RQVAE(seed=1, **{**SHAPE, "latent_dim": 4})
     with pytest.raises(ValueError, match=r"of shape .*'latent_dim': 8.*this model and its data have shape "
                                          r".*'latent_dim': 4"):
-        other.fit_encode(X, warm_start=earlier)
-    assert "latent_dim" in anchoring_mismatch(other, earlier, X.shape[1])
-    assert "'dim': 8" in anchoring_mismatch(RQVAE(seed=1, **SHAPE), earlier, 8)
-    assert anchoring_mismatch(RQVAE(seed=1, **SHAPE), earlier, X.shape[1]) is None
+        other.fit_encode(X, warm_start=WarmStart(earlier))
+    assert "latent_dim" in other.warm_start_mismatch(earlier, X.shape[1])
+    assert "'dim': 8" in RQVAE(seed=1, **SHAPE).warm_start_mismatch(earlier, 8)
+    assert RQVAE(seed=1, **SHAPE).warm_start_mismatch(earlier, X.shape[1]) is None
     with pytest.raises(ValueError, match="latent_dim"):
         anchored_fit_encode(other, X, earlier)
-    with pytest.raises(ValueError, match="pass epochs= instead"):
-        anchored_fit_encode(RQVAE(seed=1, **SHAPE), X, earlier, iterations=3)
-    with pytest.raises(ValueError, match="pass warm_start= too"):
-        RQVAE(seed=1, **SHAPE).fit_encode(X, warm_epochs=2)
+    with pytest.raises(ValueError, match="init_codebooks warm-start the k-means family"):
+        RQVAE(seed=1, **SHAPE).fit_encode(X, warm_start=WarmStart(earlier, init_codebooks=earlier.codebooks))
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        WarmStart(earlier, steps=0)
+    # A warm start copies a model of the same method: LETTER does not continue an RQ-VAE.
+    letter = LETTER(seed=1, **SHAPE)
+    assert "needs a fitted letter version, got RQVAE" in letter.warm_start_mismatch(earlier, X.shape[1])
 
 
 def test_letter_is_anchored_with_its_collaborative_input():
@@ -125,8 +129,8 @@ def test_letter_is_anchored_with_its_collaborative_input():
     earlier = LETTER(seed=0, **params)
     earlier_codes = earlier.fit_encode(X, collaborative=H)
     model = LETTER(seed=1, **params)
-    assert supports_anchoring(model)
-    with pytest.raises(ValueError, match="LETTER needs collaborative embeddings"):
+    assert model.anchoring is Anchoring.WHOLE_MODEL
+    with pytest.raises(ValueError, match=r"LETTER needs side input\(s\) \['collaborative'\]"):
         anchored_fit_encode(model, X, earlier)
     codes, info = anchored_fit_encode(model, X, earlier, previous_codes=earlier_codes, collaborative=H)
     assert model.fit_info["warm_started"] and model.fit_info["items_with_cf"] == 1150
@@ -139,17 +143,17 @@ def test_letter_is_anchored_with_its_collaborative_input():
     best = kept(best_relabelling(earlier_codes, unanchored, 8), earlier_codes)
     assert info["prefix_unchanged"][0] > 0.85 and info["full_sid_unchanged"] > best + 0.3
     _, info_few = anchored_fit_encode(LETTER(seed=1, **params), X, earlier, previous_codes=earlier_codes,
-                                      collaborative=H, epochs=2)
+                                      collaborative=H, steps=2)
     assert info_few["full_sid_unchanged"] > best + 0.3
 
 
 def test_a_warm_start_trains_gently_and_keeps_more_ids_than_full_strength(previous):
     X, earlier, earlier_codes = previous
-    assert earlier.fit_info["lr"] == earlier.lr and earlier.fit_info["dead_code_reset"]  # from scratch: as configured
+    assert earlier.fit_info["lr"] == earlier.options.lr and earlier.fit_info["dead_code_reset"]  # from scratch: as configured
     drifted = (X + np.random.default_rng(6).normal(scale=0.1 * X.std(), size=X.shape)).astype(np.float32)
     gentle = RQVAE(seed=1, **SHAPE)
     _, info = anchored_fit_encode(gentle, drifted, earlier)
-    assert gentle.fit_info["lr"] == pytest.approx(earlier.lr * 0.1) and not gentle.fit_info["dead_code_reset"]
+    assert gentle.fit_info["lr"] == pytest.approx(earlier.options.lr * 0.1) and not gentle.fit_info["dead_code_reset"]
     strong = RQVAE(seed=1, warm_lr_scale=1.0, warm_dead_code_reset=True, **SHAPE)
     _, info_strong = anchored_fit_encode(strong, drifted, earlier)
     assert info["full_sid_unchanged"] > info_strong["full_sid_unchanged"] + 0.1

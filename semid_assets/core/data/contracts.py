@@ -13,16 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from semid_assets.core.data import schema
-from semid_assets.core.data.embedding_columns import embedding_columns, read_embedding_column
-from semid_assets.core.data.errors import ContractError
-
-
-def _examples(values, limit: int = 5) -> str:
-    shown = [repr(v) for v in list(values)[:limit]]
-    return ", ".join(shown) + (" …" if len(values) > limit else "")
+from semid_assets.core.data.embedding_columns import (
+    embedding_columns,
+    read_embedding_column,
+)
+from semid_assets.core.data.errors import ContractError, examples
+from semid_assets.core.data.timestamps import (
+    normalise_timestamps,
+    replace_timestamp_column,
+)
 
 
 def _require_columns(names: list[str], required: tuple[str, ...], where: str, fix: str) -> None:
@@ -40,23 +41,6 @@ def _check_id_type(arrow_type: pa.DataType, column: str, where: str) -> None:
             f"{where}: column {column!r} has type {arrow_type}; ids must be strings or integers "
             f"(cast it, e.g. df[{column!r}] = df[{column!r}].astype(str))."
         )
-
-
-def _as_timestamp(column: pa.ChunkedArray, name: str, where: str) -> pa.ChunkedArray:
-    if pa.types.is_timestamp(column.type):
-        # Arrow stores instants as UTC; dropping the zone keeps the UTC wall time.
-        return pc.cast(column, pa.timestamp("us"))
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        # Integers and floats are read as Unix seconds, the convention of MovieLens and most logs.
-        seconds = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        if not np.all(np.isfinite(seconds)):
-            raise ContractError(f"{where}: column {name!r} has missing or non-finite timestamps.")
-        micros = np.round(seconds * 1e6).astype(np.int64)
-        return pa.chunked_array([pa.array(micros).cast(pa.timestamp("us"))])
-    raise ContractError(
-        f"{where}: column {name!r} has type {column.type}; expected a timestamp or Unix seconds "
-        f"(convert with pd.to_datetime)."
-    )
 
 
 def _check_no_nulls(table: pa.Table, column: str, where: str) -> None:
@@ -83,7 +67,7 @@ def validate_embedding_column(table: pa.Table, name: str, where: str,
 
 def validate_items(table: pa.Table, where: str = "items",
                    expected_dims: dict[str, int] | None = None) -> pa.Table:
-    """Return the item table with ``created_at`` normalised to ``timestamp[us]``; refuse bad input."""
+    """Return the item table with ``created_at`` normalised (see :mod:`timestamps`); refuse bad input."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
     _require_columns(table.column_names, schema.ITEM_REQUIRED, where,
@@ -92,21 +76,36 @@ def validate_items(table: pa.Table, where: str = "items",
         raise ContractError(f"{where} has no rows.")
     _check_id_type(table.column(schema.ITEM_ID).type, schema.ITEM_ID, where)
     _check_no_nulls(table, schema.ITEM_ID, where)
-    _check_no_nulls(table, schema.CREATED_AT, where)
     ids = table.column(schema.ITEM_ID).to_numpy(zero_copy_only=False)
     uniques, counts = np.unique(ids, return_counts=True)
     if len(uniques) != len(ids):
         dupes = uniques[counts > 1]
         raise ContractError(
             f"{where}: {len(dupes)} item_id value(s) occur more than once "
-            f"({int(counts[counts > 1].sum())} rows), e.g. {_examples(dupes)}; keep one row per item "
+            f"({int(counts[counts > 1].sum())} rows), e.g. {examples(dupes)}; keep one row per item "
             f"(e.g. the latest version) before handing the table to semid."
         )
-    created = _as_timestamp(table.column(schema.CREATED_AT), schema.CREATED_AT, where)
-    table = table.set_column(table.column_names.index(schema.CREATED_AT), schema.CREATED_AT, created)
+    created = normalise_timestamps(table.column(schema.CREATED_AT), schema.CREATED_AT, where)
+    table = replace_timestamp_column(table, schema.CREATED_AT, created)
     for name in embedding_columns(table):
         validate_embedding_column(table, name, where, (expected_dims or {}).get(name))
     return table
+
+
+_INTERACTIONS_NEED = "Interactions need user_id, item_id, ts (timestamp) and label (1 positive / 0 negative)."
+
+
+def normalise_interactions(table: pa.Table, where: str = "interactions") -> pd.DataFrame:
+    """The interaction log as a frame with ``ts`` normalised (see :mod:`timestamps`).
+
+    These are the checks a source makes when it opens its log, before any month is built;
+    the rest (labels, ids against the catalogue) waits for :func:`validate_interactions`.
+    """
+    _require_columns(table.column_names, schema.INTERACTION_REQUIRED, where, _INTERACTIONS_NEED)
+    if table.num_rows == 0:
+        raise ContractError(f"{where} has no rows.")
+    ts = normalise_timestamps(table.column(schema.TS), schema.TS, where)
+    return replace_timestamp_column(table, schema.TS, ts).to_pandas()
 
 
 @dataclass(frozen=True)
@@ -133,9 +132,9 @@ def validate_interactions(df: pd.DataFrame, known_item_ids: np.ndarray, where: s
     """
     if isinstance(df, pa.Table):
         df = df.to_pandas()
-    _require_columns(list(df.columns), schema.INTERACTION_REQUIRED, where,
-                     "Interactions need user_id, item_id, ts (timestamp) and label (1 positive / 0 negative).")
-    for column in schema.INTERACTION_REQUIRED:
+    _require_columns(list(df.columns), schema.INTERACTION_REQUIRED, where, _INTERACTIONS_NEED)
+    # Missing timestamps are refused with the other timestamp rules, below.
+    for column in (schema.USER_ID, schema.ITEM_ID, schema.LABEL):
         nulls = int(df[column].isna().sum())
         if nulls:
             raise ContractError(
@@ -149,13 +148,13 @@ def validate_interactions(df: pd.DataFrame, known_item_ids: np.ndarray, where: s
     if bad_labels.any():
         raise ContractError(
             f"{where}: column 'label' must be 0/1, but {int(bad_labels.sum())} row(s) hold other values "
-            f"(e.g. {_examples(pd.unique(pd.Series(labels)[bad_labels]))}); threshold ratings first, "
+            f"(e.g. {examples(pd.unique(pd.Series(labels)[bad_labels]))}); threshold ratings first, "
             f"e.g. label = (rating >= 4)."
         )
     table = pa.Table.from_pandas(df[[schema.USER_ID, schema.ITEM_ID, schema.TS]], preserve_index=False)
     _check_id_type(table.column(schema.USER_ID).type, schema.USER_ID, where)
     _check_id_type(table.column(schema.ITEM_ID).type, schema.ITEM_ID, where)
-    ts = _as_timestamp(table.column(schema.TS), schema.TS, where).to_pandas()
+    ts = normalise_timestamps(table.column(schema.TS), schema.TS, where).to_pandas()
     out = pd.DataFrame({
         schema.USER_ID: df[schema.USER_ID].to_numpy(),
         schema.ITEM_ID: df[schema.ITEM_ID].to_numpy(),
@@ -180,7 +179,7 @@ def validate_interactions(df: pd.DataFrame, known_item_ids: np.ndarray, where: s
     if report.unknown_share > max_unknown_share:
         raise ContractError(
             f"{where}: {unknown_rows} of {len(out)} rows ({report.unknown_share:.1%}) reference "
-            f"{len(unknown_ids)} item_id(s) absent from the catalogue, e.g. {_examples(unknown_ids)}. "
+            f"{len(unknown_ids)} item_id(s) absent from the catalogue, e.g. {examples(unknown_ids)}. "
             f"Above {max_unknown_share:.1%} this is almost always an id mismatch between the two files "
             f"(type, prefix, or a catalogue snapshot older than the interactions); fix the ids or add the "
             f"missing items."

@@ -16,6 +16,10 @@ Interaction table (one row per impression):
   - ``user_id``: string or int64; ``item_id``: same type as the item table's;
   - ``ts``: timestamp (UTC, tz-naive, microseconds); ``label``: int8, 1 positive / 0 negative.
 
+Sources bring both timestamp columns to that convention when they read their files
+(``timestamps.py``: zones converted to UTC, naive values taken as UTC, numbers read as
+Unix seconds).
+
 Month keys are ``YYYY-MM`` strings; a month's snapshot holds everything with a timestamp
 strictly before the first instant of the next month.
 """

@@ -7,6 +7,7 @@ the embedded synthetic platform, on two Parquet files a user brings, or on Movie
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -21,10 +22,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from semid_assets.core.data import schema
-from semid_assets.core.data.contracts import ContractError, validate_items
+from semid_assets.core.data.contracts import (
+    ContractError,
+    normalise_interactions,
+    validate_items,
+)
+from semid_assets.core.data.parquet_files import read_parquet_file
+from semid_assets.core.data.timestamps import (
+    normalise_timestamps,
+    complete_months,
+    refuse_future_timestamps,
+)
 
 DATASETS = ("synthetic", "parquet", "movielens-100k")
 
@@ -117,8 +127,11 @@ class SyntheticSource:
 class ParquetSource:
     """Two files a user brings, following the contract in ``schema.py`` / the README.
 
-    The months span the interaction log: from the month of its first timestamp to the
-    month of its last.
+    Both files are read and checked in full the first time the source is asked anything
+    (its months, a snapshot), so bad input is refused before any month is built; timestamps
+    are normalised there, once (see ``timestamps.py``). The months span the interaction
+    log: from the month of its first timestamp to the month of its last that has ended (a month
+    is versioned once it is over; rows of the month in progress wait for it).
     """
 
     items_path: str
@@ -133,59 +146,83 @@ class ParquetSource:
                     f"set SEMID_ITEMS and SEMID_INTERACTIONS to the two Parquet files."
                 )
 
-    def _items(self) -> pa.Table:
-        return validate_items(pq.read_table(self.items_path), where=Path(self.items_path).name)
-
-    def _interactions(self) -> pd.DataFrame:
-        table = pq.read_table(self.interactions_path)
-        frame = table.to_pandas()
-        if schema.TS in frame and not pd.api.types.is_datetime64_any_dtype(frame[schema.TS]):
-            if pd.api.types.is_numeric_dtype(frame[schema.TS]):
-                frame[schema.TS] = pd.to_datetime(frame[schema.TS], unit="s")
-        if schema.TS in frame and getattr(frame[schema.TS].dt, "tz", None) is not None:
-            frame[schema.TS] = frame[schema.TS].dt.tz_convert("UTC").dt.tz_localize(None)
-        return frame
+    def _tables(self) -> tuple[pa.Table, pd.DataFrame]:
+        # months() and every *_as_of() need the checked files: read them once per version of them.
+        paths = (self.items_path, self.interactions_path)
+        stamp = tuple((Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
+        return _read_parquet_pair(*paths, stamp)
 
     def months(self) -> list[str]:
-        ts = pq.read_table(self.interactions_path, columns=[schema.TS]).column(schema.TS)
-        if len(ts) == 0:
-            raise ContractError(f"{self.interactions_path} has no rows.")
-        if pa.types.is_timestamp(ts.type):
-            lo, hi = pd.Timestamp(pc.min(ts).as_py()), pd.Timestamp(pc.max(ts).as_py())
-        else:
-            lo, hi = (pd.Timestamp(pc.min(ts).as_py(), unit="s"), pd.Timestamp(pc.max(ts).as_py(), unit="s"))
-        return month_range(lo.strftime("%Y-%m"), hi.strftime("%Y-%m"))
+        """The months of the log that have ended; rows of the month in progress wait for its end."""
+        ts = self._tables()[1][schema.TS]
+        months = complete_months(ts.min().strftime("%Y-%m"), ts.max().strftime("%Y-%m"), pd.Timestamp.now(tz="UTC"))
+        if not months:
+            raise ValueError(f"{self.interactions_path}: the interaction log starts in {ts.min():%Y-%m}, a month "
+                             "that has not ended yet; semid builds a month once it is over.")
+        return months
 
     def items_as_of(self, month: str) -> pa.Table:
         _check_month(month, self.months(), self.name)
-        return _items_before(self._items(), month, Path(self.items_path).name)
+        return _items_before(self._tables()[0], month, self.items_path)
 
     def interactions_as_of(self, month: str) -> pd.DataFrame:
         _check_month(month, self.months(), self.name)
-        return _interactions_before(self._interactions(), month)
+        return _interactions_before(self._tables()[1], month)
+
+
+@lru_cache(maxsize=2)
+def _read_parquet_pair(items_path: str, interactions_path: str, stamp: tuple) -> tuple[pa.Table, pd.DataFrame]:
+    now = pd.Timestamp.now(tz="UTC")
+    items = validate_items(read_parquet_file(items_path, "the items file"), where=items_path)
+    refuse_future_timestamps(items.column(schema.CREATED_AT), schema.CREATED_AT, items_path, now)
+    interactions = normalise_interactions(read_parquet_file(interactions_path, "the interactions file"),
+                                          where=interactions_path)
+    ts = pa.chunked_array([pa.array(interactions[schema.TS].to_numpy())])
+    refuse_future_timestamps(ts, schema.TS, interactions_path, now)
+    return items, interactions
 
 
 MOVIELENS_FILES = ("ml-100k.inter", "ml-100k.item")
 RECBOLE_WHEEL = "recbole==1.2.1"
+# sha256 of recbole-1.2.1-py3-none-any.whl as PyPI serves it; any other file is refused unopened.
+RECBOLE_WHEEL_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
+
+
+def verify_sha256(path: Path, expected: str, fix: str = "") -> None:
+    """Refuse the file at ``path`` (RuntimeError) unless its sha256 is ``expected``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected.lower():
+        raise RuntimeError(
+            f"{Path(path).name} has sha256 {digest.hexdigest()}, but {expected} is pinned for it; the file "
+            f"is refused (a different build or a tampered copy). {fix}".rstrip()
+        )
 
 
 def fetch_movielens_100k(target: Path) -> Path:
     """Extract MovieLens-100K from the RecBole wheel on PyPI (GroupLens' data, RecBole's atomic files).
 
-    The wheel is fetched without dependencies and only the two data files are kept.
+    The wheel is fetched binary-only and without dependencies (pip never builds or runs
+    code), its sha256 must equal ``RECBOLE_WHEEL_SHA256`` before it is opened, and only
+    the two data files are kept.
     """
     target = Path(target)
     if all((target / f).is_file() for f in MOVIELENS_FILES):
         return target
+    by_hand = f"Copy ml-100k.inter and ml-100k.item into {target} by hand."
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, RECBOLE_WHEEL]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+               "-d", tmp, RECBOLE_WHEEL]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wheels = list(Path(tmp).glob("recbole-*.whl"))
-        if done.returncode != 0 or not wheels:
+        if done.returncode != 0 or len(wheels) != 1:
             raise RuntimeError(
                 f"could not download {RECBOLE_WHEEL} from the package index (pip said: "
-                f"{done.stderr.strip()[-400:]}). Copy ml-100k.inter and ml-100k.item into {target} by hand."
+                f"{done.stderr.strip()[-400:]}). {by_hand}"
             )
+        verify_sha256(wheels[0], RECBOLE_WHEEL_SHA256, fix=by_hand)
         staging = Path(tmp) / "ml-100k"
         staging.mkdir()
         with zipfile.ZipFile(wheels[0]) as wheel:
@@ -244,11 +281,11 @@ def _parse_movielens(data_dir: str, positive_rating: float, stamp: tuple) -> tup
     inter.columns = [c.split(":")[0] for c in inter.columns]
     items = pd.read_csv(root / "ml-100k.item", sep="\t", encoding="latin-1", dtype=str, keep_default_na=False)
     items.columns = [c.split(":")[0] for c in items.columns]
-    ts = pd.to_datetime(inter["timestamp"].astype(np.int64), unit="s").astype("datetime64[us]")
+    ts = normalise_timestamps(pa.array(inter["timestamp"].to_numpy()), "timestamp", str(root / "ml-100k.inter"))
     interactions = pd.DataFrame({
         schema.USER_ID: inter["user_id"].astype(np.int64),
         schema.ITEM_ID: inter["item_id"].astype(np.int64),
-        schema.TS: ts,
+        schema.TS: ts.to_numpy(),
         schema.LABEL: (inter["rating"] >= positive_rating).astype(np.int8),
     }).sort_values([schema.TS, schema.USER_ID, schema.ITEM_ID], kind="stable").reset_index(drop=True)
     first_seen = interactions.groupby(schema.ITEM_ID)[schema.TS].min()

@@ -34,7 +34,7 @@ def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
 def comparison_row(method: str, report: pd.DataFrame, collisions: dict, fit_seconds: float,
                    encode_seconds: float, codes: np.ndarray, truth: dict[str, np.ndarray] | None,
                    beam_mse: dict[int, float] | None = None) -> dict:
-    """One method's row. ``report`` is the tokenizer's level report (``methods.tokenizer_level_report``)
+    """One method's row. ``report`` is the tokenizer's level report (``Tokenizer.level_report``)
     on the catalogue's codes before collision handling; ``collisions`` has
     ``collision_rate_before/after`` and ``largest_group_before/after`` of the ``reassign``
     strategy; ``truth`` maps ``category``/``subcategory`` to per-item labels, or is None;

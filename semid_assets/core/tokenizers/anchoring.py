@@ -5,8 +5,8 @@ k-means numbers them anew, and every embedding table keyed by SID downstream is
 invalidated. Anchoring does two things:
 
 1. warm start: each level's k-means starts from centroids that already hold the previous
-   version's partition (``fit_encode(..., init_codebooks=...)``), so clusters that did not
-   move stay where they were;
+   version's partition (``fit_encode(..., warm_start=WarmStart(previous, init_codebooks=...))``),
+   so clusters that did not move stay where they were;
 2. relabelling: each level's codes are renamed by the optimal one-to-one matching
    (``core/matching.match_level_codes``) to the codes the previous version gave the
    same items, and the codebook rows are permuted to match — the model is unchanged,
@@ -21,55 +21,23 @@ held its code. Without stored codes (a notebook, embeddings known not to have mo
 previous tokenizer encodes today's vectors and its codebooks are the warm start.
 
 RQ-VAE and LETTER quantise an encoder's latent, so codebooks alone cannot be warm-started
-(a fresh encoder makes a new latent space). They are anchored by warm-starting the whole
-model: ``fit_encode(..., warm_start=previous)`` copies encoder, decoder and codebooks and
+(a fresh encoder makes a new latent space). They declare ``Anchoring.WHOLE_MODEL``:
+``fit_encode(..., warm_start=WarmStart(previous))`` copies encoder, decoder and codebooks and
 training continues from them; the previous codes (stored, or the previous model's codes of
-``X``) serve only the relabelling, which is the same as for the k-means family.
+``X``) serve only the relabelling, which is the same as for the k-means family
+(``Anchoring.CODEBOOKS``). Which of the two a model does is what its class declares.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from semid_assets.core.tokenizers.base import Anchoring, Progress, Tokenizer, WarmStart
 from semid_assets.core.tokenizers.matching import match_level_codes
-from semid_assets.core.tokenizers.residual import encode_catalogue
 
-__all__ = ["supports_anchoring", "warm_starts_whole_model", "anchoring_mismatch", "relabel_to_previous",
-           "carried_over_codebooks", "anchored_fit_encode"]
-
-
-def supports_anchoring(model: Any) -> bool:
-    """Whether ``model.fit_encode`` takes ``init_codebooks`` (both residual k-means methods do)
-    or ``warm_start`` (RQ-VAE and LETTER, see :func:`warm_starts_whole_model`)."""
-    fit_encode = getattr(model, "fit_encode", None)
-    return fit_encode is not None and ("init_codebooks" in inspect.signature(fit_encode).parameters
-                                       or warm_starts_whole_model(model))
-
-
-def warm_starts_whole_model(model: Any) -> bool:
-    """Whether ``model.fit_encode`` takes ``warm_start`` (a previous fitted model it continues training)."""
-    fit_encode = getattr(model, "fit_encode", None)
-    return fit_encode is not None and "warm_start" in inspect.signature(fit_encode).parameters
-
-
-def anchoring_mismatch(model: Any, previous: Any, dim: int) -> str | None:
-    """Why ``model`` cannot be anchored to ``previous`` on inputs of width ``dim``, or None if it can.
-
-    A whole-model warm start asks the model (``warm_start_mismatch``: same network shape);
-    the k-means family needs codebooks of shape ``(levels, codebook_size, dim)``."""
-    if not supports_anchoring(model):
-        return f"{type(model).__name__} cannot warm-start"
-    if warm_starts_whole_model(model):
-        return model.warm_start_mismatch(previous, dim)
-    expected = (model.levels, model.codebook_size, int(dim))
-    shape = getattr(getattr(previous, "codebooks", None), "shape", None)
-    if shape != expected:
-        return f"the earlier version has codebooks of shape {shape}, this one {expected}"
-    return None
+__all__ = ["relabel_to_previous", "carried_over_codebooks", "anchored_fit_encode"]
 
 
 def relabel_to_previous(codebooks: np.ndarray, codes: np.ndarray,
@@ -137,51 +105,53 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     return init
 
 
-def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None = None,
-                        progress: Callable[[str], None] | None = None,
-                        iterations: int | None = None, epochs: int | None = None,
-                        **side: Any) -> tuple[np.ndarray, dict]:
+def anchored_fit_encode(model: Tokenizer, X: np.ndarray, previous: Tokenizer, *,
+                        previous_codes: np.ndarray | None = None, steps: int | None = None,
+                        progress: Progress | None = None, **side: Any) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to the fitted ``previous`` version; return codes and a summary.
 
     ``previous_codes`` [n, L]: the codes the previous version gave ``X``'s items (its stored
-    semantic IDs; -1 rows for items it never saw). With them, the warm start carries the
-    previous partition into this space (:func:`carried_over_codebooks`) and the relabelling
-    matches on the items both versions know. Without them the embeddings are assumed not to
-    have moved: the previous version's catalogue codes of ``X`` (``encode_catalogue`` for a
-    balanced model, else ``encode``) and its codebooks are the warm start.
-    ``model`` must support ``init_codebooks`` (see :func:`supports_anchoring`) and have the
-    previous version's shape; its codebooks are relabelled in place. ``iterations``: Lloyd
-    iterations after the warm start (default: the model's own ``n_iter``); each one lets more
-    border items change code. A model with ``encode_catalogue`` (balanced RQ-Kmeans) returns its
-    catalogue codes recomputed after the relabelling, so they are what its semantic IDs will be.
+    semantic IDs; -1 rows for items it never saw); the relabelling matches on the items both
+    versions know. Without them the embeddings are assumed not to have moved, and the previous
+    version's catalogue codes of ``X`` (``encode_catalogue``) stand in.
 
-    A model that takes ``warm_start`` (RQ-VAE, LETTER) is instead trained from ``previous``
-    as a whole (:func:`warm_starts_whole_model`); ``epochs`` is then its ``warm_epochs``
-    (default: as many as from scratch), ``iterations`` is refused, and ``side`` inputs
-    (LETTER's ``collaborative=``) reach its ``fit_encode``.
+    The warm start follows ``model.anchoring``:
+
+    - ``CODEBOOKS`` (the k-means family): with ``previous_codes`` each level starts from the previous
+      partition carried into this space (:func:`carried_over_codebooks`), else from the previous
+      codebooks; ``steps`` Lloyd iterations follow (default: the model's ``n_iter``), and each one
+      lets more border items change code.
+    - ``WHOLE_MODEL`` (RQ-VAE, LETTER): training continues from the previous model, ``steps`` epochs
+      (default: as many as from scratch).
+
+    ``side`` inputs (LETTER's ``collaborative=``) reach ``fit_encode``. ``model`` must have the
+    previous version's shape (``warm_start_mismatch``); its codebooks are relabelled in place. A model
+    with ``population_codes`` (balanced RQ-Kmeans) returns its catalogue codes recomputed after the
+    relabelling, so they are what its semantic IDs will be.
     """
-    if warm_starts_whole_model(model):
-        return _anchored_warm_start(model, X, previous, previous_codes, progress, iterations, epochs, side)
-    if side or epochs is not None:
-        raise ValueError(f"{type(model).__name__} takes neither side inputs nor epochs, got "
-                         f"{sorted([*side, *(['epochs'] if epochs is not None else [])])}")
-    if not supports_anchoring(model):
-        raise ValueError(f"{type(model).__name__} cannot warm-start from codebooks; train it unanchored")
+    X = np.asarray(X, dtype=np.float32)
+    mismatch = model.warm_start_mismatch(previous, X.shape[1])
+    if mismatch is not None:
+        raise ValueError(mismatch)
     if previous_codes is None:
-        previous_codes = encode_catalogue(previous, X)
-        init = previous.codebooks
-        warm_start = "previous codebooks"
+        previous_codes = previous.encode_catalogue(X)
+        carried = False
     else:
         previous_codes = np.asarray(previous_codes)
         if previous_codes.shape != (len(X), model.levels):
             raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
-        init = carried_over_codebooks(X, previous_codes, model.codebook_size, seed=model.seed)
-        warm_start = "previous partition carried over"
-    fit_options = {"warm_iterations": iterations} if iterations is not None else {}
-    codes = model.fit_encode(X, progress=progress, init_codebooks=init, **fit_options)
+        carried = True
+    if model.anchoring is Anchoring.CODEBOOKS:
+        init = carried_over_codebooks(X, previous_codes, model.codebook_size, seed=model.options.seed) if carried \
+            else None
+        head = {"warm_start": "previous partition carried over" if carried else "previous codebooks"}
+    else:
+        init, head = None, {"warm_start": "previous model"}
+    warm_start = WarmStart(previous, init_codebooks=init, steps=steps)
+    codes = model.fit_encode(X, progress=progress, warm_start=warm_start, **side)
     codes, relabelled = _relabel(model, codes, previous_codes)
     ties_moved = 0
-    if hasattr(model, "encode_catalogue"):
+    if model.population_codes:
         # A catalogue-wide (balanced) assignment breaks exact distance ties — duplicate centroids,
         # e.g. codes whose members all have zero residual — by centroid order, which the
         # permutation just changed; re-encoding makes the returned codes exactly those the
@@ -189,12 +159,15 @@ def anchored_fit_encode(model: Any, X: np.ndarray, previous: Any, previous_codes
         permuted = codes
         codes = model.encode_catalogue(X)
         ties_moved = int(np.any(codes != permuted, axis=1).sum())
-    return codes, _summary(model, codes, previous_codes, relabelled, {
-        "warm_start": warm_start, "iterations": int(iterations or model.n_iter),
-        "items_moved_by_tie_reencoding": ties_moved})
+    if model.anchoring is Anchoring.CODEBOOKS:
+        head["iterations"] = int(model.fit_info["warm_iterations"])
+    else:
+        head["epochs"] = len(model.fit_info.get("epochs", []))
+    head["items_moved_by_tie_reencoding"] = ties_moved
+    return codes, _summary(model, codes, previous_codes, relabelled, head)
 
 
-def _relabel(model: Any, codes: np.ndarray, previous_codes: np.ndarray) -> tuple[np.ndarray, list[int]]:
+def _relabel(model: Tokenizer, codes: np.ndarray, previous_codes: np.ndarray) -> tuple[np.ndarray, list[int]]:
     """Rename each level's codes to the previous version's by optimal matching on the items both know,
     permuting the model's codebook rows to match; returns the codes and how many labels moved per level."""
     known = np.all(previous_codes >= 0, axis=1)
@@ -210,7 +183,7 @@ def _relabel(model: Any, codes: np.ndarray, previous_codes: np.ndarray) -> tuple
     return codes, relabelled
 
 
-def _summary(model: Any, codes: np.ndarray, previous_codes: np.ndarray, relabelled: list[int],
+def _summary(model: Tokenizer, codes: np.ndarray, previous_codes: np.ndarray, relabelled: list[int],
              head: dict[str, Any]) -> dict[str, Any]:
     known = np.all(previous_codes >= 0, axis=1)
     same = codes[known] == previous_codes[known]
@@ -224,25 +197,3 @@ def _summary(model: Any, codes: np.ndarray, previous_codes: np.ndarray, relabell
     }
     model.fit_info["anchoring"] = info
     return info
-
-
-def _anchored_warm_start(model: Any, X: np.ndarray, previous: Any, previous_codes: np.ndarray | None,
-                         progress: Callable[[str], None] | None, iterations: int | None, epochs: int | None,
-                         side: dict[str, Any]) -> tuple[np.ndarray, dict]:
-    if iterations is not None:
-        raise ValueError(f"iterations are the k-means family's Lloyd iterations after a warm start; "
-                         f"{type(model).__name__} warm-starts the whole model: pass epochs= instead")
-    X = np.asarray(X, dtype=np.float32)
-    mismatch = model.warm_start_mismatch(previous, X.shape[1])
-    if mismatch is not None:
-        raise ValueError(mismatch)
-    if previous_codes is None:
-        previous_codes = encode_catalogue(previous, X)
-    else:
-        previous_codes = np.asarray(previous_codes)
-        if previous_codes.shape != (len(X), model.levels):
-            raise ValueError(f"previous_codes has shape {previous_codes.shape}, expected {(len(X), model.levels)}")
-    codes = model.fit_encode(X, progress=progress, warm_start=previous, warm_epochs=epochs, **side)
-    codes, relabelled = _relabel(model, codes, previous_codes)
-    return codes, _summary(model, codes, previous_codes, relabelled, {
-        "warm_start": "previous model", "epochs": len(model.fit_info.get("epochs", []))})

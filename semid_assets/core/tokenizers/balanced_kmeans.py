@@ -10,40 +10,34 @@ assignment is greedy on faiss top-k distances, in rounds, fully vectorised:
 3. points whose whole list is full search again among the centroids with room left.
 
 Cost: one faiss search of the points against K centroids plus O(n * candidates) numpy
-work, so 1M points x K=1024 is a few seconds per pass — not the quadratic cost of an
-exact min-cost-flow solver. Balance also protects a level from the collapse plain Lloyd
+work per pass — not the quadratic cost of an exact min-cost-flow solver. Balance also protects a level from the collapse plain Lloyd
 suffers on near-orthogonal residuals (a centroid cannot absorb more than its capacity),
 so training starts from seeded random points without progressive-dimension k-means.
 
 Anchored retraining (``core/tokenizers/anchoring.py``) warm-starts every level from given centroids
-(``fit_encode(..., init_codebooks=...)``) and runs ``warm_iterations`` balanced Lloyd
-iterations from there, as :class:`~semid_assets.core.tokenizers.rq_kmeans.RQKMeans` does.
+(``fit_encode(..., warm_start=WarmStart(previous, init_codebooks=...))``) and runs ``WarmStart.steps``
+balanced Lloyd iterations from there, as :class:`~semid_assets.core.tokenizers.rq_kmeans.RQKMeans` does.
 
 Unseen items (``encode``) take their nearest codes — capacity is a property of a
 population, not of one new item; ``encode_catalogue`` re-applies the capacity to a
 whole catalogue, which is how the pipeline's semantic IDs are made.
 """
-
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
 from scipy import sparse
 
-from semid_assets.core.tokenizers.residual import beam_encode
-from semid_assets.core.threads import faiss_threads
-from semid_assets.core.tokenizers.rq_kmeans import checked_warm_start
-from semid_assets.core.validation import as_float32_matrix, check_int
+from semid_assets.core.tokenizers.base import store_checked
+from semid_assets.core.tokenizers.kmeans_family import KMeansOptions, ResidualKMeans
+from semid_assets.core.validation import check_float, check_int
 
-__all__ = ["RQKMeansBalanced", "balanced_assign", "balanced_capacity"]
+__all__ = ["RQKMeansBalanced", "BalancedOptions", "balanced_assign", "balanced_capacity"]
 
-_FORMAT = "semid.RQKMeansBalanced"
-_FORMAT_VERSION = 1
 _BLOCK = 65536
 
 
@@ -115,214 +109,67 @@ def balanced_assign(X: np.ndarray, centroids: np.ndarray, capacity: int, candida
     return labels
 
 
-class RQKMeansBalanced:
+@dataclass(frozen=True, kw_only=True)
+class BalancedOptions(KMeansOptions):
+    """Options of balanced RQ-Kmeans (``rq_kmeans_balanced``)."""
+
+    balance_slack: float = 0.0
+    """A code holds at most ``ceil(n / K * (1 + balance_slack))`` items. 0 is OneRec's equal split:
+    on the fitted catalogue, code sizes differ by at most one item."""
+    candidates: int = 16
+    """Nearest centroids each item may propose to before the search among centroids with room left."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        store_checked(self, balance_slack=check_float("balance_slack", self.balance_slack),
+                      candidates=check_int("candidates", self.candidates, 1))
+
+
+class RQKMeansBalanced(ResidualKMeans):
     """Residual k-means with capacity-constrained (balanced) clusters at every level.
 
-    Parameters
-    ----------
-    levels, codebook_size, seed:
-        As :class:`~semid_assets.core.tokenizers.rq_kmeans.RQKMeans`.
-    n_iter:
-        Balanced Lloyd iterations per level (a warm start runs ``fit_encode``'s
-        ``warm_iterations``, default ``n_iter``; ``fit_info`` records ``warm_started`` and
-        ``warm_iterations``).
-    balance_slack:
-        Capacity of a code = ``ceil(n / K * (1 + balance_slack))``. 0 (default) is
-        OneRec's equal split: sizes differ by at most one point on the training set.
-    candidates:
-        Nearest centroids each point may propose to before the leftover search.
-    max_points_per_centroid:
-        Each level trains on at most this many sampled residuals per centroid; every
-        item is then assigned (balanced) at that level. ``None`` trains on all points.
-    beam_size:
-        Beam of ``encode`` (nearest-code encoding of unseen items); 1 is greedy.
-    n_threads:
-        faiss OpenMP threads (``None``: faiss's setting).
+    Every level trains balanced Lloyd iterations from seeded random sample points (or a warm
+    start's centroids) and then assigns the whole catalogue with the capacity. ``encode`` gives an
+    unseen item its nearest codes (beam ``beam_size``); ``encode_catalogue`` applies the capacity
+    to a whole population, which is what ``fit_encode`` returns. ``fit_info["levels"]`` adds
+    ``largest_cluster`` and ``capacity`` per level.
     """
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int = 256,
-        n_iter: int = 20,
-        seed: int = 0,
-        balance_slack: float = 0.0,
-        candidates: int = 16,
-        max_points_per_centroid: int | None = 256,
-        beam_size: int = 1,
-        n_threads: int | None = None,
-    ) -> None:
-        self.levels = check_int("levels", levels, 1)
-        self.codebook_size = check_int("codebook_size", codebook_size, 2)
-        self.n_iter = check_int("n_iter", n_iter, 1)
-        self.seed = check_int("seed", seed, 0)
-        if not (isinstance(balance_slack, (int, float)) and 0.0 <= balance_slack):
-            raise ValueError(f"balance_slack must be a number >= 0, got {balance_slack!r}")
-        self.balance_slack = float(balance_slack)
-        self.candidates = check_int("candidates", candidates, 1)
-        self.max_points_per_centroid = (
-            None if max_points_per_centroid is None
-            else check_int("max_points_per_centroid", max_points_per_centroid, 1))
-        self.beam_size = check_int("beam_size", beam_size, 1)
-        self.n_threads = None if n_threads is None else check_int("n_threads", n_threads, 1)
-        self.codebooks: np.ndarray | None = None
-        self.dim: int | None = None
-        self.fit_info: dict[str, Any] = {}
+    method = "rq_kmeans_balanced"
+    Options = BalancedOptions
+    artifact_format = "semid.RQKMeansBalanced"
+    population_codes = True
 
-    def get_params(self) -> dict[str, Any]:
-        return {"levels": self.levels, "codebook_size": self.codebook_size, "n_iter": self.n_iter,
-                "seed": self.seed, "balance_slack": self.balance_slack, "candidates": self.candidates,
-                "max_points_per_centroid": self.max_points_per_centroid, "beam_size": self.beam_size,
-                "n_threads": self.n_threads}
-
-    def __repr__(self) -> str:
-        return f"RQKMeansBalanced({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-
-    # ------------------------------------------------------------------ fitting
-
-    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
-            init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> RQKMeansBalanced:
-        self.fit_encode(X, progress=progress, init_codebooks=init_codebooks, warm_iterations=warm_iterations)
-        return self
-
-    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
-                   init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:
-        """Fit and return the balanced codes of the training points, int32 [n, levels]
-        (what ``encode_catalogue(X)`` gives with the fitted codebooks).
-
-        ``init_codebooks`` [levels, K, dim] warm-starts each level's balanced Lloyd iterations
-        from that level's codebook instead of seeded random sample points, so code ``k`` tends
-        to stay near the earlier code ``k`` (``core/tokenizers/anchoring.py`` makes the labels match
-        exactly). ``warm_iterations`` (default ``n_iter``) sets the iterations of a warm start:
-        each one lets border items move to another code.
-        """
-        init_codebooks = checked_warm_start(init_codebooks, warm_iterations, self.levels, self.codebook_size)
-        with faiss_threads(self.n_threads):
-            return self._fit_encode(X, progress, init_codebooks, warm_iterations)
-
-    def _fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None,
-                    init_codebooks: np.ndarray | None = None, warm_iterations: int | None = None) -> np.ndarray:
-        residual = as_float32_matrix(X).copy()
-        n, d = residual.shape
-        K = self.codebook_size
-        if init_codebooks is not None and init_codebooks.shape[2] != d:
-            raise ValueError(f"init_codebooks have dim {init_codebooks.shape[2]} but X has dim {d}")
-        if n < K:
-            raise ValueError(f"X has {n} points but codebook_size is {K}; use codebook_size <= {n}")
-        cap = n if self.max_points_per_centroid is None else self.max_points_per_centroid * K
-        n_train = min(n, cap)
-        rng = np.random.default_rng(self.seed)
-        t_start = time.perf_counter()
-        codes = np.empty((n, self.levels), dtype=np.int32)
-        codebooks = np.empty((self.levels, K, d), dtype=np.float32)
-        level_info = []
-        full_capacity = balanced_capacity(n, K, self.balance_slack)
-        for lvl in range(self.levels):
-            t0 = time.perf_counter()
-            idx = np.sort(rng.choice(n, size=n_train, replace=False)) if n_train < n else np.arange(n)
-            sample = residual[idx]
-            init = None if init_codebooks is None else init_codebooks[lvl]
-            centroids = self._train_level(sample, rng, init, warm_iterations)
-            # The same assignment encode_catalogue makes, so the fitted catalogue's codes are reproducible.
-            labels = balanced_assign(residual, centroids, full_capacity, self.candidates)
-            codebooks[lvl] = centroids
-            codes[:, lvl] = labels
-            residual -= centroids[labels]
-            mse = float(np.einsum("ij,ij->", residual, residual, dtype=np.float64)) / (n * d)
-            sizes = np.bincount(labels, minlength=K)
-            seconds = time.perf_counter() - t0
-            level_info.append({"level": lvl + 1, "train_points": int(n_train), "seconds": round(seconds, 4),
-                               "mse": mse, "largest_cluster": int(sizes.max()), "capacity": full_capacity})
-            if progress is not None:
-                progress(f"RQKMeansBalanced level {lvl + 1}/{self.levels}: K={K}, capacity {full_capacity}, "
-                         f"largest cluster {int(sizes.max())} in {seconds:.2f} s, reconstruction MSE {mse:.6g}")
-        self.codebooks = codebooks
-        self.dim = int(d)
-        self.fit_info = {"n": int(n), "dim": int(d), "seconds": round(time.perf_counter() - t_start, 4),
-                         "levels": level_info, "warm_started": init_codebooks is not None,
-                         **({"warm_iterations": int(warm_iterations or self.n_iter)}
-                            if init_codebooks is not None else {})}
-        return codes
-
-    def _train_level(self, sample: np.ndarray, rng: np.random.Generator, init: np.ndarray | None = None,
-                     warm_iterations: int | None = None) -> np.ndarray:
+    def _train_level(self, sample: np.ndarray, rng: np.random.Generator, init: np.ndarray | None,
+                     iterations: int) -> tuple[np.ndarray, dict[str, Any]]:
         m = sample.shape[0]
         K = self.codebook_size
-        capacity = balanced_capacity(m, K, self.balance_slack)
-        if init is None:
-            centroids, iterations = sample[np.sort(rng.choice(m, size=K, replace=False))].copy(), self.n_iter
-        else:
-            centroids, iterations = init.copy(), warm_iterations or self.n_iter
+        capacity = balanced_capacity(m, K, self.options.balance_slack)
+        centroids = sample[np.sort(rng.choice(m, size=K, replace=False))].copy() if init is None else init.copy()
         for _ in range(iterations):
-            labels = balanced_assign(sample, centroids, capacity, self.candidates)
+            labels = balanced_assign(sample, centroids, capacity, self.options.candidates)
             centroids = _cluster_means(sample, labels, centroids)
-        return centroids
+        return centroids, {"train_points": int(m)}
 
-    # ---------------------------------------------------------------- encoding
+    def _assign_level(self, residual: np.ndarray, centroids: np.ndarray, out_codes: np.ndarray) -> dict[str, Any]:
+        capacity = balanced_capacity(residual.shape[0], self.codebook_size, self.options.balance_slack)
+        labels = balanced_assign(residual, centroids, capacity, self.options.candidates)
+        out_codes[:] = labels
+        residual -= centroids[labels]
+        return {"sse": float(np.einsum("ij,ij->", residual, residual, dtype=np.float64)),
+                "largest_cluster": int(np.bincount(labels, minlength=self.codebook_size).max()),
+                "capacity": capacity}
 
-    def _check_fitted(self, action: str) -> np.ndarray:
-        if self.codebooks is None:
-            raise ValueError(f"RQKMeansBalanced is not fitted: call fit() before {action}()")
-        return self.codebooks
-
-    def _input(self, X: np.ndarray) -> np.ndarray:
-        X = as_float32_matrix(X)
-        if X.shape[1] != self.dim:
-            raise ValueError(f"X has dim {X.shape[1]} but the tokenizer was fitted on dim {self.dim}")
-        return X
-
-    def encode(self, X: np.ndarray, beam_size: int | None = None) -> np.ndarray:
-        """Nearest codes of ``X`` (unseen items): int32 [n, levels], beam ``beam_size``."""
-        codebooks = self._check_fitted("encode")
-        beam = self.beam_size if beam_size is None else check_int("beam_size", beam_size, 1)
-        X = self._input(X)
-        with faiss_threads(self.n_threads):
-            return beam_encode(X, codebooks, beam)
-
-    def encode_catalogue(self, X: np.ndarray) -> np.ndarray:
-        """Balanced codes of a whole population ``X``: level by level, capacity
-        ``ceil(n / K * (1 + balance_slack))`` per code (the fitted catalogue's own codes)."""
-        codebooks = self._check_fitted("encode_catalogue")
-        residual = self._input(X).copy()
-        n = residual.shape[0]
-        capacity = balanced_capacity(n, self.codebook_size, self.balance_slack)
-        codes = np.empty((n, self.levels), dtype=np.int32)
-        with faiss_threads(self.n_threads):
+    def encode_catalogue(self, X: Any) -> np.ndarray:
+        """Balanced codes of a whole population ``X``: level by level, at most
+        ``ceil(n / K * (1 + balance_slack))`` items per code (the fitted catalogue's own codes)."""
+        self._check_fitted("encode_catalogue")
+        residual = self._checked_input(X).copy()
+        codes = np.empty((residual.shape[0], self.levels), dtype=np.int32)
+        with self._threads():
             for lvl in range(self.levels):
-                labels = balanced_assign(residual, codebooks[lvl], capacity, self.candidates)
-                codes[:, lvl] = labels
-                residual -= codebooks[lvl][labels]
+                self._assign_level(residual, self.codebooks[lvl], codes[:, lvl])
         return codes
-
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Reconstruction ``sum_l C_l[codes[:, l]]``: float32 [n, dim]."""
-        codebooks = self._check_fitted("decode")
-        codes = _check_codes(codes, self.levels, self.codebook_size)
-        out = codebooks[0][codes[:, 0]]
-        for lvl in range(1, self.levels):
-            out += codebooks[lvl][codes[:, lvl]]
-        return out
-
-    # --------------------------------------------------------------- artefact
-
-    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        codebooks = self._check_fitted("to_arrays")
-        return {"codebooks": codebooks.copy()}, {"format": _FORMAT, "format_version": _FORMAT_VERSION,
-                                                 "params": self.get_params(), "dim": self.dim,
-                                                 "fit_info": self.fit_info}
-
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> RQKMeansBalanced:
-        if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"not a {_FORMAT} v{_FORMAT_VERSION} artefact: "
-                             f"{meta.get('format')!r} v{meta.get('format_version')!r}")
-        obj = cls(**meta["params"])
-        codebooks = np.ascontiguousarray(arrays["codebooks"], dtype=np.float32)
-        expected = (obj.levels, obj.codebook_size, meta["dim"])
-        if codebooks.shape != expected:
-            raise ValueError(f"codebooks have shape {codebooks.shape}, metadata says {expected}")
-        obj.codebooks, obj.dim, obj.fit_info = codebooks, int(meta["dim"]), dict(meta.get("fit_info", {}))
-        return obj
 
 
 def _cluster_means(X: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -337,14 +184,3 @@ def _cluster_means(X: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> n
     filled = counts > 0
     out[filled] = (sums[filled] / counts[filled, None]).astype(np.float32)
     return out
-
-
-def _check_codes(codes: np.ndarray, levels: int, K: int) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.ndim != 2 or codes.shape[1] != levels:
-        raise ValueError(f"codes must have shape [n, {levels}], got {codes.shape}")
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
-    if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= K):
-        raise ValueError(f"codes out of range: expected [0, {K - 1}], found [{int(codes.min())}, {int(codes.max())}]")
-    return codes

@@ -18,12 +18,13 @@ LETTER (Wang et al., 2024) adds two losses to RQ-VAE training (REFERENCE.md §3)
 
 The head is training-only: encoding and decoding are RQ-VAE's, so a LETTER version in
 the registry needs no collaborative data to tokenize new items. For the same reason a
-warm start (``fit(X, collaborative=H, warm_start=previous)``, anchored retraining)
+warm start (``fit(X, collaborative=H, warm_start=WarmStart(previous))``, anchored retraining)
 copies encoder, decoder and codebooks but trains a fresh head against this month's ``H``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,58 +32,59 @@ import torch
 from torch import nn
 
 from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced
-from semid_assets.core.tokenizers.rq_vae import RQVAE
+from semid_assets.core.tokenizers.base import store_checked
+from semid_assets.core.tokenizers.rq_vae import RQVAE, RQVAEOptions
+from semid_assets.core.validation import check_float, check_int
 
-__all__ = ["LETTER"]
+__all__ = ["LETTER", "LETTEROptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LETTEROptions(RQVAEOptions):
+    """Options of LETTER (``letter``): RQ-VAE's, plus the weights of its two regularisers."""
+
+    cf_weight: float = 0.1
+    """Weight of the collaborative term (0: none): InfoNCE over the batch between an item's quantised
+    latent (through a learned linear head) and its collaborative embedding, so items users co-consume
+    get nearby codes. Items without a collaborative embedding take no part."""
+    diversity_weight: float = 0.01
+    """Weight of the code-diversity term, summed over levels (0: none): the code an item chose is pulled
+    towards another code of its group and away from the level's other codes, spreading items over codes."""
+    diversity_clusters: int = 10
+    """Groups of code vectors per level for the diversity term (capped at ``codebook_size // 2`` so every
+    group has two or more codes)."""
+    temperature: float = 0.1
+    """Softmax temperature of both contrastive terms."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        store_checked(self, cf_weight=check_float("cf_weight", self.cf_weight),
+                      diversity_weight=check_float("diversity_weight", self.diversity_weight),
+                      diversity_clusters=check_int("diversity_clusters", self.diversity_clusters, 1),
+                      temperature=check_float("temperature", self.temperature, inclusive=False))
 
 
 class LETTER(RQVAE):
     """RQ-VAE with LETTER's collaborative and diversity losses.
 
-    Parameters (beyond :class:`~semid_assets.core.tokenizers.rq_vae.RQVAE`'s)
-    ---------------------------------------------------------------
-    cf_weight:
-        Weight of the collaborative InfoNCE term.
-    diversity_weight:
-        Weight of the diversity term (summed over levels).
-    diversity_clusters:
-        Groups of code vectors per level (capped at K // 2 so every group has 2+ codes).
-    temperature:
-        Softmax temperature of both contrastive terms.
-
     ``fit(X, collaborative=H)`` takes ``H`` float [n, h_dim] aligned with ``X``; rows of
-    zeros mark items without a collaborative embedding.
+    zeros mark items without a collaborative embedding. ``fit_info`` adds ``items_with_cf`` and
+    ``cf_dim``.
     """
 
-    def __init__(self, *args: Any, cf_weight: float = 0.1, diversity_weight: float = 0.01,
-                 diversity_clusters: int = 10, temperature: float = 0.1, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for name, value in (("cf_weight", cf_weight), ("diversity_weight", diversity_weight)):
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature!r}")
-        if isinstance(diversity_clusters, bool) or int(diversity_clusters) < 1:
-            raise ValueError(f"diversity_clusters must be a positive integer, got {diversity_clusters!r}")
-        self.cf_weight = float(cf_weight)
-        self.diversity_weight = float(diversity_weight)
-        self.diversity_clusters = int(diversity_clusters)
-        self.temperature = float(temperature)
+    method = "letter"
+    Options = LETTEROptions
+    side_inputs = ("collaborative",)
+
+    def __init__(self, options: LETTEROptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
         self._cf: torch.Tensor | None = None
         self._has_cf: torch.Tensor | None = None
         self._head: nn.Linear | None = None
         self._groups: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._side: dict[str, int] = {}
 
-    def get_params(self) -> dict[str, Any]:
-        return {**super().get_params(), "cf_weight": self.cf_weight, "diversity_weight": self.diversity_weight,
-                "diversity_clusters": self.diversity_clusters, "temperature": self.temperature}
-
-    def _prepare_side(self, X: np.ndarray, collaborative: np.ndarray | None = None, **side) -> None:
-        if side:
-            raise ValueError(f"LETTER.fit takes only collaborative=..., got {sorted(side)}")
-        if collaborative is None:
-            raise ValueError("LETTER needs collaborative embeddings: fit(X, collaborative=H) with one row "
-                             "per item of X (zeros for items without one)")
+    def _prepare_side(self, X: np.ndarray, collaborative: Any = None, **side: Any) -> None:
         H = np.asarray(collaborative, dtype=np.float32)
         if H.ndim != 2 or H.shape[0] != X.shape[0]:
             raise ValueError(f"collaborative must be [n_items, dim] with {X.shape[0]} rows, got {H.shape}")
@@ -91,26 +93,29 @@ class LETTER(RQVAE):
         norms = np.linalg.norm(H, axis=1)
         self._has_cf = torch.from_numpy(norms > 0)
         self._cf = torch.from_numpy(H / np.maximum(norms, 1e-12)[:, None])
-        self.fit_info_side = {"items_with_cf": int((norms > 0).sum()), "cf_dim": int(H.shape[1])}
+        self._side = {"items_with_cf": int((norms > 0).sum()), "cf_dim": int(H.shape[1])}
+
+    def _side_info(self) -> dict[str, Any]:
+        return dict(self._side)
 
     def _extra_parameters(self) -> list[nn.Parameter]:
         self._recluster_every = max(1, self._fit_epochs // 10)
-        torch.manual_seed(self.seed + 7)
-        self._head = nn.Linear(self.latent_dim, int(self._cf.shape[1]), bias=False)
+        torch.manual_seed(self.options.seed + 7)
+        self._head = nn.Linear(self.options.latent_dim, int(self._cf.shape[1]), bias=False)
         return list(self._head.parameters())
 
     def _on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
         # Code vectors drift slowly: re-cluster at most ~10 times a fit (a small catalogue may
         # train hundreds of one-batch epochs, see RQVAE's min_steps).
-        if self.diversity_weight == 0 or epoch % self._recluster_every:
+        if self.options.diversity_weight == 0 or epoch % self._recluster_every:
             return
         books = self.codebooks
         K = self.codebook_size
-        groups = max(1, min(self.diversity_clusters, K // 2))
+        groups = max(1, min(self.options.diversity_clusters, K // 2))
         self._groups = []
         for lvl in range(self.levels):
             clusterer = RQKMeansBalanced(levels=1, codebook_size=groups, n_iter=10,
-                                         seed=int(rng.integers(0, 2**31 - 1)), n_threads=self.n_threads or 1)
+                                         seed=int(rng.integers(0, 2**31 - 1)), n_threads=self.options.n_threads)
             label = clusterer.fit_encode(books[lvl])[:, 0].astype(np.int64)
             members = np.argsort(label, kind="stable")
             sizes = np.bincount(label, minlength=groups)
@@ -133,22 +138,23 @@ class LETTER(RQVAE):
             draw = draw + (draw >= position[c]).long()
             positive = members[starts[g] + draw]
             C = self.net.codebooks[lvl]
-            logits = (C[c] @ C.T) / self.temperature
+            logits = (C[c] @ C.T) / self.options.temperature
             logits = logits.masked_fill(torch.nn.functional.one_hot(c, C.shape[0]).bool(), float("-inf"))
             total = total + torch.nn.functional.cross_entropy(logits, positive)
         return total
 
     def _extra_loss(self, batch: torch.Tensor, z_q: torch.Tensor, codes: list[torch.Tensor],
                     epoch: int) -> dict[str, torch.Tensor]:
+        options = self.options
         terms = {}
-        if self.cf_weight > 0:
+        if options.cf_weight > 0:
             rows = batch[self._has_cf[batch]]
             keep = self._has_cf[batch]
             if len(rows) >= 2:
                 p = torch.nn.functional.normalize(self._head(z_q[keep]), dim=1)
-                logits = p @ self._cf[rows].T / self.temperature
-                terms["cf"] = self.cf_weight * torch.nn.functional.cross_entropy(
+                logits = p @ self._cf[rows].T / options.temperature
+                terms["cf"] = options.cf_weight * torch.nn.functional.cross_entropy(
                     logits, torch.arange(len(rows)))
-        if self.diversity_weight > 0:
-            terms["diversity"] = self.diversity_weight * self._diversity(codes)
+        if options.diversity_weight > 0:
+            terms["diversity"] = options.diversity_weight * self._diversity(codes)
         return terms

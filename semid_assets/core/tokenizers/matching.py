@@ -23,24 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from semid_assets.core.tokenizers.codes import check_codes
 from semid_assets.core.tokenizers.metrics import prefix_group_ids
 
 __all__ = ["match_level_codes", "match_prefixes", "PrefixMatching", "cell_counts"]
 
 
-def _as_codes(codes: np.ndarray, name: str) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.ndim != 2 or codes.shape[1] < 1:
-        raise ValueError(f"{name} must be 2-D [n_items, levels], got shape {codes.shape}")
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer codes, got dtype {codes.dtype}")
-    if codes.size and int(codes.min()) < 0:
-        raise ValueError(f"{name} holds negative codes; codes are indices into a codebook")
-    return codes
-
-
 def _check_pair(codes_a: np.ndarray, codes_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes_a, codes_b = _as_codes(codes_a, "codes_a"), _as_codes(codes_b, "codes_b")
+    codes_a, codes_b = check_codes(codes_a, what="codes_a"), check_codes(codes_b, what="codes_b")
     if codes_a.shape != codes_b.shape:
         raise ValueError(
             f"codes_a has shape {codes_a.shape} but codes_b {codes_b.shape}: both must give the same "

@@ -15,8 +15,13 @@ Definitions (n items, K codes per level, ``c_l`` the level-l code of an item):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+
+from semid_assets.core.tokenizers.codes import check_codes
+from semid_assets.core.validation import check_int
 
 __all__ = [
     "codebook_utilisation",
@@ -24,6 +29,7 @@ __all__ = [
     "collision_stats",
     "prefix_group_ids",
     "level_report",
+    "decoded_level_report",
 ]
 
 # Rows per block when reconstructing: bounds temporaries to ~block x dim floats.
@@ -36,18 +42,9 @@ def _code_counts(codes_level: np.ndarray, codebook_size: int) -> np.ndarray:
         raise ValueError(
             f"codes_level must be 1-D (one code per item), got shape {codes_level.shape}"
         )
-    if not np.issubdtype(codes_level.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {codes_level.dtype}")
-    if isinstance(codebook_size, bool) or int(codebook_size) != codebook_size or codebook_size < 1:
-        raise ValueError(f"codebook_size must be a positive integer, got {codebook_size!r}")
-    if codes_level.size == 0:
-        raise ValueError("codes_level is empty")
-    lo, hi = int(codes_level.min()), int(codes_level.max())
-    if lo < 0 or hi >= codebook_size:
-        raise ValueError(
-            f"codes out of range: found values in [{lo}, {hi}], expected [0, {codebook_size - 1}]"
-        )
-    return np.bincount(codes_level, minlength=int(codebook_size))
+    codebook_size = check_int("codebook_size", codebook_size, 1)
+    check_codes(codes_level, codebook_size=codebook_size, allow_1d=True, allow_empty=False)
+    return np.bincount(codes_level, minlength=codebook_size)
 
 
 def codebook_utilisation(codes_level: np.ndarray, codebook_size: int) -> float:
@@ -64,21 +61,6 @@ def token_entropy(codes_level: np.ndarray, codebook_size: int) -> float:
     return max(float(-(p * np.log(p)).sum()), 0.0)
 
 
-def _as_codes_2d(codes: np.ndarray) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.ndim == 1:
-        codes = codes[:, None]
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D [n_items, levels], got shape {codes.shape}")
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
-    if codes.shape[0] == 0:
-        raise ValueError("codes is empty")
-    if codes.shape[1] and int(codes.min()) < 0:
-        raise ValueError("codes must be non-negative")
-    return codes
-
-
 def prefix_group_ids(codes: np.ndarray) -> list[np.ndarray]:
     """Dense group ids of every code prefix: element l-1 labels the tuple ``c_1..c_l``.
 
@@ -86,7 +68,7 @@ def prefix_group_ids(codes: np.ndarray) -> list[np.ndarray]:
     no product of codebook sizes can overflow whatever K and the number of levels.
     Returns a list of ``levels`` int64 arrays of length n with values in [0, #groups).
     """
-    codes = _as_codes_2d(codes)
+    codes = check_codes(codes, allow_1d=True, allow_empty=False)
     n = codes.shape[0]
     group = np.zeros(n, dtype=np.int64)
     out = []
@@ -130,26 +112,23 @@ def level_report(X: np.ndarray, codes: np.ndarray, codebooks: np.ndarray) -> pd.
       level-l codes.
     - ``collision_rate``, ``largest_group``: of the prefix ``c_1..c_l``.
 
-    Blocked over rows with float64 accumulators: 1M x 256 takes a few seconds and about
-    one block of extra memory.
+    Blocked over rows with float64 accumulators, so the extra memory is about one block.
     """
     X = np.asarray(X)
     codebooks = np.asarray(codebooks)
-    codes = _as_codes_2d(codes)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D [n_items, dim], got shape {X.shape}")
     if codebooks.ndim != 3:
         raise ValueError(f"codebooks must be 3-D [levels, K, dim], got shape {codebooks.shape}")
     n, d = X.shape
     L, K, dc = codebooks.shape
+    codes = check_codes(codes, codebook_size=K, allow_1d=True, allow_empty=False)
     if codes.shape != (n, L):
         raise ValueError(
             f"codes have shape {codes.shape}, expected ({n}, {L}) from X and codebooks"
         )
     if dc != d:
         raise ValueError(f"codebooks have dim {dc} but X has dim {d}")
-    if int(codes.max()) >= K:
-        raise ValueError(f"codes out of range: max {int(codes.max())}, codebook_size {K}")
     codebooks = codebooks.astype(np.float32, copy=False)
 
     mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -164,10 +143,34 @@ def level_report(X: np.ndarray, codes: np.ndarray, codebooks: np.ndarray) -> pd.
         for lvl in range(L):
             block -= codebooks[lvl][block_codes[:, lvl]]
             sse[lvl] += float(np.einsum("ij,ij->i", block, block).sum(dtype=np.float64))
+    return _report(codes, K, sse, total_ss, d)
 
+
+def decoded_level_report(X: np.ndarray, codes: np.ndarray, decode_prefix: Callable[[np.ndarray, int], np.ndarray],
+                         codebook_size: int) -> pd.DataFrame:
+    """:func:`level_report` of a quantiser whose reconstruction is not a sum of codebook rows (an RQ-VAE's
+    decoder): ``decode_prefix(codes, l)`` gives the reconstruction from the first l codes, in X's space."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D [n_items, dim], got shape {X.shape}")
+    codes = check_codes(codes, codebook_size=codebook_size, allow_empty=False)
+    if codes.shape[0] != X.shape[0]:
+        raise ValueError(f"codes have {codes.shape[0]} rows but X {X.shape[0]}")
+    centred = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    total_ss = float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+    sse = []
+    for lvl in range(codes.shape[1]):
+        diff = X - decode_prefix(codes, lvl + 1)
+        sse.append(float(np.einsum("ij,ij->", diff, diff, dtype=np.float64)))
+    return _report(codes, codebook_size, sse, total_ss, X.shape[1])
+
+
+def _report(codes: np.ndarray, K: int, sse, total_ss: float, d: int) -> pd.DataFrame:
+    """The rows of a level report from each level's sum of squared error ``sse`` and X's ``total_ss``."""
+    n = codes.shape[0]
     groups = prefix_group_ids(codes)
     rows = []
-    for lvl in range(L):
+    for lvl in range(codes.shape[1]):
         counts = np.bincount(codes[:, lvl], minlength=K)
         p = counts[counts > 0] / n
         entropy = max(float(-(p * np.log(p)).sum()), 0.0)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-__all__ = ["beam_encode", "encode_catalogue", "greedy_encode", "last_level_candidates", "prefix_residual"]
+__all__ = ["assign_and_subtract", "beam_encode", "greedy_encode", "last_level_candidates", "prefix_residual"]
 
 # Rows per block: bounds the [block, B, d] residual tensor of the beam.
 _BLOCK = 8192
+# Rows per block of a greedy assignment (see assign_and_subtract).
+_ASSIGN_BLOCK = 65536
 
 
 def _flat_index(codebook: np.ndarray) -> faiss.IndexFlatL2:
@@ -30,19 +32,33 @@ def _flat_index(codebook: np.ndarray) -> faiss.IndexFlatL2:
     return index
 
 
+def assign_and_subtract(residual: np.ndarray, centroids: np.ndarray, out_codes: np.ndarray) -> float:
+    """Assign each row of ``residual`` to its nearest centroid (exact L2), write the code into
+    ``out_codes`` and subtract the centroid in place; return the new sum of squares.
+
+    Works in row blocks so the temporaries stay small and cache-warm instead of materialising a
+    second n x d matrix. Fitting and encoding share it, and so the block size: the float rounding
+    of an exact-L2 search may depend on the batch faiss/BLAS sees, and encoding the training set
+    has to reproduce the codes a fit returned bit for bit.
+    """
+    index = _flat_index(centroids)
+    sse = 0.0
+    for start in range(0, residual.shape[0], _ASSIGN_BLOCK):
+        block = residual[start : start + _ASSIGN_BLOCK]
+        _, labels = index.search(block, 1)
+        lab = labels[:, 0]
+        out_codes[start : start + _ASSIGN_BLOCK] = lab
+        block -= centroids[lab]
+        sse += float(np.einsum("ij,ij->i", block, block).sum(dtype=np.float64))
+    return sse
+
+
 def greedy_encode(Z: np.ndarray, codebooks: np.ndarray) -> np.ndarray:
     """int32 [n, L]: nearest code per level on the running residual (beam 1)."""
-    Z = np.ascontiguousarray(Z, dtype=np.float32)
-    residual = Z.copy()
-    L = codebooks.shape[0]
-    codes = np.empty((Z.shape[0], L), dtype=np.int32)
-    for lvl in range(L):
-        index = _flat_index(codebooks[lvl])
-        for start in range(0, residual.shape[0], 65536):
-            block = residual[start : start + 65536]
-            _, labels = index.search(block, 1)
-            codes[start : start + 65536, lvl] = labels[:, 0]
-            block -= codebooks[lvl][labels[:, 0]]
+    residual = np.array(Z, dtype=np.float32, order="C", copy=True)
+    codes = np.empty((residual.shape[0], codebooks.shape[0]), dtype=np.int32)
+    for lvl in range(codebooks.shape[0]):
+        assign_and_subtract(residual, codebooks[lvl], codes[:, lvl])
     return codes
 
 
@@ -107,10 +123,3 @@ def last_level_candidates(Z: np.ndarray, codebooks: np.ndarray, codes: np.ndarra
     residual = prefix_residual(Z, codebooks, codes, L - 1)
     _, labels = _flat_index(codebooks[L - 1]).search(residual, k)
     return labels
-
-
-def encode_catalogue(tokenizer, X: np.ndarray) -> np.ndarray:
-    """The codes of a whole catalogue: a tokenizer that assigns over the catalogue (balanced
-    RQ-Kmeans' ``encode_catalogue``, with its per-code capacity) does so; the others ``encode``."""
-    encode = getattr(tokenizer, "encode_catalogue", None) or tokenizer.encode
-    return encode(X)

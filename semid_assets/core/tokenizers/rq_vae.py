@@ -13,7 +13,8 @@ Codebook collapse is fought as in the Google paper: after every step, a code tha
 item of the last ``dead_code_window`` steps chose is moved onto the residual (at that
 level) of a random item of the batch, so it starts where data is.
 
-A fit can warm-start from an earlier fitted version of the same shape (``warm_start=``):
+A fit can warm-start from an earlier fitted version of the same shape
+(``warm_start=WarmStart(previous)``, ``Anchoring.WHOLE_MODEL``):
 encoder, decoder and codebooks are copied and training continues from them instead of
 from a fresh encoder and its k-means codebooks — what anchored retraining
 (``core/tokenizers/anchoring.py``) uses to keep codes stable across versions.
@@ -29,23 +30,86 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from semid_assets.core.tokenizers.residual import beam_encode
-from semid_assets.core.threads import torch_threads
+from semid_assets.core.threads import faiss_threads, torch_threads
+from semid_assets.core.tokenizers.base import (Anchoring, Progress, QuantiserOptions, Tokenizer, WarmStart,
+                                               store_checked)
+from semid_assets.core.tokenizers.metrics import decoded_level_report
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
-from semid_assets.core.validation import as_float32_matrix, check_int
+from semid_assets.core.validation import check_bool, check_float, check_int, check_optional_int
 
-__all__ = ["RQVAE"]
+__all__ = ["RQVAE", "RQVAEOptions"]
 
-_FORMAT = "semid.RQVAE"
-_FORMAT_VERSION = 1
 _ENCODE_BATCH = 8192
+
+
+@dataclass(frozen=True, kw_only=True)
+class RQVAEOptions(QuantiserOptions):
+    """Options of RQ-VAE (``rq_vae``): the networks, their training, and a warm start's gentleness."""
+
+    latent_dim: int = 128
+    """Width of the latent the codebooks quantise (the Google setting: 256)."""
+    hidden_dims: tuple[int, ...] = (512,)
+    """Hidden layer widths of the encoder ``dim -> hidden_dims... -> latent_dim`` (ReLU between
+    layers); the decoder is its mirror image. Empty: a single linear layer each way."""
+    epochs: int = 6
+    """Passes over the catalogue in shuffled mini-batches (order seeded by ``seed``)."""
+    batch_size: int = 512
+    """Items per optimiser step (at least 2)."""
+    min_steps: int = 100
+    """Train at least this many optimiser steps, adding epochs when ``epochs`` alone would take
+    fewer (a catalogue of a few hundred items is one batch an epoch)."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    beta: float = 0.25
+    """Commitment weight: how strongly the encoder's output is pulled towards its chosen codes
+    (0.25 in the papers)."""
+    kmeans_init_points: int | None = None
+    """The codebooks start from residual k-means on the latents of this many items (the first of
+    the seeded order). None: ``max(batch_size, 40 * codebook_size)``, capped at the item count."""
+    dead_code_reset: bool = True
+    """After every step, move codes no item chose for ``dead_code_window`` steps onto the residual of
+    a random item of the batch, so they start where data is (fights codebook collapse). No resets
+    happen in the last epoch, so the final codes are ones training settled."""
+    dead_code_window: int | None = None
+    """Steps a code may go unused before it is reset. None: the window in which an evenly used
+    code expects 16 hits, ``ceil(16 * codebook_size / batch_size)``; a shorter window resets rarely
+    chosen but useful codes so often that fewer codes stay in use than without resets."""
+    warm_lr_scale: float = 0.1
+    """A warm-started fit (anchored retraining) trains at ``lr * warm_lr_scale``: every step
+    re-decides border items, i.e. changes their IDs, so a gentler warm fit keeps more IDs for a
+    somewhat higher error."""
+    warm_dead_code_reset: bool = False
+    """Whether a warm-started fit resets dead codes. Off by default: the starting codes are all in
+    use, and every reset re-decides items' IDs."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.hidden_dims, (str, bytes)) or not hasattr(self.hidden_dims, "__iter__"):
+            raise ValueError(f"hidden_dims must be a sequence of layer widths, got {self.hidden_dims!r}")
+        store_checked(
+            self, latent_dim=check_int("latent_dim", self.latent_dim, 1),
+            hidden_dims=tuple(check_int("hidden_dims[]", h, 1) for h in self.hidden_dims),
+            epochs=check_int("epochs", self.epochs, 1), batch_size=check_int("batch_size", self.batch_size, 2),
+            min_steps=check_int("min_steps", self.min_steps, 0),
+            lr=check_float("lr", self.lr, inclusive=False),
+            weight_decay=check_float("weight_decay", self.weight_decay), beta=check_float("beta", self.beta),
+            kmeans_init_points=check_optional_int("kmeans_init_points", self.kmeans_init_points, 2),
+            dead_code_reset=check_bool("dead_code_reset", self.dead_code_reset),
+            dead_code_window=check_optional_int("dead_code_window", self.dead_code_window, 1),
+            warm_lr_scale=check_float("warm_lr_scale", self.warm_lr_scale, inclusive=False),
+            warm_dead_code_reset=check_bool("warm_dead_code_reset", self.warm_dead_code_reset))
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -71,117 +135,42 @@ def _nearest(r: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     return scores.argmin(dim=1)
 
 
-class RQVAE:
+class RQVAE(Tokenizer):
     """Residual-quantised VAE tokenizer (torch, CPU).
 
-    Parameters
-    ----------
-    levels, codebook_size:
-        L code levels of K codes each, in a ``latent_dim`` space.
-    latent_dim, hidden_dims:
-        Encoder ``dim -> hidden_dims... -> latent_dim`` (ReLU between layers), decoder the
-        mirror image. ``hidden_dims=()`` is a single linear layer each way.
-    epochs, batch_size, lr, weight_decay:
-        Adam on shuffled mini-batches (order seeded by ``seed``). The default 6 epochs
-        train 20k items x 1.1k dims in about 25 s on one core.
-    min_steps:
-        Train at least this many optimiser steps, adding epochs when ``epochs`` alone
-        would take fewer (a catalogue of a few hundred items is one batch per epoch).
-    beta:
-        Commitment weight (0.25 in the papers).
-    kmeans_init_points:
-        Latents of this many items (the first batches of the seeded order) initialise
-        the codebooks by residual k-means; ``None``: ``max(batch_size, 40 * K)`` capped at n.
-    dead_code_reset, dead_code_window:
-        Reset codes unused for ``dead_code_window`` consecutive steps to random batch
-        residuals; ``None`` picks the window in which an evenly used code expects 16 hits
-        (``ceil(16 K / batch_size)``): with 4 expected hits, rarely chosen but useful codes
-        were reset so often (8k resets an epoch at 20k items, K=256) that the last level
-        ended with fewer codes in use than without resets. No resets happen in the last
-        epoch, so the final codes are ones training settled.
-    warm_lr_scale, warm_dead_code_reset:
-        A warm-started fit (anchored retraining) trains at ``lr × warm_lr_scale`` and, by
-        default, without dead-code resets: the starting codes are all in use, and every step
-        and every reset re-decides border items, i.e. changes their IDs. On the default demo
-        data (RQ-VAE, 2025-11 warm-started from 2025-10): full lr with resets kept 13.4 % of
-        full SIDs at relative MSE 0.1183; without resets 19.9 % at 0.1197; ``lr × 0.1``
-        without resets (the defaults) 53.7 % at 0.1369 — unanchored: 0 % at 0.1406.
-    beam_size:
-        Beam of ``encode`` in latent space (1 = greedy).
-    seed:
-        Seeds initialisation, batch order and resets: same X, seed and thread count give
-        the same model.
-    n_threads:
-        torch threads during fit/encode (``None``: 1, see ``torch_threads``).
+    ``codebooks`` live in the latent space (``quantised`` gives the latents); ``decode`` runs the
+    decoder. ``fit_info`` after a fit: ``n``, ``dim``, ``seconds``, ``epochs`` (per epoch: the mean of
+    every loss term), ``dead_code_resets``, ``dead_code_window``, ``warm_started``, and the ``lr`` and
+    ``dead_code_reset`` the fit used.
+
+    A warm start (``WarmStart(previous, steps=epochs)``) copies encoder, decoder and codebooks from
+    ``previous`` (same shape, see :meth:`warm_start_mismatch`) and trains from them (no k-means init),
+    ``steps`` epochs (default: ``epochs`` and ``min_steps``, as from scratch). Its input
+    standardisation (``mean``, ``scale``) is kept rather than recomputed: the copied encoder was
+    trained on inputs standardised that way, so the starting model is exactly the previous version
+    as a function of raw embeddings. Training-only state (Adam's moments, LETTER's projection head)
+    starts fresh: the stored artefact does not hold it.
     """
 
-    def __init__(
-        self,
-        levels: int = 3,
-        codebook_size: int = 256,
-        latent_dim: int = 128,
-        hidden_dims: tuple[int, ...] | list[int] = (512,),
-        epochs: int = 6,
-        batch_size: int = 512,
-        min_steps: int = 100,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        beta: float = 0.25,
-        kmeans_init_points: int | None = None,
-        dead_code_reset: bool = True,
-        dead_code_window: int | None = None,
-        warm_lr_scale: float = 0.1,
-        warm_dead_code_reset: bool = False,
-        beam_size: int = 1,
-        seed: int = 0,
-        n_threads: int | None = None,
-    ) -> None:
-        self.levels = check_int("levels", levels, 1)
-        self.codebook_size = check_int("codebook_size", codebook_size, 2)
-        self.latent_dim = check_int("latent_dim", latent_dim, 1)
-        self.hidden_dims = [check_int("hidden_dims[]", h, 1) for h in hidden_dims]
-        self.epochs = check_int("epochs", epochs, 1)
-        self.batch_size = check_int("batch_size", batch_size, 2)
-        self.min_steps = check_int("min_steps", min_steps, 0)
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
-        self.lr = float(lr)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        self.weight_decay = float(weight_decay)
-        if beta < 0:
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
-        self.beta = float(beta)
-        self.kmeans_init_points = (None if kmeans_init_points is None
-                                   else check_int("kmeans_init_points", kmeans_init_points, 2))
-        self.dead_code_reset = bool(dead_code_reset)
-        self.dead_code_window = None if dead_code_window is None else check_int("dead_code_window",
-                                                                                 dead_code_window, 1)
-        if not (warm_lr_scale > 0 and math.isfinite(warm_lr_scale)):
-            raise ValueError(f"warm_lr_scale must be a positive number, got {warm_lr_scale!r}")
-        self.warm_lr_scale = float(warm_lr_scale)
-        self.warm_dead_code_reset = bool(warm_dead_code_reset)
-        self.beam_size = check_int("beam_size", beam_size, 1)
-        self.seed = check_int("seed", seed, 0)
-        self.n_threads = None if n_threads is None else check_int("n_threads", n_threads, 1)
+    method = "rq_vae"
+    Options = RQVAEOptions
+    anchoring = Anchoring.WHOLE_MODEL
+    artifact_format = "semid.RQVAE"
+
+    def __init__(self, options: RQVAEOptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(options, **overrides)
         self.net: _Net | None = None
-        self.dim: int | None = None
         self.mean: np.ndarray | None = None
         self.scale: float = 1.0
-        self.fit_info: dict[str, Any] = {}
 
-    def get_params(self) -> dict[str, Any]:
-        return {"levels": self.levels, "codebook_size": self.codebook_size, "latent_dim": self.latent_dim,
-                "hidden_dims": list(self.hidden_dims), "epochs": self.epochs, "batch_size": self.batch_size,
-                "min_steps": self.min_steps,
-                "lr": self.lr, "weight_decay": self.weight_decay, "beta": self.beta,
-                "kmeans_init_points": self.kmeans_init_points, "dead_code_reset": self.dead_code_reset,
-                "dead_code_window": self.dead_code_window, "warm_lr_scale": self.warm_lr_scale,
-                "warm_dead_code_reset": self.warm_dead_code_reset, "beam_size": self.beam_size, "seed": self.seed,
-                "n_threads": self.n_threads}
+    @property
+    def is_fitted(self) -> bool:
+        return self.net is not None
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        with faiss_threads(self.options.n_threads), torch_threads(self.options.n_threads):
+            yield
 
     @property
     def codebooks(self) -> np.ndarray | None:
@@ -195,7 +184,8 @@ class RQVAE:
 
     @codebooks.setter
     def codebooks(self, value: np.ndarray) -> None:
-        net = self._check_fitted("set codebooks of")
+        self._check_fitted("set codebooks of")
+        net = self.net
         value = np.asarray(value, dtype=np.float32)
         if value.shape != tuple(net.codebooks.shape):
             raise ValueError(f"codebooks must have shape {tuple(net.codebooks.shape)}, got {value.shape}")
@@ -203,68 +193,29 @@ class RQVAE:
             net.codebooks.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
     def _shape(self, dim: int | None) -> dict[str, Any]:
-        return {"dim": dim, "hidden_dims": list(self.hidden_dims), "latent_dim": self.latent_dim,
+        """A warm start copies every weight: input ``dim``, ``hidden_dims``, ``latent_dim``, ``levels``
+        and ``codebook_size`` must agree."""
+        return {"dim": dim, "hidden_dims": list(self.options.hidden_dims), "latent_dim": self.options.latent_dim,
                 "levels": self.levels, "codebook_size": self.codebook_size}
-
-    def warm_start_mismatch(self, previous: Any, dim: int) -> str | None:
-        """Why this model cannot warm-start from ``previous`` on inputs of width ``dim``, or None if it can.
-
-        A warm start copies every weight, so the network must have the same shape: input
-        ``dim``, ``hidden_dims``, ``latent_dim``, ``levels`` and ``codebook_size``."""
-        if not isinstance(previous, RQVAE):
-            return f"a warm start needs a fitted RQVAE (or LETTER), got {type(previous).__name__}"
-        if previous.net is None:
-            return f"the warm start {type(previous).__name__} is not fitted"
-        mine, theirs = self._shape(int(dim)), previous._shape(previous.dim)
-        if mine != theirs:
-            return (f"cannot warm-start from a {type(previous).__name__} of shape {theirs}: this model and its "
-                    f"data have shape {mine}; train unanchored or configure the same shape")
-        return None
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
-            warm_start: RQVAE | None = None, warm_epochs: int | None = None, **side) -> RQVAE:
-        self.fit_encode(X, progress=progress, warm_start=warm_start, warm_epochs=warm_epochs, **side)
-        return self
-
-    def fit_encode(self, X: np.ndarray, progress: Callable[[str], None] | None = None,
-                   warm_start: RQVAE | None = None, warm_epochs: int | None = None, **side) -> np.ndarray:
-        """Train on ``X`` [n, dim] and return its codes, int32 [n, levels].
-
-        ``warm_start``: a fitted version of the same shape (see :meth:`warm_start_mismatch`)
-        whose encoder, decoder and codebooks training starts from (no k-means init). Its
-        input standardisation (``mean``, ``scale``) is kept rather than recomputed: the
-        copied encoder was trained on inputs standardised that way, so keeping it makes the
-        starting model exactly the previous version as a function of raw embeddings (same
-        latents, same codes); recomputing would shift every latent before the first step.
-        The loss terms stay near unit scale as long as the embeddings' spread does not change
-        much, which is what a warm start assumes anyway. Training-only state (Adam's moments,
-        LETTER's projection head) starts fresh: the stored artefact does not hold it.
-        ``warm_epochs``: epochs of a warm-started fit (default: the constructor's ``epochs``
-        and ``min_steps``, as from scratch).
-        """
-        X = as_float32_matrix(X)
-        n, d = X.shape
-        K = self.codebook_size
-        if n < K:
-            raise ValueError(f"X has {n} points but codebook_size is {K}; use codebook_size <= {n}")
-        if warm_start is not None:
-            mismatch = self.warm_start_mismatch(warm_start, d)
-            if mismatch is not None:
-                raise ValueError(mismatch)
-        if warm_epochs is not None:
-            if warm_start is None:
-                raise ValueError("warm_epochs sets the epochs of a warm start; pass warm_start= too, or set epochs")
-            check_int("warm_epochs", warm_epochs, 1)
+    def _fit_encode(self, X: Any, progress: Progress | None, warm_start: WarmStart | None,
+                    side: dict[str, Any]) -> np.ndarray:
+        X = self._training_matrix(X, warm_start)
         self._prepare_side(X, **side)
-        with torch_threads(self.n_threads):
-            self._train(X, progress, warm_start, warm_epochs)
-            return self._encode(X, self.beam_size)
+        if warm_start is None:
+            self._train(X, progress, None, None)
+        else:
+            self._train(X, progress, warm_start.previous, warm_start.steps)
+        return self.encode(X)
 
-    def _prepare_side(self, X: np.ndarray, **side) -> None:
-        if side:
-            raise ValueError(f"{type(self).__name__}.fit takes no side inputs, got {sorted(side)}")
+    def _prepare_side(self, X: np.ndarray, **side: Any) -> None:
+        """Hook: check and keep a subclass's side inputs (plain RQ-VAE has none)."""
+
+    def _side_info(self) -> dict[str, Any]:
+        """Hook: ``fit_info`` entries about a subclass's side inputs."""
+        return {}
 
     def _extra_loss(self, batch: torch.Tensor, z_q: torch.Tensor, codes: list[torch.Tensor],
                     epoch: int) -> dict[str, torch.Tensor]:
@@ -278,89 +229,59 @@ class RQVAE:
         """Training-only parameters of a subclass (created after the network)."""
         return []
 
-    def _train(self, X: np.ndarray, progress: Callable[[str], None] | None,
-               warm_start: RQVAE | None = None, warm_epochs: int | None = None) -> None:
-        n, d = X.shape
-        K, L = self.codebook_size, self.levels
-        t_start = time.perf_counter()
-        # Taken before anything is replaced, so a model can warm-start from itself.
-        warm_state = None if warm_start is None else {k: v.clone() for k, v in warm_start.net.state_dict().items()}
-        rng = np.random.default_rng(self.seed)
-        torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
-        self.dim = int(d)
-        if warm_start is None:
+    def _standardised(self, X: np.ndarray, previous: RQVAE | None) -> torch.Tensor:
+        """Set ``dim``, ``mean`` and ``scale`` (a warm start keeps the previous version's) and return
+        the standardised inputs."""
+        self.dim = int(X.shape[1])
+        if previous is None:
             self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
             centred_ms = float(np.mean(np.square(X - self.mean), dtype=np.float64))
             self.scale = float(math.sqrt(centred_ms)) if centred_ms > 0 else 1.0
         else:
-            self.mean, self.scale = warm_start.mean.copy(), float(warm_start.scale)
-        Xs = torch.from_numpy((X - self.mean) / np.float32(self.scale))
-        self.net = net = _Net(d, self.hidden_dims, self.latent_dim, L, K)
-        steps_per_epoch = sum(1 for s in range(0, n, self.batch_size) if min(self.batch_size, n - s) >= 2)
-        if warm_epochs is not None:
-            epochs = warm_epochs
-        else:
-            epochs = max(self.epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
-        self._fit_epochs = epochs
+            self.mean, self.scale = previous.mean.copy(), float(previous.scale)
+        return torch.from_numpy((X - self.mean) / np.float32(self.scale))
+
+    def _epochs(self, n: int, steps: int | None) -> int:
+        """A warm start's ``steps``, else ``epochs`` raised until ``min_steps`` optimiser steps are reached."""
+        if steps is not None:
+            return steps
+        batch = self.options.batch_size
+        steps_per_epoch = sum(1 for s in range(0, n, batch) if min(batch, n - s) >= 2)
+        return max(self.options.epochs, math.ceil(self.options.min_steps / max(steps_per_epoch, 1)))
+
+    def _train(self, X: np.ndarray, progress: Progress | None, previous: RQVAE | None, steps: int | None) -> None:
+        options = self.options
+        n, d = X.shape
+        K, L = self.codebook_size, self.levels
+        t_start = time.perf_counter()
+        # Taken before anything is replaced, so a model can warm-start from itself.
+        warm_state = None if previous is None else {k: v.clone() for k, v in previous.net.state_dict().items()}
+        rng = np.random.default_rng(options.seed)
+        torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
+        Xs = self._standardised(X, previous)
+        self.net = net = _Net(d, list(options.hidden_dims), options.latent_dim, L, K)
+        epochs = self._fit_epochs = self._epochs(n, steps)
         if warm_state is not None:
             net.load_state_dict(warm_state)
         else:
             self._kmeans_init(net, Xs, rng)
-
         warm = warm_state is not None
-        lr = self.lr * self.warm_lr_scale if warm else self.lr
-        reset_dead = self.warm_dead_code_reset if warm else self.dead_code_reset
+        lr = options.lr * options.warm_lr_scale if warm else options.lr
+        reset_dead = options.warm_dead_code_reset if warm else options.dead_code_reset
         # Training-only parameters (LETTER's projection head) start fresh even in a warm start,
         # so they keep the full learning rate.
         optimiser = torch.optim.Adam([{"params": list(net.parameters()), "lr": lr},
-                                      {"params": self._extra_parameters(), "lr": self.lr}],
-                                     lr=lr, weight_decay=self.weight_decay)
-        window = self.dead_code_window or max(1, math.ceil(16 * K / self.batch_size))
+                                      {"params": self._extra_parameters(), "lr": options.lr}],
+                                     lr=lr, weight_decay=options.weight_decay)
+        window = options.dead_code_window or max(1, math.ceil(16 * K / options.batch_size))
         unused_steps = torch.zeros(L, K, dtype=torch.int64)
         resets = 0
         history = []
         for epoch in range(epochs):
             self._on_epoch_start(epoch, rng)
-            perm = torch.from_numpy(rng.permutation(n))
-            totals: dict[str, float] = {}
-            steps = 0
-            for start in range(0, n, self.batch_size):
-                idx = perm[start : start + self.batch_size]
-                if len(idx) < 2:
-                    continue
-                x = Xs[idx]
-                z = net.encoder(x)
-                residual = z
-                q = torch.zeros_like(z)
-                codebook_loss = z.new_zeros(())
-                codes, residuals = [], []
-                for lvl in range(L):
-                    C = net.codebooks[lvl]
-                    c = _nearest(residual.detach(), C.detach())
-                    e = C[c]
-                    codebook_loss = codebook_loss + ((residual.detach() - e) ** 2).mean() \
-                        + self.beta * ((residual - e.detach()) ** 2).mean()
-                    codes.append(c)
-                    residuals.append(residual.detach())
-                    q = q + e
-                    residual = residual - e.detach()
-                z_q = z + (q - z).detach()
-                x_hat = net.decoder(z_q)
-                recon = ((x_hat - x) ** 2).mean()
-                terms = {"recon": recon, "codebook": codebook_loss,
-                         # Value q; gradients reach the codebooks through q and, straight-through,
-                         # the encoder through z (q alone would leave the encoder out of extra losses).
-                         **self._extra_loss(idx, q + z - z.detach(), codes, epoch)}
-                loss = sum(terms.values())
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                if reset_dead and (epoch < epochs - 1 or epochs == 1):
-                    resets += self._reset_dead(codes, residuals, unused_steps, window)
-                for name, value in terms.items():
-                    totals[name] = totals.get(name, 0.0) + float(value.detach())
-                steps += 1
-            means = {k: v / max(steps, 1) for k, v in totals.items()}
+            reset = reset_dead and (epoch < epochs - 1 or epochs == 1)
+            means, epoch_resets = self._train_epoch(Xs, rng, optimiser, epoch, reset, unused_steps, window)
+            resets += epoch_resets
             history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in means.items()}})
             if progress is not None and ((epoch + 1) % max(1, epochs // 10) == 0 or epoch + 1 == epochs):
                 progress(f"{type(self).__name__} epoch {epoch + 1}/{epochs}: "
@@ -368,17 +289,70 @@ class RQVAE:
                          + f"; dead codes reset so far {resets}")
         self.fit_info = {"n": int(n), "dim": int(d), "seconds": round(time.perf_counter() - t_start, 4),
                          "dead_code_resets": int(resets), "dead_code_window": int(window), "epochs": history,
-                         "warm_started": warm_start is not None, "lr": lr, "dead_code_reset": reset_dead,
-                         **getattr(self, "fit_info_side", {})}
+                         "warm_started": warm, "lr": lr, "dead_code_reset": reset_dead, **self._side_info()}
+
+    def _train_epoch(self, Xs: torch.Tensor, rng: np.random.Generator, optimiser: torch.optim.Optimizer,
+                     epoch: int, reset: bool, unused_steps: torch.Tensor, window: int) -> tuple[dict[str, float], int]:
+        """One pass over the catalogue in a seeded order; returns the mean of every loss term and the
+        number of dead codes reset."""
+        batch_size = self.options.batch_size
+        perm = torch.from_numpy(rng.permutation(Xs.shape[0]))
+        totals: dict[str, float] = {}
+        steps = resets = 0
+        for start in range(0, Xs.shape[0], batch_size):
+            idx = perm[start : start + batch_size]
+            if len(idx) < 2:
+                continue
+            terms, codes, residuals = self._losses(Xs[idx], idx, epoch)
+            loss = sum(terms.values())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if reset:
+                resets += self._reset_dead(codes, residuals, unused_steps, window)
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+            steps += 1
+        return {k: v / max(steps, 1) for k, v in totals.items()}, resets
+
+    def _losses(self, x: torch.Tensor, idx: torch.Tensor,
+                epoch: int) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The loss terms of one batch ``x`` (rows ``idx`` of the catalogue), and per level the codes
+        chosen and the residuals they quantised."""
+        net = self.net
+        z = net.encoder(x)
+        residual = z
+        q = torch.zeros_like(z)
+        codebook_loss = z.new_zeros(())
+        codes, residuals = [], []
+        for lvl in range(self.levels):
+            C = net.codebooks[lvl]
+            c = _nearest(residual.detach(), C.detach())
+            e = C[c]
+            codebook_loss = codebook_loss + ((residual.detach() - e) ** 2).mean() \
+                + self.options.beta * ((residual - e.detach()) ** 2).mean()
+            codes.append(c)
+            residuals.append(residual.detach())
+            q = q + e
+            residual = residual - e.detach()
+        z_q = z + (q - z).detach()
+        x_hat = net.decoder(z_q)
+        recon = ((x_hat - x) ** 2).mean()
+        terms = {"recon": recon, "codebook": codebook_loss,
+                 # Value q; gradients reach the codebooks through q and, straight-through,
+                 # the encoder through z (q alone would leave the encoder out of extra losses).
+                 **self._extra_loss(idx, q + z - z.detach(), codes, epoch)}
+        return terms, codes, residuals
 
     def _kmeans_init(self, net: _Net, Xs: torch.Tensor, rng: np.random.Generator) -> None:
         n, K, L = Xs.shape[0], self.codebook_size, self.levels
+        options = self.options
         order = rng.permutation(n)
-        init_n = min(n, self.kmeans_init_points or max(self.batch_size, 40 * K))
+        init_n = min(n, options.kmeans_init_points or max(options.batch_size, 40 * K))
         with torch.no_grad():
             z0 = net.encoder(Xs[torch.from_numpy(np.sort(order[:init_n]))]).numpy()
         init = RQKMeans(levels=L, codebook_size=K, n_iter=10, seed=int(rng.integers(0, 2**31 - 1)),
-                        progressive_dim_steps=10 if self.latent_dim > 16 else 0, n_threads=self.n_threads or 1)
+                        progressive_dim_steps=10 if options.latent_dim > 16 else 0, n_threads=options.n_threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # few points per centroid is expected here
             init.fit(z0)
@@ -404,83 +378,50 @@ class RQVAE:
 
     # ---------------------------------------------------------------- encoding
 
-    def _check_fitted(self, action: str) -> _Net:
-        if self.net is None:
-            raise ValueError(f"{type(self).__name__} is not fitted: call fit() before {action}()")
-        return self.net
-
-    def embed(self, X: np.ndarray) -> np.ndarray:
+    def embed(self, X: Any) -> np.ndarray:
         """The encoder's latents of ``X``: float32 [n, latent_dim] (what the codes quantise)."""
-        net = self._check_fitted("embed")
-        X = as_float32_matrix(X)
-        if X.shape[1] != self.dim:
-            raise ValueError(f"X has dim {X.shape[1]} but the tokenizer was fitted on dim {self.dim}")
-        out = np.empty((X.shape[0], self.latent_dim), dtype=np.float32)
-        with torch.no_grad(), torch_threads(self.n_threads):
+        self._check_fitted("embed")
+        X = self._checked_input(X)
+        out = np.empty((X.shape[0], self.options.latent_dim), dtype=np.float32)
+        with torch.no_grad(), self._threads():
             for start in range(0, X.shape[0], _ENCODE_BATCH):
                 block = torch.from_numpy((X[start : start + _ENCODE_BATCH] - self.mean) / np.float32(self.scale))
-                out[start : start + _ENCODE_BATCH] = net.encoder(block).numpy()
+                out[start : start + _ENCODE_BATCH] = self.net.encoder(block).numpy()
         return out
 
-    def _encode(self, X: np.ndarray, beam: int) -> np.ndarray:
-        return beam_encode(self.embed(X), self.codebooks, beam)
+    def quantised(self, X: Any) -> np.ndarray:
+        """The encoder's latents of ``X`` (:meth:`embed`)."""
+        return self.embed(X)
 
-    def encode(self, X: np.ndarray, beam_size: int | None = None) -> np.ndarray:
-        """Codes of ``X`` [n, dim]: int32 [n, levels] (beam ``beam_size``, default the constructor's)."""
-        self._check_fitted("encode")
-        beam = self.beam_size if beam_size is None else check_int("beam_size", beam_size, 1)
-        return self._encode(X, beam)
-
-    def decode_prefix(self, codes: np.ndarray, levels: int) -> np.ndarray:
+    def decode_prefix(self, codes: Any, levels: int) -> np.ndarray:
         """The decoder's reconstruction from the first ``levels`` codes: float32 [n, dim]."""
-        net = self._check_fitted("decode")
-        codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != self.levels:
-            raise ValueError(f"codes must have shape [n, {self.levels}], got {codes.shape}")
-        if not np.issubdtype(codes.dtype, np.integer):
-            raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
-        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
-            raise ValueError(f"codes out of range: expected [0, {self.codebook_size - 1}], "
-                             f"found [{int(codes.min())}, {int(codes.max())}]")
-        books = self.codebooks
-        q = books[0][codes[:, 0]]
-        for lvl in range(1, levels):
-            q += books[lvl][codes[:, lvl]]
-        out = np.empty((codes.shape[0], self.dim), dtype=np.float32)
-        with torch.no_grad(), torch_threads(self.n_threads):
+        q = super().decode_prefix(codes, levels)
+        out = np.empty((q.shape[0], self.dim), dtype=np.float32)
+        with torch.no_grad(), self._threads():
             for start in range(0, len(q), _ENCODE_BATCH):
-                out[start : start + _ENCODE_BATCH] = net.decoder(torch.from_numpy(q[start : start + _ENCODE_BATCH])).numpy()
+                block = torch.from_numpy(q[start : start + _ENCODE_BATCH])
+                out[start : start + _ENCODE_BATCH] = self.net.decoder(block).numpy()
         return out * np.float32(self.scale) + self.mean
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """The decoder's reconstruction from all levels: float32 [n, dim]."""
-        return self.decode_prefix(codes, self.levels)
+    def level_report(self, X: Any, codes: Any) -> pd.DataFrame:
+        """Per level: error of the decoder's reconstruction from the first l codes (in the input space),
+        utilisation, entropy and collisions of the prefix."""
+        self._check_fitted("level_report")
+        return decoded_level_report(X, codes, self.decode_prefix, self.codebook_size)
 
     # --------------------------------------------------------------- artefact
 
-    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        net = self._check_fitted("to_arrays")
-        arrays = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    def _state_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {f"net.{k}": v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
         arrays["mean"] = self.mean.copy()
-        meta = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "class": type(self).__name__,
-                "params": self.get_params(), "dim": self.dim, "scale": self.scale, "fit_info": self.fit_info}
-        return arrays, meta
+        return arrays, {"scale": self.scale}
 
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]):
-        if meta.get("format") != _FORMAT or meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"not a {_FORMAT} v{_FORMAT_VERSION} artefact: "
-                             f"{meta.get('format')!r} v{meta.get('format_version')!r}")
-        if meta.get("class") != cls.__name__:
-            raise ValueError(f"artefact holds a {meta.get('class')}, not a {cls.__name__}")
-        obj = cls(**meta["params"])
-        obj.dim = int(meta["dim"])
-        obj.scale = float(meta["scale"])
-        obj.mean = np.ascontiguousarray(arrays["mean"], dtype=np.float32)
-        net = _Net(obj.dim, obj.hidden_dims, obj.latent_dim, obj.levels, obj.codebook_size)
+    def _load_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        options = self.options
+        self.scale = float(meta["scale"])
+        self.mean = np.ascontiguousarray(arrays["mean"], dtype=np.float32)
+        net = _Net(self.dim, list(options.hidden_dims), options.latent_dim, self.levels, self.codebook_size)
         state = {k[len("net."):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
         net.load_state_dict(state, strict=True)
         net.eval()
-        obj.net = net
-        obj.fit_info = dict(meta.get("fit_info", {}))
-        return obj
+        self.net = net

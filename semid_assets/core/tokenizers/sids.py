@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from semid_assets.core.tokenizers.metrics import prefix_group_ids
 from semid_assets.core.data.schema import ITEM_ID
+from semid_assets.core.tokenizers.codes import check_codes
+from semid_assets.core.tokenizers.metrics import prefix_group_ids
 
 __all__ = ["collision_suffix", "semantic_id_table", "SUFFIX", "code_columns", "codes_of_items"]
 
@@ -24,28 +25,13 @@ def code_columns(levels: int) -> list[str]:
     return [f"c{lvl}" for lvl in range(1, levels + 1)]
 
 
-def _check_codes(codes: np.ndarray) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.ndim != 2:
-        raise ValueError(f"codes must be 2-D [n_items, levels], got shape {codes.shape}")
-    if codes.shape[1] < 1:
-        raise ValueError("codes must have at least one level")
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be integers, got dtype {codes.dtype}")
-    if codes.size and int(codes.min()) < 0:
-        raise ValueError("codes must be non-negative")
-    if codes.size and int(codes.max()) > np.iinfo(np.int32).max:
-        raise ValueError("codes must fit in int32")
-    return codes
-
-
 def collision_suffix(codes: np.ndarray) -> np.ndarray:
     """int32 [n]: rank of each row among the rows sharing its full code tuple, in row order.
 
     The first row of a tuple gets 0, the next 1, ... Rows of other tuples in between
     do not matter.
     """
-    codes = _check_codes(codes)
+    codes = check_codes(codes)
     n = codes.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.int32)
@@ -67,7 +53,7 @@ def semantic_id_table(item_ids: np.ndarray, codes: np.ndarray) -> pd.DataFrame:
     ``item_ids`` must be unique; pass rows oldest item first so that suffixes are stable
     as the catalogue grows. Every (c1..cL, suffix) of the result is unique.
     """
-    codes = _check_codes(codes)
+    codes = check_codes(codes)
     if isinstance(item_ids, (pd.Series, pd.Index)):
         # Keep the caller's dtype (e.g. pyarrow strings); only the positions matter here.
         ids = pd.Series(item_ids.to_numpy() if isinstance(item_ids, pd.Index) else item_ids.array)
