@@ -73,3 +73,32 @@ def test_a_month_publishes_the_same_table_twice():
         tables.append(publish_month(judgement, table, view, PublishOptions(cut_generation=True), 2))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert set(tables[0]["generation"]) == {2}
+
+
+def test_the_candidate_keeps_published_ids_across_a_change_of_space():
+    from semid_assets.core.lifecycle.candidate import choose_codebook_size, fit_candidate
+
+    rng = np.random.default_rng(9)
+    centres = rng.normal(size=(8, DIM)).astype(np.float32)
+    vectors = _clusters(centres, 900, seed=10)
+    ids = np.array([f"i{k}" for k in range(900)])
+    first = make_tokenizer("rq_kmeans", levels=2, codebook_size=8, seed=0)
+    table, _ = first_generation(ids[:800], first.fit_encode(vectors[:800]), "2025-01")
+    # The next month lives in another space (a new serving aligner): a random rotation into more dims.
+    rotation = np.linalg.qr(rng.normal(size=(DIM + 8, DIM + 8)))[0][:, :DIM].astype(np.float32)
+    moved = vectors @ rotation.T
+    candidate = make_tokenizer("rq_kmeans", levels=2, codebook_size=8, seed=1)
+    codes, info = fit_candidate(candidate, moved, ids, previous=first, published=published(table), steps=3,
+                                hysteresis=0.0)
+    assert info["anchored"] and info["warm_start"] == "previous partition carried over"
+    assert info["literal_kept"] > 0.9
+    sticky, sticky_info = fit_candidate(make_tokenizer("rq_kmeans", levels=2, codebook_size=8, seed=1), moved, ids,
+                                        previous=first, published=published(table), steps=3, hysteresis=0.2)
+    assert sticky_info["literal_kept"] >= info["literal_kept"]
+    plain, plain_info = fit_candidate(make_tokenizer("rq_kmeans", levels=2, codebook_size=8, seed=1), moved, ids,
+                                      previous=None, published=None, steps=3, hysteresis=0.0)
+    assert not plain_info["anchored"] and "no IDs" in plain_info["anchored_to"]
+    assert choose_codebook_size(None, 20_000, 3, None) == (256, None)
+    assert choose_codebook_size(None, 20_000, 3, 128) == (128, None)
+    size, warning = choose_codebook_size(256, 1_500, 3, None)
+    assert size == 256 and "size rule gives 64" in warning
