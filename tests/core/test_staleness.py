@@ -70,7 +70,8 @@ def test_a_month_publishes_the_same_table_twice():
         table, models, view = _month(old, new, seed=3)
         judgement = judge_month(table, table, models, view, GenerationPolicy(),
                                 PublishOptions(cut_generation=True))
-        tables.append(publish_month(judgement, table, view, PublishOptions(cut_generation=True), 2))
+        tables.append(publish_month(judgement.verdict.decision, table, models, view,
+                                    PublishOptions(cut_generation=True), 2))
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert set(tables[0]["generation"]) == {2}
 

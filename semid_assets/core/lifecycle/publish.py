@@ -143,22 +143,24 @@ def judge_month(previous: pd.DataFrame, origin: pd.DataFrame | None, models: Gen
     return Judgement(verdict, figures, extended)
 
 
-def publish_month(judgement: Judgement, previous: pd.DataFrame | None, view: MonthView, options: PublishOptions,
-                  number: int) -> pd.DataFrame:
-    """The table to publish: the extension, or generation ``number``'s first table from the candidate."""
-    if not judgement.verdict.new_generation:
-        return judgement.extended
+def publish_month(decision: str, previous: pd.DataFrame | None, models: GenerationModels | None, view: MonthView,
+                  options: PublishOptions, number: int) -> pd.DataFrame:
+    """The table to publish after ``decision`` (a :class:`Verdict`'s): the generation extended with the
+    month's new items (``keep``, ``refused``), or generation ``number``'s first table from the candidate
+    (``first``, ``cut``). A backfilled month (``older``) is published by :func:`ids_from_later` instead."""
+    if decision in ("keep", "refused"):
+        return _extend(previous, models, view, options)[0]
+    if decision not in ("first", "cut"):
+        raise ValueError(f"publish_month publishes a kept or new generation, not {decision!r}")
     candidates = None
     if options.collision_strategy == "reassign":
         candidates = view.candidate.last_level_candidates(view.serving_vectors, view.candidate_codes,
                                                           options.reassign_candidates)
     if previous is None:
-        table, _ = first_generation(view.item_ids, view.candidate_codes, view.month, number=number,
-                                    candidates=candidates)
-    else:
-        table, _ = cut_generation(previous, view.item_ids, view.candidate_codes, view.month, number,
-                                  candidates=candidates)
-    return table
+        return first_generation(view.item_ids, view.candidate_codes, view.month, number=number,
+                                candidates=candidates)[0]
+    return cut_generation(previous, view.item_ids, view.candidate_codes, view.month, number,
+                          candidates=candidates)[0]
 
 
 def ids_from_later(later: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
@@ -170,9 +172,9 @@ def ids_from_later(later: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
     return later.iloc[rows].reset_index(drop=True)
 
 
-def new_generation_record(number: int, method: str, view: MonthView, serving_aligner, verdict: Verdict,
+def new_generation_record(number: int, method: str, view: MonthView, serving_aligner, reason: str,
                           previous: int | None) -> Generation:
     """The record of a generation cut this month from the candidate and the serving aligner."""
     aligner_month = serving_aligner.info.get("month") if is_trained(serving_aligner) else None
     return Generation(number=number, method=method, origin_month=view.month, aligner_month=aligner_month,
-                      reason=verdict.summary, previous=previous)
+                      reason=reason, previous=previous)
