@@ -16,7 +16,7 @@ from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
 from semid_assets.core.markdown import markdown_table
 from semid_assets.partitions import SemidPartitions, month_of
-from semid_assets.resources import CatalogResource, MlflowRegistry, TextEncoderResource
+from semid_assets.resources import AssetStoreResource, CatalogResource, MlflowRegistry, TextEncoderResource
 
 GROUP = "alignment"
 ALIGNER_METHOD = "aligner"  # model name: semid-<dataset>-aligner
@@ -108,7 +108,8 @@ def build(parts: SemidPartitions) -> list:
               ins={"raw_items": dg.AssetIn(metadata={"exclude_prefixes": [schema.EMBEDDING_PREFIX]})})
     def aligner(context: dg.AssetExecutionContext, config: AlignerConfig, multimodal_features: MultimodalFeatures,
                 item_pairs: pd.DataFrame, raw_items: pa.Table, text_encoder: TextEncoderResource,
-                catalog: CatalogResource, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+                catalog: CatalogResource, mlflow_registry: MlflowRegistry,
+                asset_store: AssetStoreResource) -> dg.MaterializeResult:
         """The QFormer aligner of this month: N_q learnable queries read each item's multimodal
         token matrix through N_c cross-attention + FFN blocks; trained on the month's item
         pairs with symmetric InfoNCE (in-batch negatives, known pairs never negatives) plus a
@@ -121,6 +122,8 @@ def build(parts: SemidPartitions) -> list:
         from semid_assets.defs.tokenizer import model_name
 
         month = month_of(context)
+        store = asset_store.store()
+        store.sweep_temporaries(log=context.log.info)
         features = multimodal_features
         ids = raw_items.column(schema.ITEM_ID).to_numpy(zero_copy_only=False)
         if not np.array_equal(np.asarray(ids).astype(str), np.asarray(features.item_ids).astype(str)):
@@ -144,10 +147,11 @@ def build(parts: SemidPartitions) -> list:
         model = result.aligner
         truncated = model.truncated_items(features, text_encoder.store())
 
-        from semid_assets.registry import NEWEST_ALIAS, log_aligner
+        from semid_assets.registry import NEWEST_ALIAS
 
-        version = log_aligner(
-            registry, model, result.history, model_name=name, run_name=f"aligner-{month}",
+        path = store.write_artifact("aligner", model, month=month)
+        version = registry.register_aligner(
+            path, result.history, model_name=name, run_name=f"aligner-{month}",
             params={**config.model_dump(), "n_items": features.n_items, "out_dim": model.out_dim,
                     "max_tokens": dict(zip(model.config.modalities, model.config.max_tokens)),
                     "caption_column_used": column or "none"},
@@ -155,12 +159,12 @@ def build(parts: SemidPartitions) -> list:
             tags={"month": month, "method": ALIGNER_METHOD, "dataset": dataset, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "aligner", "dagster_partition": str(context.partition_key)},
             tables={"retrieval": result.retrieval, "captions": result.captions})
-        moved = registry.move_alias_if_newer(name, version.version, month)
-        context.log.info(f"registered {name} version {version.version}"
-                         + (f" (alias {NEWEST_ALIAS})" if moved else f" ({NEWEST_ALIAS} stays on a later month)"))
+        context.log.info(f"{'same content as' if version.reused else 'registered'} {name} version {version.version}"
+                         + (f" (alias {NEWEST_ALIAS})" if version.newest else f" ({NEWEST_ALIAS} stays on a later month)"))
         first, last = result.history.iloc[0], result.history.iloc[-1]
         qformer = result.retrieval.set_index("aligner")
-        return dg.MaterializeResult(value=model, metadata={
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)),
             "retrieval": dg.MetadataValue.md(markdown_table(result.retrieval)),
             "captions": dg.MetadataValue.md(markdown_table(result.captions) if len(result.captions) else "caption loss off"),
             "heldout_recall_at_10": float(qformer.loc["qformer", "heldout_recall@10"]),

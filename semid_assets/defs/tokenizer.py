@@ -18,7 +18,7 @@ from semid_assets.core.tokenizers.metrics import collision_stats
 from semid_assets.core.tokenizers.sids import semantic_id_table
 from semid_assets.defs.anchoring import fit_tokenizer
 from semid_assets.partitions import SemidPartitions, method_of, month_of
-from semid_assets.resources import CatalogResource, MlflowRegistry
+from semid_assets.resources import AssetStoreResource, CatalogResource, MlflowRegistry
 
 GROUP = "tokenizer"
 
@@ -125,16 +125,19 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"faiss", "torch", "mlflow"})
     def tokenizer(context: dg.AssetExecutionContext, config: Config, aligned_embeddings: pa.Table,
                   collaborative_embeddings: pa.Table, catalog: CatalogResource,
-                  mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+                  mlflow_registry: MlflowRegistry, asset_store: AssetStoreResource) -> dg.MaterializeResult:
         """A fitted residual quantiser for this month's items — one tokenizer version.
 
         The ``method`` partition picks RQ-Kmeans, balanced RQ-Kmeans, RQ-VAE or LETTER
         (which alone reads ``collaborative_embeddings``). Logged as an MLflow run (params,
         per-level metrics, codebooks) and registered as a model version that encodes
         embeddings to codes and decodes codes to vectors; the alias ``newest`` follows the
-        newest month.
+        newest month. The file is written (durably) before it is registered, and registering
+        the same content again reuses its version.
         """
         month, method = month_of(context), method_of(context)
+        store = asset_store.store()
+        store.sweep_temporaries(log=context.log.info)
         item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
         model = make_tokenizer(method, **config.model_dump())
         side = {}
@@ -153,18 +156,19 @@ def build(parts: SemidPartitions, default_codebook_size: int = 256) -> list:
         report = tokenizer_level_report(model, vectors, codes)
         name = model_name(dataset, method)
         registry = mlflow_registry.registry()
-        version = registry.log_tokenizer(
-            model, model_name=name, run_name=f"{method}-{month}",
+        path = store.write_artifact("tokenizer", model, month=month, method=method)
+        version = registry.register_tokenizer(
+            path, model_name=name, run_name=f"{method}-{month}",
             params={**config.model_dump(), "method": method, "n_items": len(vectors), "dim": vectors.shape[1],
                     "anchored_to": str(anchoring["anchored_to"])[:250]},
             metrics={**_level_metrics(report), "fit_seconds": float(model.fit_info.get("seconds", 0.0))},
             tags={"month": month, "method": method, "dataset": dataset, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "tokenizer", "dagster_partition": str(context.partition_key)},
             tables={"levels": report})
-        moved = registry.move_alias_if_newer(name, version.version, month)
-        context.log.info(f"registered {name} version {version.version}"
-                         + (" (alias newest)" if moved else " (newest stays on a later month)"))
-        return dg.MaterializeResult(value=model, metadata={
+        context.log.info(f"{'same content as' if version.reused else 'registered'} {name} version {version.version}"
+                         + (" (alias newest)" if version.newest else " (newest stays on a later month)"))
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(path)),
             "levels": dg.MetadataValue.md(markdown_table(report)),
             "level_metrics": dg.MetadataValue.json(report.to_dict(orient="records")),
             "fit_seconds": float(model.fit_info.get("seconds", 0.0)),
