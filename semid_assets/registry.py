@@ -6,8 +6,9 @@ durable file to :meth:`Registry.register_tokenizer` / :meth:`Registry.register_a
 model version and the ``newest`` alias only ever name an output that is already on disk.
 Registration is idempotent: a version is identified by its ``dataset``/``month``/``method``
 tags and the ``content_sha256`` of the file (:func:`~semid_assets.core.storage.content_sha256`),
-so registering one partition's content twice returns the first version. ``newest`` never
-moves to an older month. Registration and alias moves hold one ``fcntl`` lock under the
+so registering one partition's content twice returns the first version (and marks it as the
+partition's latest registration, which :meth:`Registry.find_version` returns). ``newest``
+never moves to an older month. Registration and alias moves hold one ``fcntl`` lock under the
 MLflow folder (``registry.lock``), so a ``semid demo`` and daemon-launched runs on one home
 do not interleave.
 
@@ -55,6 +56,7 @@ NEWEST_ALIAS = "newest"
 CHAMPION_ALIAS = "champion"
 IDENTITY_TAGS = ("dataset", "month", "method")
 CONTENT_TAG = "content_sha256"
+REGISTERED_TAG = "registered_ms"  # when the partition's content was last registered (epoch ms)
 LOCK_FILE = "registry.lock"
 _DESCRIPTIONS = {TOKENIZER_ARTIFACT: "semid tokenizer: embeddings ↔ semantic-ID codes",
                  ALIGNER_ARTIFACT: "semid aligner: items → aligned vectors"}
@@ -147,7 +149,11 @@ class Registry:
         with self.lock():
             self._ensure_model(model_name, _DESCRIPTIONS[kind])
             existing = self._same_content(model_name, tags)
+            tags[REGISTERED_TAG] = str(int(time.time() * 1000))
             if existing is not None:
+                # The stored file now holds this version's content again: it is the partition's current one.
+                self.client.set_model_version_tag(model_name, str(existing.version), REGISTERED_TAG,
+                                                  tags[REGISTERED_TAG])
                 found = self.client.get_run(existing.run_id)
                 version = RegisteredVersion(existing.run_id, found.info.experiment_id, model_name,
                                             str(existing.version), reused=True)
@@ -208,12 +214,13 @@ class Registry:
 
     # ------------------------------------------------------------------ lookups
     def find_version(self, model_name: str, month: str) -> RegisteredVersion | None:
-        """The newest version of ``model_name`` registered for ``month``."""
+        """The version of ``model_name`` last registered for ``month`` (the content its stored file holds)."""
         versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
         mine = [v for v in versions if (v.tags or {}).get("month") == month]
         if not mine:
             return None
-        newest = max(mine, key=lambda v: int(v.version))
+        newest = max(mine, key=lambda v: (int((v.tags or {}).get(REGISTERED_TAG, v.creation_timestamp or 0)),
+                                          int(v.version)))
         run = self.client.get_run(newest.run_id)
         return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
 

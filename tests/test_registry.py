@@ -85,6 +85,7 @@ def test_registering_one_partitions_content_twice_reuses_its_version(registry, h
                      "2025-02", name)
     assert back.reused and back.version == first.version
     assert registry.version_by_alias(name, NEWEST_ALIAS).version == int(first.version)
+    assert registry.find_version(name, "2025-02").version == first.version  # what the stored file holds
     assert len({v.tags[CONTENT_TAG] for v in _versions(registry, name)}) == len(_versions(registry, name)) == 2
 
 
@@ -172,3 +173,18 @@ def test_a_version_loads_through_mlflow_pyfunc_as_a_model_from_code(registry, ho
     decoded = np.stack(served.predict(codes, params={"direction": "decode"})["embedding"])
     assert np.allclose(decoded, model.decode(codes.to_numpy()))
     assert np.array_equal(load_tokenizer(f"models:/{name}/1", registry.tracking_uri).codebooks, model.codebooks)
+
+
+def test_the_store_and_the_registry_import_no_orchestrator():
+    code = textwrap.dedent("""
+        import sys
+        def loaded(package):
+            return sorted(m for m in sys.modules if m.split(".")[0] == package)
+        import semid_assets.core.storage
+        assert not loaded("dagster") and not loaded("mlflow"), (loaded("dagster"), loaded("mlflow"))
+        import semid_assets.encode, semid_assets.registry
+        assert not loaded("dagster"), loaded("dagster")
+    """)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
