@@ -8,8 +8,8 @@ from semid_assets.defs import (alignment, automation, checks, collaborative, com
                                pairs, ranking, stability, tokenizer)
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
-from semid_assets.resources import (CatalogResource, MlflowRegistry, PromotionThresholds, SidQualityThresholds,
-                                   TextEncoderResource)
+from semid_assets.resources import (AssetStoreResource, CatalogResource, MlflowRegistry, PromotionThresholds,
+                                   SidQualityThresholds, TextEncoderResource)
 from semid_assets.settings import Settings
 
 
@@ -29,6 +29,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=sensors,
         resources={
             "io_manager": SemidIOManager(root=str(settings.assets_dir(source.name))),
+            "asset_store": AssetStoreResource(root=str(settings.assets_dir(source.name))),
             "catalog": CatalogResource(
                 dataset=settings.dataset, size=settings.size, seed=settings.seed,
                 items_path=settings.items_path, interactions_path=settings.interactions_path,

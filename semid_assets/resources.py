@@ -1,4 +1,4 @@
-"""Dagster resources: the catalogue source, the text encoder + token cache, the MLflow registry."""
+"""Dagster resources: the catalogue source, the asset store, the text encoder + token cache, the MLflow registry."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ class CatalogResource(dg.ConfigurableResource):
     def source(self) -> CatalogSource:
         return open_source(self.dataset, size=self.size, seed=self.seed, items_path=self.items_path,
                            interactions_path=self.interactions_path, data_root=self.data_dir)
+
+
+class AssetStoreResource(dg.ConfigurableResource):
+    """The dataset's asset files (the IO manager's folder), for assets that write their output
+    before registering it and for housekeeping."""
+
+    root: str
+
+    def store(self):
+        from semid_assets.core.storage import AssetStore
+
+        return AssetStore(Path(self.root))
 
 
 @lru_cache(maxsize=2)

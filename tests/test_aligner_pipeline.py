@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.io_manager import load_artifact
+from semid_assets.core.storage import load_artifact
 from semid_assets.registry import Registry, load_aligner
 
 MODEL = "semid-synthetic-tiny-aligner"

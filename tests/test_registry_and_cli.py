@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -10,8 +12,8 @@ import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.io_manager import load_artifact
-from semid_assets.registry import Registry, load_aligner, load_tokenizer
+from semid_assets.core.storage import AssetStore, content_sha256, load_artifact
+from semid_assets.registry import CONTENT_TAG, Registry, _use_store, load_aligner, load_tokenizer
 
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
@@ -33,15 +35,35 @@ def test_registered_version_encodes_and_decodes(tiny_run, tiny_settings):
     assert latest.tags["month"] == months[-1]
     assert {"month", "method", "dagster_run_id"} <= set(latest.tags)
 
-    model = load_tokenizer(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
+    tokenizer = load_tokenizer(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
     ids, vectors = _embeddings(tiny_settings, months[-1])
-    codes = model.predict(None, vectors)
     table = _sids(tiny_settings, months[-1])
-    assert np.array_equal(codes.to_numpy(), table[[c for c in codes.columns]].to_numpy())
+    codes = tokenizer.encode(vectors)
+    assert np.array_equal(codes, table[[f"c{i + 1}" for i in range(codes.shape[1])]].to_numpy())
 
-    decoded = np.stack(model.predict(None, codes, params={"direction": "decode"})["embedding"])
+    # What external users load: the version as an MLflow model from code.
+    _use_store(tiny_settings.mlflow_tracking_uri)
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL}@newest")
+    served_codes = served.predict(pd.DataFrame({"embedding": list(vectors)}))
+    assert np.array_equal(served_codes.to_numpy(), codes)
+    decoded = np.stack(served.predict(served_codes, params={"direction": "decode"})["embedding"])
     assert decoded.shape == vectors.shape
     assert np.mean((decoded - vectors) ** 2) < np.mean((vectors - vectors.mean(0)) ** 2)
+
+
+def test_each_registered_version_is_the_file_its_asset_stored(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    store = AssetStore(tiny_settings.assets_dir(tiny_settings.source().name))
+    for asset, model, month, method in (("tokenizer", MODEL, months[-1], "rq_kmeans"),
+                                        ("aligner", "semid-synthetic-tiny-aligner", months[-1], None)):
+        path = store.path(asset, month, method, ".npz")
+        key = dg.MultiPartitionKey({"month": month, "method": method}) if method else month
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(key)]), limit=1).records[0]
+        assert record.asset_materialization.metadata["path"].value == str(path)
+        version = registry.client.get_model_version(model, registry.find_version(model, month).version)
+        assert version.tags[CONTENT_TAG] == content_sha256(path)
 
 
 def test_backfilling_an_older_month_keeps_latest_on_the_newest(tiny_run, tiny_settings):

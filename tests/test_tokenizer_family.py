@@ -12,7 +12,7 @@ from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.tokenizers.metrics import collision_stats
 from semid_assets.defs.tokenizer import SemanticIdConfig
-from semid_assets.io_manager import load_artifact
+from semid_assets.core.storage import load_artifact
 from semid_assets.registry import NEWEST_ALIAS, Registry, load_tokenizer
 from semid_assets.settings import METHODS
 
@@ -34,14 +34,14 @@ def test_every_method_is_registered_and_reproduces_its_semantic_ids(tiny_run, ti
     for method in METHODS:
         sids = pd.read_parquet(_assets(tiny_settings) / "semantic_ids" / f"month={month}" / f"method={method}.parquet")
         codes = sids[["c1", "c2", "c3"]].to_numpy()
-        wrapper = load_tokenizer(f"models:/semid-synthetic-tiny-{method}@newest", tiny_settings.mlflow_tracking_uri)
-        assert np.array_equal(wrapper.tokenizer.encode_catalogue(vectors), codes), method
-        decoded = wrapper.decode(wrapper.encode(vectors[:20]))
+        tokenizer = load_tokenizer(f"models:/semid-synthetic-tiny-{method}@newest", tiny_settings.mlflow_tracking_uri)
+        assert np.array_equal(tokenizer.encode_catalogue(vectors), codes), method
+        decoded = tokenizer.decode(tokenizer.encode(vectors[:20]))
         assert decoded.shape == (20, vectors.shape[1])
         # The run's params are the method's own options plus the pipeline's, not every method's.
         version = registry.version_by_alias(f"semid-synthetic-tiny-{method}", NEWEST_ALIAS)
         params = registry.client.get_run(version.run_id).data.params
-        assert set(params) == set(wrapper.tokenizer.get_params()) | {
+        assert set(params) == set(tokenizer.get_params()) | {
             "anchor_to_previous", "anchor_iterations", "method", "n_items", "dim", "anchored_to"}, method
 
 
