@@ -5,25 +5,28 @@ from __future__ import annotations
 import dagster as dg
 
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
-                               pairs, ranking, stability, tokenizer)
+                               pairs, publication, ranking, stability, tokenizer)
+from semid_assets.core.tokenizers.methods import tokenizer_class
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
-from semid_assets.resources import (AssetStoreResource, CatalogResource, MlflowRegistry, PromotionThresholds,
-                                   SidQualityThresholds, TextEncoderResource)
+from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, GenerationPolicyResource,
+                                   MlflowRegistry, SidQualityThresholds, TextEncoderResource)
 from semid_assets.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     source = settings.source()
     parts = build_partitions(source.months(), settings.methods)
-    jobs, schedules, sensors = automation.build(parts)
-    stability_assets, stability_checks = stability.build(parts)
+    # BPR factors are computed only when a method that reads them is run.
+    collaborative_needed = any("collaborative" in tokenizer_class(m).side_inputs for m in settings.methods)
+    jobs, schedules, sensors = automation.build(parts, collaborative_needed)
     return dg.Definitions(
         assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
-                *tokenizer.build(parts, settings.codebook_size), *collaborative.build(parts),
-                *comparison.build(parts), *stability_assets, *hierarchy.build(parts),
-                *ranking.build(parts)],
-        asset_checks=[*checks.build(parts), *stability_checks],
+                *(collaborative.build(parts) if collaborative_needed else []),
+                *tokenizer.build(parts, settings.codebook_size_override, collaborative_needed),
+                *publication.build(parts), *comparison.build(parts), *stability.build(parts),
+                *hierarchy.build(parts), *ranking.build(parts)],
+        asset_checks=checks.build(parts),
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
@@ -39,7 +42,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),
             "sid_thresholds": SidQualityThresholds(),
-            "promotion_thresholds": PromotionThresholds(),
+            "generation_policy": GenerationPolicyResource(),
+            "aligner_gate": AlignerGateResource(),
         },
     )
 

@@ -79,22 +79,23 @@ def _candidate_metadata(done) -> dict:
 def build(parts: SemidPartitions) -> list:
     @dg.multi_asset(
         specs=[dg.AssetSpec(CANDIDATE, group_name=GROUP, kinds={"torch", "mlflow"},
-                            deps=["multimodal_features", "item_pairs", "raw_items"],
-                            description="The QFormer trained on the month's item pairs (warm-started from the "
+                            deps=["multimodal_features", "item_pairs", "raw_items"], description="The QFormer trained on the month's item pairs (warm-started from the "
                                         "newest earlier one), registered in MLflow whether or not it serves."),
                dg.AssetSpec(SERVING, group_name=GROUP, kinds={"torch"}, deps=[CANDIDATE],
                             description="The aligner whose space the month's embeddings live in: the new one "
                                         "when it beats the content embedding and the serving aligner on "
                                         "held-out pairs beyond noise, else the one serving already.")],
         partitions_def=parts.month, can_subset=False,
-        ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn(),
-             "raw_items": dg.AssetIn(metadata={"exclude_prefixes": [schema.EMBEDDING_PREFIX]})})
+        ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
     def aligners(context: dg.AssetExecutionContext, config: AlignerConfig, multimodal_features: MultimodalFeatures,
-                 item_pairs, raw_items: pa.Table, text_encoder: TextEncoderResource, catalog: CatalogResource,
+                 item_pairs, text_encoder: TextEncoderResource, catalog: CatalogResource,
                  asset_store: AssetStoreResource, mlflow_registry: MlflowRegistry,
                  aligner_gate: AlignerGateResource):
         """Train, judge, and pick the serving aligner of the month (see the two assets' descriptions)."""
         month, store = month_of(context), asset_store.store()
+        # The catalogue's text columns (for captions) and evaluation labels, without its vectors.
+        raw_items = store.read_table("raw_items", month=month, columns=[
+            c for c in store.columns("raw_items", month=month) if not c.startswith(schema.EMBEDDING_PREFIX)])
         column, token_ids = _captions(raw_items, config, text_encoder)
         topics = (np.asarray(raw_items.column(schema.TRUTH_TOPIC).to_pylist()).astype(str)
                   if schema.TRUTH_TOPIC in raw_items.column_names else None)

@@ -14,18 +14,21 @@ from semid_assets.partitions import METHOD, MONTH, SemidPartitions
 MONTHLY_JOB = "monthly_lineage_job"
 TOKENIZER_JOB = "tokenizer_job"
 COMPARISON_JOB = "tokenizer_comparison_job"
-MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligner",
-                  "aligned_embeddings", "collaborative_embeddings"]
-TOKENIZER_ASSETS = ["tokenizer", "semantic_ids", "sid_stability", "sid_hierarchy"]
+MONTHLY_ASSETS = ["raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligner_candidate",
+                  "aligner", "aligned_embeddings", "collaborative_embeddings"]
+TOKENIZER_ASSETS = ["tokenizer", "sid_staleness", "semantic_ids", "sid_migration", "sid_prefix_migration",
+                    "sid_stability", "sid_hierarchy"]
 COMPARISON_ASSETS = ["tokenizer_comparison"]
 # Minutes, not seconds: its own job, run on demand or by `semid demo --ranking`, never by the sensor.
 RANKING_JOB = "ranking_eval_job"
 RANKING_ASSETS = ["ranking_eval"]
 
 
-def build(parts: SemidPartitions) -> tuple[list, list, list]:
+def build(parts: SemidPartitions, collaborative: bool = True) -> tuple[list, list, list]:
+    monthly = [a for a in MONTHLY_ASSETS if collaborative or a != "collaborative_embeddings"]
     monthly_job = dg.define_asset_job(
-        MONTHLY_JOB, selection=dg.AssetSelection.assets(*MONTHLY_ASSETS), partitions_def=parts.month,
+        MONTHLY_JOB, selection=dg.AssetSelection.assets(*monthly).required_multi_asset_neighbors(),
+        partitions_def=parts.month,
         description="Catalogue → features → pairs → aligner → aligned embeddings for one month.")
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,

@@ -13,7 +13,7 @@ from semid_assets.core.evaluation.ranker_config import RankerConfig
 from semid_assets.core.evaluation.ranking import SID_VARIANTS, VARIANTS, EvalConfig, SidVersion, evaluate_month
 from semid_assets.core.evaluation.ranking_plot import auc_plot_png
 from semid_assets.core.tokenizers.sids import code_columns
-from semid_assets.defs.tokenizer import model_name
+from semid_assets.core.lifecycle.versions import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
