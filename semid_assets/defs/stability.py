@@ -174,7 +174,7 @@ def build(parts: SemidPartitions) -> list:
         champion = registry.version_by_alias(name, CHAMPION_ALIAS)
         metadata = {"candidate_version": candidate.version, "candidate_month": month, "relative_mse": relative_mse}
         limits = promotion_thresholds.limits()
-        if champion is None or champion.version == candidate.version:
+        if champion is None or str(champion.version) == candidate.version:
             requirements = promotion_requirements(limits, relative_mse)
             metadata["champion"] = "none" if champion is None else f"already version {champion.version}"
         else:
@@ -208,7 +208,7 @@ def build(parts: SemidPartitions) -> list:
             return dg.AssetCheckResult(passed=False, metadata=metadata, description=(
                 f"not promoted; champion stays on {metadata.get('champion_month', 'no version')}: "
                 + "; ".join(r.shortfall() for r in unmet)))
-        if champion is not None and champion.version != candidate.version and \
+        if champion is not None and str(champion.version) != candidate.version and \
                 (champion.tags or {}).get("month", "") > month:
             return dg.AssetCheckResult(passed=True, metadata=metadata, description=(
                 f"meets every limit, but the champion is a later month ({champion.tags['month']}); not moved back"))
