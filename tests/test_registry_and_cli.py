@@ -13,7 +13,13 @@ import pytest
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.storage import AssetStore, content_sha256, load_artifact
-from semid_assets.registry import CONTENT_TAG, Registry, _use_store, load_aligner, load_tokenizer
+from semid_assets.registry import (
+    CONTENT_TAG,
+    Registry,
+    _use_store,
+    load_aligner,
+    load_tokenizer,
+)
 
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
@@ -52,16 +58,18 @@ def test_registered_version_encodes_and_decodes(tiny_run, tiny_settings):
 
 
 def test_each_registered_version_is_the_file_its_asset_stored(tiny_run, tiny_settings):
+    from semid_assets.defs.versions import stored
+
     _, instance, _, months = tiny_run
+    dataset = tiny_settings.source().name
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
-    store = AssetStore(tiny_settings.assets_dir(tiny_settings.source().name))
+    store = AssetStore(tiny_settings.assets_dir(dataset))
     for asset, model, month, method in (("tokenizer", MODEL, months[-1], "rq_kmeans"),
                                         ("aligner", "semid-synthetic-tiny-aligner", months[-1], None)):
         path = store.path(asset, month, method, ".npz")
         key = dg.MultiPartitionKey({"month": month, "method": method}) if method else month
-        record = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[str(key)]), limit=1).records[0]
-        assert record.asset_materialization.metadata["path"].value == str(path)
+        # The asset wrote its file itself: the materialisation names it, and the IO manager wrote nothing else.
+        assert stored(instance, asset, key, month, dataset).path == path
         version = registry.client.get_model_version(model, registry.find_version(model, month).version)
         assert version.tags[CONTENT_TAG] == content_sha256(path)
 
