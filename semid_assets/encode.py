@@ -42,20 +42,22 @@ def item_embeddings(items: pa.Table, settings: Settings, aligner=None) -> tuple[
 
 
 def aligner_of_tokenizer(settings: Settings, model: str, dim: int):
-    """The aligner whose output a tokenizer version was fitted on, or None for the content embedding.
+    """The aligner whose space a tokenizer version was fitted in, or None for the content embedding.
 
-    A tokenizer version of month M was fitted on M's ``aligned_embeddings``, i.e. on the
-    aligner registered for M (``semid-<dataset>-aligner``, its newest version of M) unless
-    that month ran with ``aligner="none"`` — told apart by the dimension the tokenizer expects.
+    A tokenizer version records the month of the aligner serving when it was fitted
+    (``aligner_month``, ``none`` for the content embedding); that month's registered aligner is
+    the one. Versions registered before the tag existed fall back to their own month's aligner,
+    kept only when its width is the one the tokenizer expects.
     """
+    from semid_assets.core.lifecycle.versions import ALIGNER, model_name
     from semid_assets.registry import Registry, load_aligner
 
     registry = Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
-    version = registry.resolve(model_uri(model))
-    tags = version.tags or {}
-    if not tags.get("dataset") or not tags.get("month"):
+    tags = registry.resolve(model_uri(model)).tags or {}
+    month = tags.get("aligner_month", tags.get("month"))
+    if not tags.get("dataset") or not month or month == "none":
         return None
-    found = registry.find_version(f"semid-{tags['dataset']}-aligner", tags["month"])
+    found = registry.find_version(model_name(tags["dataset"], ALIGNER), month)
     if found is None:
         return None
     aligner = load_aligner(f"models:/{found.model_name}/{found.version}", settings.mlflow_tracking_uri)

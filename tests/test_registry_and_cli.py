@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import mlflow
 import numpy as np
@@ -57,19 +59,26 @@ def test_registered_version_encodes_and_decodes(tiny_run, tiny_settings):
     assert np.mean((decoded - vectors) ** 2) < np.mean((vectors - vectors.mean(0)) ** 2)
 
 
-def test_each_registered_version_is_the_file_its_asset_stored(tiny_run, tiny_settings):
-    from semid_assets.defs.versions import stored
+def _materialised_path(instance, asset: str, partition: str, dataset: str) -> Path:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=20).records
+    return next(Path(r.asset_materialization.metadata["path"].value) for r in records
+                if dataset in r.asset_materialization.metadata["path"].value)
 
+
+def test_each_registered_version_is_the_file_its_asset_stored(tiny_run, tiny_settings):
+    # The store's files, the event log's materialisations and the registry's versions name one version.
     _, instance, _, months = tiny_run
     dataset = tiny_settings.source().name
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     store = AssetStore(tiny_settings.assets_dir(dataset))
     for asset, model, month, method in (("tokenizer", MODEL, months[-1], "rq_kmeans"),
-                                        ("aligner", "semid-synthetic-tiny-aligner", months[-1], None)):
+                                        ("aligner_candidate", "semid-synthetic-tiny-aligner", months[-1], None)):
         path = store.path(asset, month, method, ".npz")
         key = dg.MultiPartitionKey({"month": month, "method": method}) if method else month
         # The asset wrote its file itself: the materialisation names it, and the IO manager wrote nothing else.
-        assert stored(instance, asset, key, month, dataset).path == path
+        assert _materialised_path(instance, asset, str(key), dataset) == path
+        assert month in store.months(asset, method=method)
         version = registry.client.get_model_version(model, registry.find_version(model, month).version)
         assert version.tags[CONTENT_TAG] == content_sha256(path)
 
@@ -96,14 +105,11 @@ def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tm
     encoded = pd.read_parquet(out_file)
     assert list(encoded["item_id"]) == unseen_ids
 
-    # The same items embedded inside the newest catalogue by the aligner of the tokenizer's month
-    # (the one its training vectors came from) give the same codes.
-    aligner = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts).find_version(
-        "semid-synthetic-tiny-aligner", months[0])
-    features = load_artifact(tiny_settings.assets_dir(tiny_settings.source().name) / "multimodal_features"
-                             / f"{months[-1]}.npz")
-    vectors = load_aligner(f"models:/{aligner.model_name}/{aligner.version}",
-                           tiny_settings.mlflow_tracking_uri).embed(features)
+    # The same items embedded inside the newest catalogue by the aligner serving in the tokenizer's month
+    # (the space its training vectors came from) give the same codes.
+    store = AssetStore(tiny_settings.assets_dir(tiny_settings.source().name))
+    features = store.read_artifact("multimodal_features", month=months[-1])
+    vectors = store.read_artifact("aligner", month=months[0]).embed(features)
     rows = pd.Index(features.item_ids).get_indexer(encoded["item_id"])
     model = load_tokenizer(f"models:/{MODEL}/{version.version}", tiny_settings.mlflow_tracking_uri)
     expected = model.encode(vectors[rows])
