@@ -14,7 +14,8 @@ from semid_assets.resources import (AlignerGateResource, AssetStoreResource, Cat
 from semid_assets.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, resource_overrides: dict | None = None) -> dg.Definitions:
+    """The definitions of ``settings``' dataset; ``resource_overrides`` replaces resources by key (tests)."""
     source = settings.source()
     parts = build_partitions(source.months(), settings.methods)
     # BPR factors are computed only when a method that reads them is run.
@@ -44,6 +45,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "sid_thresholds": SidQualityThresholds(),
             "generation_policy": GenerationPolicyResource(),
             "aligner_gate": AlignerGateResource(),
+            **(resource_overrides or {}),
         },
     )
 

@@ -88,7 +88,7 @@ def test_a_sparse_month_keeps_the_serving_aligner_and_old_items_do_not_move(tiny
         return result
 
     # A generous gate lets the first month's aligner serve; the next month has too few pairs to judge one.
-    align(months[0], AlignerGateResource(margin=-1.0))
+    align(months[0], AlignerGateResource(margin=-1.0, min_heldout_pairs=20))
     assert _metadata(instance, "aligner", months[0])["serving_aligner_month"] == months[0]
     align(months[1], AlignerGateResource(min_heldout_pairs=10**6))
     candidate, serving = (_metadata(instance, a, months[1]) for a in ("aligner_candidate", "aligner"))
@@ -99,8 +99,8 @@ def test_a_sparse_month_keeps_the_serving_aligner_and_old_items_do_not_move(tiny
     old = [i for i, item in enumerate(ids) if item in before]
     assert old and all(np.array_equal(after[i], before[ids[i]]) for i in old)
     # Leave the shared home as the fixture made it.
-    align(months[0], AlignerGateResource())
-    align(months[1], AlignerGateResource())
+    align(months[0], defs.resources["aligner_gate"])
+    align(months[1], defs.resources["aligner_gate"])
 
 
 def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch,
