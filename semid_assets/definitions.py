@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import sys
+
 import dagster as dg
 
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
@@ -14,19 +18,40 @@ from semid_assets.resources import (AlignerGateResource, AssetStoreResource, Cat
 from semid_assets.settings import Settings
 
 
+OWNERS = ["team:semid"]
+
+
+def _code_version(assets_def) -> str:
+    """The stage module's text, hashed: a change to a stage's code shows its assets as stale."""
+    module = sys.modules[assets_def.op.compute_fn.decorated_fn.__module__]
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:12]
+
+
+def _described(assets: list) -> list:
+    """Owners, a stage tag, code versions, and the automation condition of the stages after the monthly ones."""
+    def apply(spec: dg.AssetSpec, version: str) -> dg.AssetSpec:
+        return spec.replace_attributes(
+            owners=OWNERS, code_version=version, tags={**spec.tags, "stage": spec.group_name or "semid"},
+            automation_condition=automation.downstream_condition() if spec.key.to_user_string() in automation.AUTOMATED
+            else spec.automation_condition)
+
+    return [assets_def.map_asset_specs(lambda spec, v=_code_version(assets_def): apply(spec, v)) for assets_def in assets]
+
+
 def build_definitions(settings: Settings, resource_overrides: dict | None = None) -> dg.Definitions:
     """The definitions of ``settings``' dataset; ``resource_overrides`` replaces resources by key (tests)."""
     source = settings.source()
-    parts = build_partitions(source.months(), settings.methods)
+    parts = build_partitions(source.months(), settings.methods, open_ended=getattr(source, "growing", False))
     # BPR factors are computed only when a method that reads them is run.
     collaborative_needed = any("collaborative" in tokenizer_class(m).side_inputs for m in settings.methods)
-    jobs, schedules, sensors = automation.build(parts, collaborative_needed)
+    jobs, schedules, sensors = automation.build(parts, source.months, collaborative_needed)
     return dg.Definitions(
-        assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
+        executor=dg.in_process_executor,
+        assets=_described([*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
                 *(collaborative.build(parts) if collaborative_needed else []),
                 *tokenizer.build(parts, settings.codebook_size_override, collaborative_needed),
                 *publication.build(parts), *comparison.build(parts), *stability.build(parts),
-                *hierarchy.build(parts), *ranking.build(parts)],
+                *hierarchy.build(parts), *ranking.build(parts)]),
         asset_checks=checks.build(parts),
         jobs=jobs,
         schedules=schedules,

@@ -197,6 +197,7 @@ class AlignerGate:
     n_boot: int = 1000
     """Bootstrap resamples of the held-out pairs."""
     seed: int = 0
+    """Seeds the bootstrap: the same pairs and seed give the same verdict."""
 
     def __post_init__(self) -> None:
         if self.min_heldout_pairs < 1 or self.n_boot < 10:
