@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,7 +41,7 @@ from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
 from semid_assets.core.evaluation.stability import align_common, knn_overlap  # noqa: E402
 from semid_assets.core.features.text_encoder import TextEncoder  # noqa: E402
 from semid_assets.core.features.token_store import TokenStore  # noqa: E402
-from semid_assets.io_manager import load_artifact  # noqa: E402
+from semid_assets.core.storage import AssetStore  # noqa: E402
 
 
 def main() -> None:
@@ -54,10 +53,10 @@ def main() -> None:
     parser.add_argument("--warm-iterations", type=int, default=3, help="RQ-Kmeans Lloyd iterations after the warm start")
     args = parser.parse_args()
     home = Path(args.home)
-    assets = home / "assets" / "synthetic-default"
-    features = load_artifact(assets / "multimodal_features" / f"{args.month}.npz")
-    pairs = pd.read_parquet(assets / "item_pairs" / f"{args.month}.parquet")
-    previous_aligner = load_artifact(assets / "aligner" / f"{args.previous}.npz")
+    store = AssetStore(home / "assets" / "synthetic-default")
+    features = store.read_artifact("multimodal_features", month=args.month)
+    pairs = store.read_table("item_pairs", month=args.month).to_pandas()
+    previous_aligner = store.read_artifact("aligner", month=args.previous)
     source = open_source("synthetic", size="default", seed=0, items_path=None, interactions_path=None,
                          data_root=home / "data")
     items = source.items_as_of(args.month)
@@ -66,12 +65,11 @@ def main() -> None:
     store = TokenStore(home / "cache" / "text", encoder.name)
     captions = encoder.tokenize([t or "" for t in items.column(column).to_pylist()])
     topics = np.asarray(items.column("truth_topic").to_pylist()).astype(str)
-    previous_ids, previous_vectors = embeddings_from_arrow(
-        pq.read_table(assets / "aligned_embeddings" / f"{args.previous}.parquet"))
-    stored = pd.read_parquet(assets / "semantic_ids" / f"month={args.previous}" / "method=rq_kmeans.parquet")
+    previous_ids, previous_vectors = embeddings_from_arrow(store.read_table("aligned_embeddings", month=args.previous))
+    stored = store.read_table("semantic_ids", month=args.previous, method="rq_kmeans").to_pandas()
     ids = np.asarray(features.item_ids).astype(str)
     previous_codes = codes_of_items(stored, ids)
-    previous_tokenizer = load_artifact(assets / "tokenizer" / f"month={args.previous}" / "method=rq_kmeans.npz")
+    previous_tokenizer = store.read_artifact("tokenizer", month=args.previous, method="rq_kmeans")
     common_a, common_b = align_common(np.asarray(previous_ids).astype(str), ids)
 
     table = []

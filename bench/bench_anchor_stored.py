@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,11 +34,11 @@ from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.tokenizers.methods import make_tokenizer  # noqa: E402
 from semid_assets.core.tokenizers.metrics import level_report  # noqa: E402
 from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
-from semid_assets.io_manager import load_artifact  # noqa: E402
+from semid_assets.core.storage import AssetStore  # noqa: E402
 
 
-def stored_codes(root: Path, month: str, method: str, ids: np.ndarray) -> np.ndarray:
-    return codes_of_items(pd.read_parquet(root / "semantic_ids" / f"month={month}" / f"method={method}.parquet"), ids)
+def stored_codes(store: AssetStore, month: str, method: str, ids: np.ndarray) -> np.ndarray:
+    return codes_of_items(store.read_table("semantic_ids", month=month, method=method).to_pandas(), ids)
 
 
 def row(label, model, X, codes, previous_codes, seconds):
@@ -61,8 +60,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    root = Path(args.home) / "assets" / args.dataset
-    previous = load_artifact(root / "tokenizer" / f"month={args.earlier}" / f"method={args.method}.npz")
+    store = AssetStore(Path(args.home) / "assets" / args.dataset)
+    previous = store.read_artifact("tokenizer", month=args.earlier, method=args.method)
 
     def model():
         return make_tokenizer(args.method, levels=3, codebook_size=previous.codebook_size, seed=0,
@@ -71,8 +70,8 @@ def main() -> None:
     rows = []
     for month, label in ((args.month, f"{args.month} anchored to {args.earlier}"),
                          (args.earlier, f"{args.earlier} anchored to itself")):
-        ids, X = embeddings_from_arrow(pq.read_table(root / "aligned_embeddings" / f"{month}.parquet"))
-        previous_codes = stored_codes(root, args.earlier, args.method, ids)
+        ids, X = embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
+        previous_codes = stored_codes(store, args.earlier, args.method, ids)
         if month == args.month:
             free = model()
             started = time.perf_counter()

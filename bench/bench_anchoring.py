@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +39,7 @@ from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.tokenizers.metrics import level_report  # noqa: E402
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans  # noqa: E402
 from semid_assets.core.evaluation.stability import align_common, compare_codes  # noqa: E402
+from semid_assets.core.storage import AssetStore  # noqa: E402
 
 
 def fit(X, previous, previous_codes, iterations, threads, codebook_size):
@@ -69,16 +69,17 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[3, 20],
                         help="warm Lloyd iterations of each anchored chain (the asset's default is 3)")
     args = parser.parse_args()
-    folder = Path(args.home) / "assets" / args.dataset / "aligned_embeddings"
-    months = sorted(p.stem for p in folder.glob("*.parquet"))
+    store = AssetStore(Path(args.home) / "assets" / args.dataset)
+    months = store.months("aligned_embeddings")
     if len(months) < 2:
-        raise SystemExit(f"{folder} holds {len(months)} month(s); run `semid demo --months 3` (or more) first")
+        raise SystemExit(f"{store.root / 'aligned_embeddings'} holds {len(months)} month(s); "
+                         f"run `semid demo --months 3` (or more) first")
     chains = ["unanchored"] + [f"anchored, {i} iterations" for i in args.iterations]
     iterations = dict(zip(chains, [None] + args.iterations))
     rows = []
     previous = dict.fromkeys(chains)
     for month in months:
-        ids, X = embeddings_from_arrow(pq.read_table(folder / f"{month}.parquet"))
+        ids, X = embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
         current = {}
         for chain in chains:
             anchor = previous[chain] if iterations[chain] is not None else None

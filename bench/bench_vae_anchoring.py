@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -38,7 +37,7 @@ from semid_assets.core.data.embedding_table import embeddings_from_arrow  # noqa
 from semid_assets.core.markdown import markdown_table  # noqa: E402
 from semid_assets.core.tokenizers.matching import match_level_codes  # noqa: E402
 from semid_assets.core.tokenizers.sids import codes_of_items  # noqa: E402
-from semid_assets.io_manager import load_artifact  # noqa: E402
+from semid_assets.core.storage import AssetStore  # noqa: E402
 
 
 def matched(previous_codes: np.ndarray, codes: np.ndarray, K: int) -> np.ndarray:
@@ -60,10 +59,10 @@ def main() -> None:
                         help="seed of the new fits (the stored version's seed reproduces it exactly when unanchored "
                              "on the same month)")
     args = parser.parse_args()
-    root = args.home / "assets" / args.dataset
-    previous = load_artifact(root / "tokenizer" / f"month={args.previous}" / f"method={args.method}.npz")
-    table = pd.read_parquet(root / "semantic_ids" / f"month={args.previous}" / f"method={args.method}.parquet")
-    ids, X = embeddings_from_arrow(pq.read_table(root / "aligned_embeddings" / f"{args.month}.parquet"))
+    store = AssetStore(args.home / "assets" / args.dataset)
+    previous = store.read_artifact("tokenizer", month=args.previous, method=args.method)
+    table = store.read_table("semantic_ids", month=args.previous, method=args.method).to_pandas()
+    ids, X = embeddings_from_arrow(store.read_table("aligned_embeddings", month=args.month))
     previous_codes = codes_of_items(table, ids)
     known = np.all(previous_codes >= 0, axis=1)
     params = {**previous.get_params(), "seed": args.seed}

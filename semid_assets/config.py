@@ -75,3 +75,20 @@ def to_options(config: dg.Config, options: type, **fixed: Any) -> Any:
         if isinstance(value, list) and typing.get_origin(annotations.get(key)) is tuple:
             values[key] = tuple(value)
     return options(**values)
+
+
+class OptionsResource(dg.ConfigurableResource):
+    """A resource whose fields are a library options dataclass (:func:`resource_class`)."""
+
+    def options(self):
+        return to_options(self, type(self).options_class)
+
+
+def resource_class(name: str, options: type, doc: str | None = None) -> type[OptionsResource]:
+    """A ``dg.ConfigurableResource`` named ``name`` with one field per option of ``options`` (defaults and
+    descriptions from the library), whose ``options()`` gives the dataclass back."""
+    fields = {option.name: _field(option) for option in options_of(options)}
+    model = pydantic.create_model(name, __base__=OptionsResource, __doc__=doc or _written_doc(options), **fields)
+    model.__module__ = __name__
+    model.options_class = options
+    return model

@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import sys
+
 import dagster as dg
 
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
-                               pairs, ranking, stability, tokenizer)
+                               pairs, publication, ranking, stability, tokenizer)
+from semid_assets.core.tokenizers.methods import tokenizer_class
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
-from semid_assets.resources import (CatalogResource, MlflowRegistry, PromotionThresholds, SidQualityThresholds,
-                                   TextEncoderResource)
+from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, GenerationPolicyResource,
+                                   MlflowRegistry, SidQualityThresholds, TextEncoderResource)
 from semid_assets.settings import Settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+OWNERS = ["team:semid"]
+
+
+def _code_version(assets_def) -> str:
+    """The stage module's text, hashed: a change to a stage's code shows its assets as stale."""
+    module = sys.modules[assets_def.op.compute_fn.decorated_fn.__module__]
+    return hashlib.sha256(inspect.getsource(module).encode()).hexdigest()[:12]
+
+
+def _described(assets: list) -> list:
+    """Owners, a stage tag, code versions, and the automation condition of the stages after the monthly ones."""
+    def apply(spec: dg.AssetSpec, version: str) -> dg.AssetSpec:
+        return spec.replace_attributes(
+            owners=OWNERS, code_version=version, tags={**spec.tags, "stage": spec.group_name or "semid"},
+            automation_condition=automation.downstream_condition() if spec.key.to_user_string() in automation.AUTOMATED
+            else spec.automation_condition)
+
+    return [assets_def.map_asset_specs(lambda spec, v=_code_version(assets_def): apply(spec, v)) for assets_def in assets]
+
+
+def build_definitions(settings: Settings, resource_overrides: dict | None = None) -> dg.Definitions:
+    """The definitions of ``settings``' dataset; ``resource_overrides`` replaces resources by key (tests)."""
     source = settings.source()
-    parts = build_partitions(source.months(), settings.methods)
-    jobs, schedules, sensors = automation.build(parts)
-    stability_assets, stability_checks = stability.build(parts)
+    parts = build_partitions(source.months(), settings.methods, open_ended=getattr(source, "growing", False))
+    # BPR factors are computed only when a method that reads them is run.
+    collaborative_needed = any("collaborative" in tokenizer_class(m).side_inputs for m in settings.methods)
+    jobs, schedules, sensors = automation.build(parts, source.months, collaborative_needed)
     return dg.Definitions(
-        assets=[*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
-                *tokenizer.build(parts, settings.codebook_size), *collaborative.build(parts),
-                *comparison.build(parts), *stability_assets, *hierarchy.build(parts),
-                *ranking.build(parts)],
-        asset_checks=[*checks.build(parts), *stability_checks],
+        executor=dg.in_process_executor,
+        assets=_described([*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
+                *(collaborative.build(parts) if collaborative_needed else []),
+                *tokenizer.build(parts, settings.codebook_size_override, collaborative_needed),
+                *publication.build(parts), *comparison.build(parts), *stability.build(parts),
+                *hierarchy.build(parts), *ranking.build(parts)]),
+        asset_checks=checks.build(parts),
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
         resources={
             "io_manager": SemidIOManager(root=str(settings.assets_dir(source.name))),
+            "asset_store": AssetStoreResource(root=str(settings.assets_dir(source.name))),
             "catalog": CatalogResource(
                 dataset=settings.dataset, size=settings.size, seed=settings.seed,
                 items_path=settings.items_path, interactions_path=settings.interactions_path,
@@ -38,7 +68,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),
             "sid_thresholds": SidQualityThresholds(),
-            "promotion_thresholds": PromotionThresholds(),
+            "generation_policy": GenerationPolicyResource(),
+            "aligner_gate": AlignerGateResource(),
+            **(resource_overrides or {}),
         },
     )
 

@@ -73,47 +73,48 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
 def check_summary(outcome) -> str:
     evaluations = [e.event_specific_data for e in outcome.all_events
                    if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    failed = [f"{ev.check_name} failed: {ev.description}" for ev in evaluations if not ev.passed]
-    passed = len(evaluations) - len(failed)
-    return f"{passed}/{len(evaluations)} passed" + ("; " + "; ".join(failed) if failed else "")
+    warned = [f"{ev.check_name}: {ev.description}" for ev in evaluations
+              if not ev.passed and ev.severity == dg.AssetCheckSeverity.WARN]
+    failed = [f"{ev.check_name} failed: {ev.description}" for ev in evaluations
+              if not ev.passed and ev.severity != dg.AssetCheckSeverity.WARN]
+    passed = len(evaluations) - len(failed) - len(warned)
+    return (f"{passed}/{len(evaluations)} passed" + ("; " + "; ".join(failed) if failed else "")
+            + ("; warnings: " + "; ".join(warned) if warned else ""))
 
 
-def _evaluation_columns(instance: dg.DagsterInstance, key: str) -> dict:
-    """Stability and hierarchy figures of a version, when those reports were materialised."""
-    columns = {}
+def _optional(instance: dg.DagsterInstance, asset: str, partition: str) -> dict:
     try:
-        stability = _latest_metadata(instance, "sid_stability", key)
-        columns["stability vs earlier"] = (
-            f"{stability['compared_with_month']}: ARI@1 {stability['ari_prefix_1']:.3f}, "
-            f"full SID kept {stability['raw_unchanged_full']:.3f}" if "compared_with_month" in stability else "—")
+        return _latest_metadata(instance, asset, partition)
     except RuntimeError:
-        pass
-    try:
-        hierarchy = _latest_metadata(instance, "sid_hierarchy", key)
-        columns["cosine by prefix (random)"] = (f"{hierarchy['mean_cosine_by_prefix']} "
-                                                f"({hierarchy['random_cosine']:.3f})")
-    except RuntimeError:
-        pass
-    return columns
+        return {}
+
+
+def _figure(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
 
 def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str) -> dict:
-    levels = _latest_metadata(instance, "tokenizer", key)["level_metrics"]
+    """One line per month × method: the published generation and its verdict, the candidate's quality,
+    what a cut would gain and keep, the serving aligner, and the stability and hierarchy figures."""
+    tokenizer = _latest_metadata(instance, "tokenizer", key)
     sids = _latest_metadata(instance, "semantic_ids", key)
-    pairs = _latest_metadata(instance, "item_pairs", month)
-    aligner = _latest_metadata(instance, "aligner", month)
-
-    def per_level(column: str, digits: int) -> str:
-        return " / ".join(f"{row[column]:.{digits}f}" for row in levels)
-
+    staleness = _optional(instance, "sid_staleness", key)
+    serving = _latest_metadata(instance, "aligner", month)
+    stability = _optional(instance, "sid_stability", key)
+    hierarchy = _optional(instance, "sid_hierarchy", key)
     return {
-        "month": month, "method": method, "items": sids["dagster/row_count"], "pairs": pairs["dagster/row_count"],
-        "mse per level": per_level("mse", 5), "relative mse": per_level("relative_mse", 3),
-        "utilisation": per_level("utilisation", 3), "entropy (nats)": per_level("entropy", 3),
-        "collision rate": round(float(sids["collision_rate"]), 4),
-        "held-out R@10 aligner / none": f"{aligner['heldout_recall_at_10']:.4f} / "
-                                        f"{aligner['baseline_heldout_recall_at_10']:.4f}",
-        **_evaluation_columns(instance, key),
+        "month": month, "method": method, "items": sids["dagster/row_count"],
+        "generation": f"{sids['generation']} ({sids['decision']})",
+        "new items": sids["new_this_month"], "collision rate": _figure(sids["collision_rate"], 4),
+        "candidate rel. MSE": _figure(tokenizer["relative_mse"], 4),
+        "candidate keeps (literal)": _figure(tokenizer.get("literal_kept")),
+        "staleness MSE gain": _figure(staleness.get("mse_gain")),
+        "serving aligner": serving["serving_aligner_month"],
+        "vs earlier (literal / ARI@1)": (f"{stability['compared_with_month']}: "
+                                         f"{_figure(stability['literal_kept_full'])} / "
+                                         f"{_figure(stability['ari_prefix_1'])}"
+                                         if "compared_with_month" in stability else "—"),
+        "hierarchy lift": _figure(hierarchy.get("lift_at_full_prefix")),
     }
 
 

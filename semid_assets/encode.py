@@ -12,7 +12,7 @@ from semid_assets.core.data import schema
 from semid_assets.core.data.contracts import ContractError, validate_items
 from semid_assets.core.data.embedding_table import EMBEDDING, embeddings_from_arrow
 from semid_assets.core.data.parquet_files import read_parquet_file
-from semid_assets.io_manager import write_parquet_atomically
+from semid_assets.core.storage import write_parquet_atomically
 from semid_assets.registry import NEWEST_ALIAS, load_tokenizer
 from semid_assets.settings import Settings
 
@@ -42,25 +42,22 @@ def item_embeddings(items: pa.Table, settings: Settings, aligner=None) -> tuple[
 
 
 def aligner_of_tokenizer(settings: Settings, model: str, dim: int):
-    """The aligner whose output a tokenizer version was fitted on, or None for the content embedding.
+    """The aligner whose space a tokenizer version was fitted in, or None for the content embedding.
 
-    A tokenizer version of month M was fitted on M's ``aligned_embeddings``, i.e. on the
-    aligner registered for M (``semid-<dataset>-aligner``, its newest version of M) unless
-    that month ran with ``aligner="none"`` — told apart by the dimension the tokenizer expects.
+    A tokenizer version records the month of the aligner serving when it was fitted
+    (``aligner_month``, ``none`` for the content embedding); that month's registered aligner is
+    the one. Versions registered before the tag existed fall back to their own month's aligner,
+    kept only when its width is the one the tokenizer expects.
     """
+    from semid_assets.core.lifecycle.versions import ALIGNER, model_name
     from semid_assets.registry import Registry, load_aligner
 
     registry = Registry(settings.mlflow_tracking_uri, settings.mlflow_artifacts)
-    name, _, ref = model_uri(model).removeprefix("models:/").partition("@")
-    if ref:
-        version = registry.client.get_model_version_by_alias(name, ref)
-    else:
-        name, _, number = name.rpartition("/")
-        version = registry.client.get_model_version(name, number)
-    tags = version.tags or {}
-    if not tags.get("dataset") or not tags.get("month"):
+    tags = registry.resolve(model_uri(model)).tags or {}
+    month = tags.get("aligner_month", tags.get("month"))
+    if not tags.get("dataset") or not month or month == "none":
         return None
-    found = registry.find_version(f"semid-{tags['dataset']}-aligner", tags["month"])
+    found = registry.find_version(model_name(tags["dataset"], ALIGNER), month)
     if found is None:
         return None
     aligner = load_aligner(f"models:/{found.model_name}/{found.version}", settings.mlflow_tracking_uri)
@@ -101,8 +98,8 @@ def encode_file(settings: Settings, model: str, items_path: str | Path, out_path
     items = read_parquet_file(items_path, "the --items file")
     if schema.ITEM_ID not in items.column_names:
         raise ContractError(f"{items_path} has no 'item_id' column (it has {items.column_names}).")
-    wrapper = load_tokenizer(model_uri(model), settings.mlflow_tracking_uri)
-    expected = wrapper.tokenizer.dim
+    tokenizer = load_tokenizer(model_uri(model), settings.mlflow_tracking_uri)
+    expected = tokenizer.dim
     aligner = None if EMBEDDING in items.column_names else aligner_of_tokenizer(settings, model, expected)
     item_ids, vectors = item_embeddings(items, settings, aligner)
     if vectors.shape[1] != expected:
@@ -110,7 +107,7 @@ def encode_file(settings: Settings, model: str, items_path: str | Path, out_path
             f"{items_path} gives {vectors.shape[1]}-dim embeddings but {model} was trained on {expected}-dim ones; "
             f"bring the same text and emb_* columns as the training catalogue, or an 'embedding' column of "
             f"dimension {expected}.")
-    codes = wrapper.encode(vectors)
+    codes = tokenizer.encode(vectors)
     table = pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(codes.shape[1])])
     table.insert(0, schema.ITEM_ID, item_ids)
     write_parquet_atomically(pa.Table.from_pandas(table, preserve_index=False), Path(out_path))

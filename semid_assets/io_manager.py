@@ -1,69 +1,48 @@
-"""Asset storage: one file per asset partition under the home directory, written atomically.
+"""The Dagster IO manager: asset outputs in :class:`~semid_assets.core.storage.AssetStore`'s layout.
 
-Tables become Parquet; fitted objects (tokenizers, feature bundles) become ``.npz``
-through their ``to_arrays``/``from_arrays`` methods — no pickle anywhere, so reading an
-output never runs code. Every write goes to a temporary name in the same folder and is
-renamed into place, so a failed step leaves the previous output intact and readable.
+Tables become Parquet, fitted objects ``.npz`` (no pickle), each written atomically and
+durably by the store; the written file's ``path`` goes into the materialisation's metadata,
+which is how other assets find another version's outputs (``defs/versions.py``). An asset
+that writes its own output through the store first (the ``tokenizer`` and ``aligner``, which
+register the durable file in MLflow) returns a ``MaterializeResult`` without a value and its
+own ``path`` metadata: nothing is written a second time here.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from semid_assets.core.artifact import Artifact, load_npz, save_npz
+from semid_assets.core.artifact import Artifact
+from semid_assets.core.storage import (  # noqa: F401  (load/save/write: the names callers imported from here)
+    AssetStore,
+    load_artifact,
+    partition_name,
+    save_artifact,
+    write_parquet_atomically,
+)
+from semid_assets.partitions import METHOD, MONTH
 
-_CLASS_KEY = "__class__"
-_TRUSTED_MODULE_PREFIX = "semid_assets."
+
+def partition_location(partition_key: str | dg.MultiPartitionKey | None) -> dict[str, str | None]:
+    """The store's ``month``/``method`` of a Dagster partition key."""
+    if partition_key is None:
+        return {"month": None, "method": None}
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        dims = dict(partition_key.keys_by_dimension)
+        if set(dims) != {MONTH, METHOD}:
+            raise ValueError(f"semid stores month or month×method partitions, not {sorted(dims)}")
+        return {"month": dims[MONTH], "method": dims[METHOD]}
+    return {"month": str(partition_key), "method": None}
 
 
 def partition_path(partition_key: str | dg.MultiPartitionKey | None) -> str:
-    if partition_key is None:
-        return "all"
-    if isinstance(partition_key, dg.MultiPartitionKey):
-        return "/".join(f"{dim}={key}" for dim, key in sorted(partition_key.keys_by_dimension.items(),
-                                                              key=lambda kv: kv[0] != "month"))
-    return str(partition_key)
-
-
-def write_parquet_atomically(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _artifact_class(qualified: str) -> type:
-    module_name, _, class_name = qualified.partition(":")
-    if not module_name.startswith(_TRUSTED_MODULE_PREFIX):
-        raise ValueError(f"refusing to load stored object of untrusted class {qualified!r}")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def save_artifact(obj: Artifact, path: Path) -> None:
-    arrays, meta = obj.to_arrays()
-    meta = dict(meta)
-    meta[_CLASS_KEY] = f"{type(obj).__module__}:{type(obj).__qualname__}"
-    save_npz(path, arrays, meta)
-
-
-def load_artifact(path: Path) -> Any:
-    arrays, meta = load_npz(path)
-    cls = _artifact_class(meta.pop(_CLASS_KEY))
-    return cls.from_arrays(arrays, meta)
+    """The partition's file stem inside its asset folder (``2025-03``, ``month=2025-03/method=rq_kmeans``)."""
+    return partition_name(**partition_location(partition_key))
 
 
 class SemidIOManager(dg.ConfigurableIOManager):
@@ -71,8 +50,12 @@ class SemidIOManager(dg.ConfigurableIOManager):
 
     root: str
 
-    def _base(self, asset_key: dg.AssetKey, partition_key) -> Path:
-        return Path(self.root).joinpath(*asset_key.path, partition_path(partition_key))
+    def store(self) -> AssetStore:
+        return AssetStore(Path(self.root))
+
+    @staticmethod
+    def _asset(asset_key: dg.AssetKey) -> str:
+        return "/".join(asset_key.path)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -80,16 +63,11 @@ class SemidIOManager(dg.ConfigurableIOManager):
         partition = context.partition_key if context.has_asset_partitions else None
         if isinstance(partition, str) and context.has_asset_partitions:
             partition = self._as_multi(context, partition)
-        base = self._base(context.asset_key, partition)
-        if isinstance(obj, pd.DataFrame):
-            path = base.with_suffix(".parquet")
-            write_parquet_atomically(pa.Table.from_pandas(obj, preserve_index=False), path)
-        elif isinstance(obj, pa.Table):
-            path = base.with_suffix(".parquet")
-            write_parquet_atomically(obj, path)
+        asset, where = self._asset(context.asset_key), partition_location(partition)
+        if isinstance(obj, (pd.DataFrame, pa.Table)):
+            path = self.store().write_table(asset, obj, **where)
         elif isinstance(obj, Artifact):
-            path = base.with_suffix(".npz")
-            save_artifact(obj, path)
+            path = self.store().write_artifact(asset, obj, **where)
         else:
             raise TypeError(
                 f"{context.asset_key.to_user_string()} returned a {type(obj).__name__}; semid stores "
@@ -107,7 +85,7 @@ class SemidIOManager(dg.ConfigurableIOManager):
             partition = key
             if key is not None and upstream_multi and not isinstance(key, dg.MultiPartitionKey):
                 partition = context.upstream_output.asset_partitions_def.get_partition_key_from_str(key)
-            values[key] = self._load(context, self._base(context.asset_key, partition))
+            values[key] = self._load(context, partition_location(partition))
         return values[keys[0]] if len(keys) == 1 else values
 
     @staticmethod
@@ -117,21 +95,17 @@ class SemidIOManager(dg.ConfigurableIOManager):
             return partitions_def.get_partition_key_from_str(key)
         return key
 
-    def _load(self, context: dg.InputContext, base: Path) -> Any:
-        parquet, npz = base.with_suffix(".parquet"), base.with_suffix(".npz")
-        if parquet.exists():
-            metadata = context.definition_metadata or {}
-            columns = metadata.get("columns")
-            if metadata.get("exclude_prefixes"):
-                # For inputs whose wanted columns depend on the data (e.g. all text columns).
-                prefixes = tuple(metadata["exclude_prefixes"])
-                columns = [c for c in pq.read_schema(parquet).names if not c.startswith(prefixes)]
-            table = pq.read_table(parquet, columns=columns)
-            wants_arrow = context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
-            return table if wants_arrow else table.to_pandas()
-        if npz.exists():
-            return load_artifact(npz)
-        raise FileNotFoundError(
-            f"no stored output for {context.asset_key.to_user_string()} at {base}.(parquet|npz); "
-            f"materialise that asset partition first."
-        )
+    def _load(self, context: dg.InputContext, where: dict[str, str | None]) -> Any:
+        store, asset = self.store(), self._asset(context.asset_key)
+        path = store.stored_path(asset, **where)
+        if path.suffix != ".parquet":
+            return store.read_artifact(asset, **where)
+        metadata = context.definition_metadata or {}
+        columns = metadata.get("columns")
+        if metadata.get("exclude_prefixes"):
+            # For inputs whose wanted columns depend on the data (e.g. all text columns).
+            prefixes = tuple(metadata["exclude_prefixes"])
+            columns = [c for c in store.columns(asset, **where) if not c.startswith(prefixes)]
+        table = store.read_table(asset, columns=columns, **where)
+        wants_arrow = context.dagster_type is not None and context.dagster_type.typing_type is pa.Table
+        return table if wants_arrow else table.to_pandas()

@@ -25,11 +25,17 @@ class SemidPartitions:
         return dg.MultiPartitionKey({MONTH: month, METHOD: method})
 
 
-def build_partitions(months: list[str], methods: tuple[str, ...]) -> SemidPartitions:
+def build_partitions(months: list[str], methods: tuple[str, ...], open_ended: bool = False) -> SemidPartitions:
+    """Month partitions from the dataset's first month: up to its last month for a fixed dataset, or
+    ``open_ended`` — up to the month that ended most recently, whatever the data holds — for a log that
+    grows, so a month appended to it is a partition without reloading the code."""
     if not months:
         raise ValueError("the dataset spans no month; nothing to partition.")
-    after_last = (pd.Period(months[-1], freq="M") + 1).strftime("%Y-%m")
-    month = dg.MonthlyPartitionsDefinition(start_date=months[0], end_date=after_last, fmt="%Y-%m")
+    if open_ended:
+        month = dg.MonthlyPartitionsDefinition(start_date=months[0], fmt="%Y-%m", end_offset=0)
+    else:
+        after_last = (pd.Period(months[-1], freq="M") + 1).strftime("%Y-%m")
+        month = dg.MonthlyPartitionsDefinition(start_date=months[0], end_date=after_last, fmt="%Y-%m")
     method = dg.StaticPartitionsDefinition(list(methods))
     return SemidPartitions(
         month=month, method=method,

@@ -1,19 +1,33 @@
 """Tokenizer and aligner versions in the MLflow model registry (mlflow only; no orchestrator import).
 
-Each fitted tokenizer is one MLflow run (params, per-level metrics, codebooks) and one
-registered model version whose pyfunc encodes embeddings to codes and decodes codes
-back to vectors — so a version in the registry can tokenize items it never saw.
+**Write, then register.** An asset first writes its fitted object through
+:class:`~semid_assets.core.storage.AssetStore` (fsynced file and folder) and then hands that
+durable file to :meth:`Registry.register_tokenizer` / :meth:`Registry.register_aligner`: the
+model version and the ``newest`` alias only ever name an output that is already on disk.
+Registration is idempotent: a version is identified by its ``dataset``/``month``/``method``
+tags and the ``content_sha256`` of the file (:func:`~semid_assets.core.storage.content_sha256`),
+so registering one partition's content twice returns the first version (and marks it as the
+partition's latest registration, which :meth:`Registry.find_version` returns). ``newest``
+never moves to an older month. Registration and alias moves hold one ``fcntl`` lock under the
+MLflow folder (``registry.lock``), so a ``semid demo`` and daemon-launched runs on one home
+do not interleave.
 
-Each trained aligner is one MLflow run (config, loss curves per step, the alignment
-report, the ``torch.save`` weights) and one registered model version whose pyfunc embeds
-items it never saw (:class:`AlignerModel`).
+**No pickles.** Each version is one MLflow run (params, metrics, report tables) and one
+*model from code* (``semid_assets/pyfunc``): the fitted object as a plain ``.npz`` plus a code
+file, so ``mlflow.pyfunc.load_model`` works for external users. semid's own loaders
+(:func:`load_tokenizer`, :func:`load_aligner`) never use pyfunc: they resolve the version,
+download its ``.npz`` only and build the object with semid's classes (``allow_pickle=False``),
+so nothing written to the store can run code in semid.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,54 +35,32 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from semid_assets.core.durable import FileLock
 from semid_assets.core.markdown import markdown_table
-from semid_assets.io_manager import load_artifact, save_artifact
+from semid_assets.core.storage import content_sha256, load_artifact
+from semid_assets.pyfunc.models import (
+    ALIGNER_ARTIFACT,
+    ALIGNER_CODE,
+    TOKENIZER_ARTIFACT,
+    TOKENIZER_CODE,
+)
 
-TOKENIZER_ARTIFACT = "tokenizer"
 # MLflow reserves "latest" (models:/NAME/latest is the highest version number, which a
 # backfill of an old month would take over); this alias follows the newest *month*.
 NEWEST_ALIAS = "newest"
 # Moved only by the promotion gate (the blocking check on sid_stability).
 CHAMPION_ALIAS = "champion"
-
-
-class TokenizerModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper: ``predict`` encodes embeddings, ``params={"direction": "decode"}`` decodes codes.
-
-    Input for encoding: a 2-D array, or a DataFrame with an ``embedding`` column (one vector
-    per row) or with only numeric columns. Output: a DataFrame ``c1 … cL``. Input for
-    decoding: a DataFrame or array of codes; output: a DataFrame with an ``embedding`` column.
-    """
-
-    def load_context(self, context) -> None:
-        self.tokenizer = load_artifact(Path(context.artifacts[TOKENIZER_ARTIFACT]))
-
-    def encode(self, embeddings: np.ndarray) -> np.ndarray:
-        return self.tokenizer.encode(embeddings)
-
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        return self.tokenizer.decode(codes)
-
-    def predict(self, context, model_input, params: dict[str, Any] | None = None):
-        direction = (params or {}).get("direction", "encode")
-        if direction == "decode":
-            codes = np.asarray(model_input, dtype=np.int64)
-            vectors = self.decode(codes)
-            return pd.DataFrame({"embedding": list(vectors)})
-        if direction != "encode":
-            raise ValueError(f"direction must be 'encode' or 'decode', not {direction!r}")
-        codes = self.encode(embedding_matrix(model_input))
-        return pd.DataFrame(codes, columns=[f"c{i + 1}" for i in range(codes.shape[1])])
-
-
-def embedding_matrix(model_input) -> np.ndarray:
-    if isinstance(model_input, pd.DataFrame):
-        if "embedding" in model_input.columns:
-            return np.stack(model_input["embedding"].to_numpy()).astype(np.float32)
-        return model_input.to_numpy(dtype=np.float32)
-    return np.asarray(model_input, dtype=np.float32)
+IDENTITY_TAGS = ("dataset", "month", "method")
+CONTENT_TAG = "content_sha256"
+REGISTERED_TAG = "registered_ms"  # when the partition's content was last registered (epoch ms)
+LOCK_FILE = "registry.lock"
+_DESCRIPTIONS = {TOKENIZER_ARTIFACT: "semid tokenizer: embeddings ↔ semantic-ID codes",
+                 ALIGNER_ARTIFACT: "semid aligner: items → aligned vectors"}
+_TOKENIZER_MODULES = "semid_assets.core.tokenizers."
 
 
 @dataclass(frozen=True)
@@ -77,51 +69,194 @@ class RegisteredVersion:
     experiment_id: str
     model_name: str
     version: str
+    reused: bool = False
+    """Registration found this partition's content already registered and returned that version."""
+    newest: bool = False
+    """Registration pointed ``newest`` at this version (False: ``newest`` is on a later month)."""
 
 
 class Registry:
     """A thin handle on one MLflow tracking store + registry."""
 
-    def __init__(self, tracking_uri: str, artifact_root: str | Path, experiment: str = "semid"):
+    def __init__(self, tracking_uri: str, artifact_root: str | Path, experiment: str = "semid",
+                 lock_path: str | Path | None = None):
         self.tracking_uri = tracking_uri
         self.artifact_root = Path(artifact_root)
         self.experiment = experiment
+        self.lock_path = Path(lock_path) if lock_path else self.artifact_root.parent / LOCK_FILE
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def lock(self) -> FileLock:
+        """The cross-process lock every registration and alias move holds (re-entrant)."""
+        return FileLock.of(self.lock_path)
 
     def experiment_id(self) -> str:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
         self.artifact_root.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(self.experiment, artifact_location=self.artifact_root.as_uri())
+        try:
+            return self.client.create_experiment(self.experiment, artifact_location=self.artifact_root.as_uri())
+        except MlflowException as exc:  # another process created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(self.experiment).experiment_id
 
-    def log_tokenizer(self, tokenizer, *, model_name: str, run_name: str, params: dict[str, Any],
-                      metrics: dict[str, float], tags: dict[str, str], tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
-        """One run with params, metrics, report tables and the tokenizer; registered as a model version."""
-        # The fluent API (start_run, log_model) reads the process-wide store.
-        _use_store(self.tracking_uri)
+    # ------------------------------------------------------------------ registration
+    def register_tokenizer(self, artifact: Path, *, model_name: str, run_name: str, params: dict[str, Any],
+                           metrics: dict[str, float], tags: dict[str, str],
+                           tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
+        """Register the tokenizer stored (durably) at ``artifact`` as a version of ``model_name``.
+
+        ``tags`` must hold ``dataset``, ``month`` and ``method``. A new version is one run with
+        params, per-level metrics, report tables, the codebooks and the model; the same
+        partition's same content returns its existing version (``reused``).
+        """
+        def log_run() -> None:
+            _log_params_metrics(params, metrics)
+            _log_tables(tables)
+            with tempfile.TemporaryDirectory() as tmp:
+                np.save(Path(tmp) / "codebooks.npy", load_artifact(Path(artifact)).codebooks)
+                mlflow.log_artifact(str(Path(tmp) / "codebooks.npy"), artifact_path="codebooks")
+
+        return self._register(TOKENIZER_ARTIFACT, Path(artifact), model_name=model_name, run_name=run_name,
+                              tags=tags, log_run=log_run)
+
+    def register_aligner(self, artifact: Path, history: pd.DataFrame, *, model_name: str, run_name: str,
+                         params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
+                         tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
+        """Register the aligner stored (durably) at ``artifact``: as :meth:`register_tokenizer`, the
+        run also holding the per-step loss curves (``history``: a ``step`` column and one per loss)."""
+        def log_run() -> None:
+            _log_params_metrics(params, metrics)
+            _log_curves(self.client, history)
+            _log_tables(tables)
+            with tempfile.TemporaryDirectory() as tmp:
+                history.to_csv(Path(tmp) / "loss_curve.csv", index=False)
+                mlflow.log_artifact(str(Path(tmp) / "loss_curve.csv"), artifact_path="reports")
+
+        return self._register(ALIGNER_ARTIFACT, Path(artifact), model_name=model_name, run_name=run_name,
+                              tags=tags, log_run=log_run)
+
+    def _register(self, kind: str, artifact: Path, *, model_name: str, run_name: str, tags: dict[str, str],
+                  log_run: Callable[[], None]) -> RegisteredVersion:
+        missing = [key for key in IDENTITY_TAGS if not tags.get(key)]
+        if missing:
+            raise ValueError(f"registering {model_name} needs the tag(s) {missing}: they identify the partition")
+        if not artifact.is_file():
+            raise FileNotFoundError(f"{artifact} does not exist: write the asset's file before registering it")
+        tags = {**tags, CONTENT_TAG: content_sha256(artifact)}
+        with self.lock():
+            self._ensure_model(model_name, _DESCRIPTIONS[kind])
+            existing = self._same_content(model_name, tags)
+            tags[REGISTERED_TAG] = str(int(time.time() * 1000))
+            if existing is not None:
+                # The stored file now holds this version's content again: it is the partition's current one.
+                self.client.set_model_version_tag(model_name, str(existing.version), REGISTERED_TAG,
+                                                  tags[REGISTERED_TAG])
+                found = self.client.get_run(existing.run_id)
+                version = RegisteredVersion(existing.run_id, found.info.experiment_id, model_name,
+                                            str(existing.version), reused=True)
+            else:
+                version = self._log_version(kind, artifact, model_name=model_name, run_name=run_name, tags=tags,
+                                            log_run=log_run)
+            moved = self.move_alias_if_newer(model_name, version.version, tags["month"])
+        return RegisteredVersion(version.run_id, version.experiment_id, model_name, version.version,
+                                 reused=version.reused, newest=moved)
+
+    def _log_version(self, kind: str, artifact: Path, *, model_name: str, run_name: str, tags: dict[str, str],
+                     log_run: Callable[[], None]) -> RegisteredVersion:
+        _use_store(self.tracking_uri)  # the fluent API (start_run, log_model) reads the process-wide store
         experiment_id = self.experiment_id()
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-            mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v) for k, v in params.items()})
-            mlflow.log_metrics(metrics)
+            log_run()
             with tempfile.TemporaryDirectory() as tmp:
-                artifact = Path(tmp) / "tokenizer.npz"
-                save_artifact(tokenizer, artifact)
-                for name, table in tables.items():
-                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
-                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
-                np.save(Path(tmp) / "codebooks.npy", tokenizer.codebooks)
-                mlflow.log_artifact(str(Path(tmp) / "codebooks.npy"), artifact_path="codebooks")
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=TokenizerModel(),
-                    artifacts={TOKENIZER_ARTIFACT: str(artifact)},
-                    pip_requirements=_requirements(),
-                )
-        version = self.client.create_model_version(
-            name=self._ensure_model(model_name), source=info.model_uri, run_id=run.info.run_id, tags=tags,
-        )
-        return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(version.version))
+                # The model's copy is named after its kind, whatever the partition's file is called.
+                staged = Path(tmp) / f"{kind}.npz"
+                shutil.copyfile(artifact, staged)
+                info = _log_code_model(kind, staged)
+        created = self.client.create_model_version(name=model_name, source=info.model_uri,
+                                                   run_id=run.info.run_id, tags=tags)
+        return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(created.version))
+
+    def _ensure_model(self, name: str, description: str) -> None:
+        if self.client.search_registered_models(filter_string=f"name = '{name}'"):
+            return
+        try:
+            self.client.create_registered_model(name, description=description)
+        except MlflowException as exc:  # a process outside this lock created it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    def _same_content(self, model_name: str, tags: dict[str, str]) -> ModelVersion | None:
+        """The first version of ``model_name`` with the same partition tags and content digest."""
+        keys = (*IDENTITY_TAGS, CONTENT_TAG)
+        same = [v for v in self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+                if all((v.tags or {}).get(key) == tags[key] for key in keys)]
+        return min(same, key=lambda v: int(v.version)) if same else None
+
+    # ------------------------------------------------------------------ aliases
+    def move_alias_if_newer(self, model_name: str, version: str, month: str, alias: str = NEWEST_ALIAS) -> bool:
+        """Point ``alias`` at ``version`` unless it already names a version of a later month.
+
+        Backfilling an old month must not pull ``newest`` back in time.
+        """
+        with self.lock():
+            current = self.version_by_alias(model_name, alias)
+            if current is not None and (current.tags or {}).get("month", "") > month:
+                return False
+            self.client.set_registered_model_alias(model_name, alias, version)
+            return True
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        with self.lock():
+            self.client.set_registered_model_alias(model_name, alias, version)
+
+    # ------------------------------------------------------------------ lookups
+    def find_version(self, model_name: str, month: str) -> RegisteredVersion | None:
+        """The version of ``model_name`` last registered for ``month`` (the content its stored file holds)."""
+        versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+        mine = [v for v in versions if (v.tags or {}).get("month") == month]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda v: (int((v.tags or {}).get(REGISTERED_TAG, v.creation_timestamp or 0)),
+                                          int(v.version)))
+        run = self.client.get_run(newest.run_id)
+        return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
+
+    def version_by_alias(self, model_name: str, alias: str) -> ModelVersion | None:
+        """The model version ``alias`` points at, or None (also when the model does not exist yet)."""
+        try:
+            return self.client.get_model_version_by_alias(model_name, alias)
+        except MlflowException:
+            return None
+
+    def resolve(self, model_uri: str) -> ModelVersion:
+        """The version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI names."""
+        return resolve_version(self.client, model_uri)
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def registered_months(self, model_name: str) -> list[str]:
+        """The months that have a version of ``model_name``, oldest first."""
+        try:
+            versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+        except MlflowException:
+            return []
+        return sorted({(v.tags or {}).get("month") for v in versions} - {None, ""})
+
+    # ------------------------------------------------------------------ reports
+    def attach_evaluation(self, version: RegisteredVersion, metrics: dict[str, float], files: list[Path],
+                          artifact_path: str) -> None:
+        """Attach an evaluation of a registered version to the run that trained it: metrics and report files."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        self.client.log_batch(version.run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
+        for path in files:
+            self.client.log_artifact(version.run_id, str(path), artifact_path=artifact_path)
 
     def log_report(self, *, run_name: str, tags: dict[str, str], tables: dict[str, pd.DataFrame],
                    metrics: dict[str, float] | None = None) -> tuple[str, str]:
@@ -132,77 +267,8 @@ class Registry:
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             if metrics:
                 mlflow.log_metrics(metrics)
-            with tempfile.TemporaryDirectory() as tmp:
-                for name, table in tables.items():
-                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
-                    table.to_csv(Path(tmp) / f"{name}.csv", index=False)
-                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
-                    mlflow.log_artifact(str(Path(tmp) / f"{name}.csv"), artifact_path="reports")
+            _log_tables(tables, csv=True)
         return experiment_id, run.info.run_id
-
-    def _ensure_model(self, name: str) -> str:
-        if not self.client.search_registered_models(filter_string=f"name = '{name}'"):
-            self.client.create_registered_model(name, description="semid tokenizer: embeddings ↔ semantic-ID codes")
-        return name
-
-    def move_alias_if_newer(self, model_name: str, version: str, month: str, alias: str = NEWEST_ALIAS) -> bool:
-        """Point ``alias`` at ``version`` unless it already names a version of a later month.
-
-        Backfilling an old month must not pull ``newest`` back in time.
-        """
-        try:
-            current = self.client.get_model_version_by_alias(model_name, alias)
-            current_month = (current.tags or {}).get("month", "")
-        except mlflow.exceptions.MlflowException:
-            current, current_month = None, ""
-        if current is not None and current_month > month:
-            return False
-        self.client.set_registered_model_alias(model_name, alias, version)
-        return True
-
-    def find_version(self, model_name: str, month: str) -> RegisteredVersion | None:
-        """The newest version of ``model_name`` registered for ``month``."""
-        versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
-        mine = [v for v in versions if (v.tags or {}).get("month") == month]
-        if not mine:
-            return None
-        newest = max(mine, key=lambda v: int(v.version))
-        run = self.client.get_run(newest.run_id)
-        return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
-
-    def version_by_alias(self, model_name: str, alias: str):
-        """The model version ``alias`` points at, or None (also when the model does not exist yet)."""
-        try:
-            return self.client.get_model_version_by_alias(model_name, alias)
-        except mlflow.exceptions.MlflowException:
-            return None
-
-    def set_alias(self, model_name: str, alias: str, version: str) -> None:
-        self.client.set_registered_model_alias(model_name, alias, version)
-
-    def run_metrics(self, run_id: str) -> dict[str, float]:
-        return dict(self.client.get_run(run_id).data.metrics)
-
-    def attach_evaluation(self, version: RegisteredVersion, metrics: dict[str, float], files: list[Path],
-                       artifact_path: str) -> None:
-        """Attach an evaluation of a registered version to the run that trained it: metrics and report files."""
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-        self.client.log_batch(version.run_id, metrics=[Metric(k, v, now, 0) for k, v in finite.items()])
-        for path in files:
-            self.client.log_artifact(version.run_id, str(path), artifact_path=artifact_path)
-
-    def registered_months(self, model_name: str) -> list[str]:
-        """The months that have a version of ``model_name``, oldest first."""
-        try:
-            versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
-        except mlflow.exceptions.MlflowException:
-            return []
-        return sorted({(v.tags or {}).get("month") for v in versions} - {None, ""})
 
     def log_evaluation(self, *, run_name: str, params: dict[str, Any], metrics: dict[str, float],
                        tags: dict[str, str], tables: dict[str, pd.DataFrame],
@@ -215,25 +281,128 @@ class Registry:
             mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
                                for k, v in params.items()})
             mlflow.log_metrics(metrics)
+            _log_tables(tables)
             with tempfile.TemporaryDirectory() as tmp:
-                for name, table in tables.items():
-                    (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
-                    mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
                 for name, content in (files or {}).items():
                     (Path(tmp) / name).write_bytes(content)
                     mlflow.log_artifact(str(Path(tmp) / name), artifact_path="plots")
         return run.info.run_id, experiment_id
 
 
+# ---------------------------------------------------------------------- loading (no pyfunc, no pickle)
+def resolve_version(client: MlflowClient, model_uri: str) -> ModelVersion:
+    """The version a ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` URI names."""
+    spec = model_uri.removeprefix("models:/")
+    name, at, alias = spec.partition("@")
+    if at:
+        return client.get_model_version_by_alias(name, alias)
+    name, _, number = spec.rpartition("/")
+    if not name or not number.isdigit():
+        raise ValueError(f"{model_uri!r} names no version: use models:/NAME@ALIAS or models:/NAME/VERSION")
+    return client.get_model_version(name, number)
+
+
 def load_tokenizer(model_uri: str, tracking_uri: str):
-    """The tokenizer behind a registry URI such as ``models:/name@newest`` or ``models:/name/3``."""
-    _use_store(tracking_uri)
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    """The tokenizer of a registered version (``models:/name@newest``, ``models:/name/3``), built by
+    semid's own classes from the version's ``tokenizer.npz``: nothing in the store is executed."""
+    client = _reading_client(tracking_uri)
+    version = resolve_version(client, model_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _download_model_file(client, version, f"{TOKENIZER_ARTIFACT}.npz", Path(tmp))
+        if path is None:
+            raise FileNotFoundError(f"{model_uri} (version {version.version}) holds no {TOKENIZER_ARTIFACT}.npz; "
+                                    f"it was not registered by semid")
+        tokenizer = load_artifact(path)
+    if not type(tokenizer).__module__.startswith(_TOKENIZER_MODULES):
+        raise TypeError(f"{model_uri} holds a {type(tokenizer).__qualname__}, not a semid tokenizer")
+    return tokenizer
 
 
+def load_aligner(model_uri: str, tracking_uri: str):
+    """The :class:`~semid_assets.core.alignment.aligner.Aligner` of a registered version, from its
+    ``aligner.npz`` (or, for a version registered by an earlier semid, its ``aligner.pt`` read with
+    ``torch.load(weights_only=True)``): nothing in the store is executed."""
+    from semid_assets.core.alignment.aligner import Aligner
+
+    client = _reading_client(tracking_uri)
+    version = resolve_version(client, model_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _download_model_file(client, version, f"{ALIGNER_ARTIFACT}.npz", Path(tmp))
+        if path is not None:
+            aligner = load_artifact(path)
+        elif (weights := _download_model_file(client, version, "aligner.pt", Path(tmp))) is not None:
+            aligner = Aligner.load_torch(weights)
+        else:
+            raise FileNotFoundError(f"{model_uri} (version {version.version}) holds no {ALIGNER_ARTIFACT}.npz; "
+                                    f"it was not registered by semid")
+    if not isinstance(aligner, Aligner):
+        raise TypeError(f"{model_uri} holds a {type(aligner).__qualname__}, not an Aligner")
+    return aligner
+
+
+def _download_model_file(client: MlflowClient, version: ModelVersion, name: str, into: Path) -> Path | None:
+    """One file of the version's model artifacts (``artifacts/<name>``), or None when it has none."""
+    from mlflow.artifacts import download_artifacts
+
+    location = client.get_model_version_download_uri(version.name, version.version)
+    try:
+        return Path(download_artifacts(artifact_uri=f"{location.rstrip('/')}/artifacts/{name}", dst_path=str(into)))
+    except (OSError, MlflowException):
+        return None
+
+
+def _reading_client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+# ---------------------------------------------------------------------- run contents
 def _use_store(tracking_uri: str) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
+
+
+def _log_params_metrics(params: dict[str, Any], metrics: dict[str, float]) -> None:
+    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
+
+
+def _log_tables(tables: dict[str, pd.DataFrame], csv: bool = False) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
+            mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
+            if csv:
+                table.to_csv(Path(tmp) / f"{name}.csv", index=False)
+                mlflow.log_artifact(str(Path(tmp) / f"{name}.csv"), artifact_path="reports")
+
+
+def _log_curves(client: MlflowClient, history: pd.DataFrame) -> None:
+    from mlflow.entities import Metric
+
+    run_id = mlflow.active_run().info.run_id
+    stamp = int(time.time() * 1000)
+    curves = [Metric(f"train_{column}", float(value), stamp, int(step))
+              for column in history.columns if column != "step"
+              for step, value in zip(history["step"], history[column])]
+    for start in range(0, len(curves), 1000):  # MLflow's per-request limit
+        client.log_batch(run_id, metrics=curves[start : start + 1000])
+
+
+def _log_code_model(kind: str, staged: Path):
+    """Log the model from code of ``kind`` with ``staged`` (``<kind>.npz``) as its one artifact."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    code, params, requirements = ((TOKENIZER_CODE, ParamSpec("direction", "string", "encode"), _requirements())
+                                  if kind == TOKENIZER_ARTIFACT else
+                                  (ALIGNER_CODE, ParamSpec("cache_dir", "string", ""), _aligner_requirements()))
+    # The inputs (embeddings, or item tables whose columns depend on the catalogue) have no fixed
+    # schema, so the signature declares the params only and no input example is logged.
+    signature = ModelSignature(inputs=None, params=ParamSchema([params]))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
+        return mlflow.pyfunc.log_model(name="model", python_model=str(code), artifacts={kind: str(staged)},
+                                       signature=signature, pip_requirements=requirements)
 
 
 def _requirements() -> list[str]:
@@ -245,92 +414,6 @@ def _requirements() -> list[str]:
     # torch: RQ-VAE / LETTER versions run their encoder; scipy: balanced RQ-Kmeans.
     return [f"numpy=={numpy.__version__}", f"faiss-cpu=={faiss.__version__}", f"mlflow=={mlflow.__version__}",
             f"pandas=={pd.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"scipy=={scipy.__version__}"]
-
-
-# ---------------------------------------------------------------------- aligners
-ALIGNER_WEIGHTS = "aligner_weights"
-
-
-class AlignerModel(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper of a trained QFormer aligner: items in, aligned vectors out.
-
-    The weights are the run's ``aligner.pt`` (``torch.save``), read back with
-    ``torch.load(weights_only=True)``. ``predict`` takes an item table (``item_id`` plus the
-    catalogue's text and ``emb_*`` columns, as a DataFrame or Arrow table) and returns a
-    DataFrame ``item_id, embedding``. Texts are encoded by all-MiniLM-L6-v2 into a token
-    cache: ``params={"cache_dir": ...}`` names one (``semid embed`` passes
-    ``$SEMID_HOME/cache/text``), else a temporary one is used.
-    """
-
-    def load_context(self, context) -> None:
-        from semid_assets.core.alignment.aligner import Aligner
-
-        self.aligner = Aligner.load_torch(Path(context.artifacts[ALIGNER_WEIGHTS]))
-
-    def predict(self, context, model_input, params: dict[str, Any] | None = None):
-        import pyarrow as pa
-
-        from semid_assets.core.features.multimodal import build_multimodal_features
-        from semid_assets.core.features.text_encoder import TextEncoder
-        from semid_assets.core.features.token_store import TokenStore
-
-        items = model_input if isinstance(model_input, pa.Table) else pa.Table.from_pandas(
-            model_input, preserve_index=False)
-        encoder = TextEncoder()
-        cache_dir = (params or {}).get("cache_dir")
-        with tempfile.TemporaryDirectory() as tmp:
-            store = TokenStore(cache_dir or tmp, encoder.name)
-            features, _ = build_multimodal_features(items, encoder, store)
-            vectors = self.aligner.embed(features, store=store)
-        return pd.DataFrame({"item_id": features.item_ids, "embedding": list(vectors)})
-
-
-def _log_aligner_run(aligner, history: pd.DataFrame, *, params: dict[str, Any], metrics: dict[str, float],
-                     tables: dict[str, pd.DataFrame], client: MlflowClient):
-    from mlflow.entities import Metric
-
-    mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, dict, tuple)) else v) for k, v in params.items()})
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)})
-    run_id = mlflow.active_run().info.run_id
-    stamp = int(time.time() * 1000)
-    curves = [Metric(f"train_{column}", float(value), stamp, int(step))
-              for column in history.columns if column != "step"
-              for step, value in zip(history["step"], history[column])]
-    for start in range(0, len(curves), 1000):  # MLflow's per-request limit
-        client.log_batch(run_id, metrics=curves[start : start + 1000])
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table in tables.items():
-            (Path(tmp) / f"{name}.md").write_text(markdown_table(table) + "\n")
-            mlflow.log_artifact(str(Path(tmp) / f"{name}.md"), artifact_path="reports")
-        history.to_csv(Path(tmp) / "loss_curve.csv", index=False)
-        mlflow.log_artifact(str(Path(tmp) / "loss_curve.csv"), artifact_path="reports")
-        weights = Path(tmp) / "aligner.pt"
-        aligner.save_torch(weights)
-        return mlflow.pyfunc.log_model(name="model", python_model=AlignerModel(),
-                                       artifacts={ALIGNER_WEIGHTS: str(weights)},
-                                       pip_requirements=_aligner_requirements())
-
-
-def log_aligner(registry: Registry, aligner, history: pd.DataFrame, *, model_name: str, run_name: str,
-                params: dict[str, Any], metrics: dict[str, float], tags: dict[str, str],
-                tables: dict[str, pd.DataFrame]) -> RegisteredVersion:
-    """One run (config, final metrics, per-step loss curves, report tables, the weights); one model version."""
-    _use_store(registry.tracking_uri)
-    experiment_id = registry.experiment_id()
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
-        info = _log_aligner_run(aligner, history, params=params, metrics=metrics, tables=tables,
-                                client=registry.client)
-    if not registry.client.search_registered_models(filter_string=f"name = '{model_name}'"):
-        registry.client.create_registered_model(model_name, description="semid aligner: items → aligned vectors")
-    version = registry.client.create_model_version(name=model_name, source=info.model_uri,
-                                                   run_id=run.info.run_id, tags=tags)
-    return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(version.version))
-
-
-def load_aligner(model_uri: str, tracking_uri: str):
-    """The :class:`~semid_assets.core.alignment.aligner.Aligner` behind a registry URI (weights via ``weights_only=True``)."""
-    _use_store(tracking_uri)
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().aligner
 
 
 def _aligner_requirements() -> list[str]:

@@ -1,4 +1,4 @@
-"""Dagster resources: the catalogue source, the text encoder + token cache, the MLflow registry."""
+"""Dagster resources: the catalogue source, the asset store, the text encoder + token cache, the MLflow registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from urllib.parse import quote
 import dagster as dg
 from pydantic import PrivateAttr
 
+from semid_assets.config import resource_class
 from semid_assets.core.data.sources import CatalogSource, open_source
+from semid_assets.core.lifecycle.gate import AlignerGate, GenerationPolicy
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -26,6 +28,18 @@ class CatalogResource(dg.ConfigurableResource):
     def source(self) -> CatalogSource:
         return open_source(self.dataset, size=self.size, seed=self.seed, items_path=self.items_path,
                            interactions_path=self.interactions_path, data_root=self.data_dir)
+
+
+class AssetStoreResource(dg.ConfigurableResource):
+    """The dataset's asset files (the IO manager's folder), for assets that write their output
+    before registering it and for housekeeping."""
+
+    root: str
+
+    def store(self):
+        from semid_assets.core.storage import AssetStore
+
+        return AssetStore(Path(self.root))
 
 
 @lru_cache(maxsize=2)
@@ -83,20 +97,11 @@ class SidQualityThresholds(dg.ConfigurableResource):
     min_items: int = 1
 
 
-class PromotionThresholds(dg.ConfigurableResource):
-    """Limits a version must meet before the gate on ``sid_stability`` moves the ``champion`` alias to it.
-
-    Defaults sit below what the embedded default data gives month to month (README, "Stability
-    over time"), so a normal month is promoted and a reshuffled or degraded one is not.
-    """
-
-    max_relative_mse: float = 0.5
-    max_mse_regression: float = 0.05
-    min_ari: float = 0.5
-    min_matched_kept: float = 0.8
-
-    def limits(self):
-        from semid_assets.core.lifecycle.gate import GateLimits
-
-        return GateLimits(max_relative_mse=self.max_relative_mse, max_mse_regression=self.max_mse_regression,
-                          min_ari=self.min_ari, min_matched_kept=self.min_matched_kept)
+# The policies of the two gates, generated from the library's dataclasses (defaults and descriptions
+# written once, in core/lifecycle/gate.py).
+GenerationPolicyResource = resource_class(
+    "GenerationPolicyResource", GenerationPolicy,
+    doc="When a month's candidate tokenizer starts a new generation, and what it must not cost.")
+AlignerGateResource = resource_class(
+    "AlignerGateResource", AlignerGate,
+    doc="When a newly trained aligner may serve (its space becomes the month's embeddings).")

@@ -19,9 +19,16 @@ from semid_assets.core.data.sources import DATASETS, CatalogSource, open_source
 
 METHODS = ("rq_kmeans", "rq_kmeans_balanced", "rq_vae", "letter")
 
-# k-means needs tens of items per code to mean anything; the tiny test catalogue has a
-# few hundred items, MovieLens-100K 1,682. Users override with SEMID_CODEBOOK_SIZE.
-DEFAULT_CODEBOOK_SIZES = {"tiny": 16, "small": 128, "default": 256, "movielens-100k": 64}
+
+
+def _methods(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return METHODS
+    chosen = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = sorted(set(chosen) - set(METHODS))
+    if unknown or not chosen:
+        raise ValueError(f"SEMID_METHODS={text!r} names unknown method(s) {unknown}; choose from {', '.join(METHODS)}.")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -51,15 +58,8 @@ class Settings:
             interactions_path=env.get("SEMID_INTERACTIONS"),
             mlflow_ui_url=env.get("SEMID_MLFLOW_UI", "http://127.0.0.1:5000"),
             codebook_size_override=int(env["SEMID_CODEBOOK_SIZE"]) if env.get("SEMID_CODEBOOK_SIZE") else None,
+            methods=_methods(env.get("SEMID_METHODS")),
         )
-
-    @property
-    def codebook_size(self) -> int:
-        """The tokenizer's default codes per level for this dataset."""
-        if self.codebook_size_override:
-            return self.codebook_size_override
-        key = self.dataset if self.dataset != "synthetic" else self.size
-        return DEFAULT_CODEBOOK_SIZES.get(key, 256)
 
     @property
     def dagster_home(self) -> Path:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.io_manager import load_artifact
+from semid_assets.core.storage import AssetStore, load_artifact
 from semid_assets.registry import Registry, load_aligner
 
 MODEL = "semid-synthetic-tiny-aligner"
@@ -25,29 +25,33 @@ def _metadata(instance, asset: str, month: str) -> dict:
     return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
 
+def _rows(meta: dict, name: str) -> dict:
+    """The rows of a table in metadata, keyed by their first column."""
+    return {row.data[name]: row.data for row in meta.records}
+
+
 def test_aligner_report_and_mlflow_run(tiny_run, tiny_settings):
     _, instance, _, months = tiny_run
-    meta = _metadata(instance, "aligner", months[-1])
-    assert "heldout_recall@10" in meta["retrieval"] and "| none |" in meta["retrieval"]
-    assert "held-out items" in meta["captions"] and "unigram" in meta["captions"]
-    assert meta["caption_column"] == "caption" and meta["pairs_heldout"] > 0
+    meta = _metadata(instance, "aligner_candidate", months[-1])
+    assert meta["trained"] and meta["pairs_heldout"] > 0 and "verdict" in meta
+    retrieval = _rows(meta["retrieval"], "aligner")
+    assert {"none", "qformer"} <= set(retrieval) and 0 <= retrieval["qformer"]["heldout_recall@10"] <= 1
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     version = registry.client.get_model_version_by_alias(MODEL, "newest")
-    assert version.tags["month"] == months[-1]
+    assert version.tags["month"] == months[-1] and version.tags["serving"] in ("true", "false")
     run = registry.client.get_run(version.run_id)
     assert {"qformer_heldout_recall_at_10", "none_heldout_recall_at_10", "caption_loss_heldout"} <= set(run.data.metrics)
     curve = registry.client.get_metric_history(version.run_id, "train_loss")
-    steps = int(run.data.params["n_items"]) and len(curve)
-    assert steps > 1 and [m.step for m in curve] == list(range(len(curve)))
+    assert len(curve) > 1 and [m.step for m in curve] == list(range(len(curve)))
 
 
 def test_a_warm_started_month_reports_how_far_it_moved(tiny_run, tiny_settings):
     _, instance, _, months = tiny_run
-    first, last = (_metadata(instance, "aligner", m) for m in (months[0], months[-1]))
-    assert not first["warm_started"] and "moved_from_previous" not in first and "| previous |" not in first["retrieval"]
+    first, last = (_metadata(instance, "aligner_candidate", m) for m in (months[0], months[-1]))
+    assert "previous" not in _rows(first["retrieval"], "aligner") and "moved_from_previous" not in first
     # How much the term holds the space still is measured in tests/core/test_aligner.py: a tiny month
     # trains a handful of Adam steps, whose size does not depend on the loss.
-    assert last["warm_started"] and "| previous |" in last["retrieval"]
+    assert "previous" in _rows(last["retrieval"], "aligner")
     assert 0 < last["moved_from_previous"] < 4.0  # squared distance of unit vectors
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     run = registry.client.get_run(registry.find_version(MODEL, months[-1]).run_id)
@@ -56,17 +60,47 @@ def test_a_warm_started_month_reports_how_far_it_moved(tiny_run, tiny_settings):
     assert len(stability) > 1 and any(m.value > 0 for m in stability)
 
 
-def test_registered_aligner_reproduces_aligned_embeddings(tiny_run, tiny_settings):
-    _, _, _, months = tiny_run
+def test_registered_aligner_is_the_stored_candidate_and_the_serving_one_makes_the_embeddings(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
     month = months[-1]
-    aligner = load_aligner(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
-    stored = load_artifact(_path(tiny_settings, "aligner", month, ".npz"))
-    features = load_artifact(_path(tiny_settings, "multimodal_features", month, ".npz"))
-    ids, vectors = embeddings_from_arrow(pq.read_table(_path(tiny_settings, "aligned_embeddings", month, ".parquet")))
-    assert list(ids) == list(features.item_ids)
-    assert np.array_equal(aligner.embed(features), vectors)
-    assert np.array_equal(stored.embed(features), vectors)
-    assert vectors.shape[1] == aligner.out_dim
+    store = AssetStore(tiny_settings.assets_dir("synthetic-tiny"))
+    features = store.read_artifact("multimodal_features", month=month)
+    registered = load_aligner(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
+    assert np.array_equal(registered.embed(features), store.read_artifact("aligner_candidate", month=month).embed(features))
+    ids, vectors = embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
+    serving = store.read_artifact("aligner", month=month)
+    assert list(ids) == list(features.item_ids) and np.array_equal(serving.embed(features), vectors)
+    assert _metadata(instance, "aligned_embeddings", month)["serving_aligner_month"] == \
+        _metadata(instance, "aligner", month)["serving_aligner_month"]
+
+
+def test_a_sparse_month_keeps_the_serving_aligner_and_old_items_do_not_move(tiny_run, tiny_settings):
+    from semid_assets.resources import AlignerGateResource
+
+    defs, instance, _, months = tiny_run
+    store = AssetStore(tiny_settings.assets_dir("synthetic-tiny"))
+
+    def align(month: str, gate) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(
+            [*defs.assets], selection=dg.AssetSelection.assets("aligner_candidate", "aligner", "aligned_embeddings"),
+            partition_key=month, instance=instance, resources={**defs.resources, "aligner_gate": gate})
+        assert result.success
+        return result
+
+    # A generous gate lets the first month's aligner serve; the next month has too few pairs to judge one.
+    align(months[0], AlignerGateResource(margin=-1.0, min_heldout_pairs=20))
+    assert _metadata(instance, "aligner", months[0])["serving_aligner_month"] == months[0]
+    align(months[1], AlignerGateResource(min_heldout_pairs=10**6))
+    candidate, serving = (_metadata(instance, a, months[1]) for a in ("aligner_candidate", "aligner"))
+    assert not candidate["trained"] and "not retrained" in candidate["verdict"]
+    assert serving["serving_aligner_month"] == months[0] and not serving["changed_this_month"]
+    before = dict(zip(*embeddings_from_arrow(store.read_table("aligned_embeddings", month=months[0]))))
+    ids, after = embeddings_from_arrow(store.read_table("aligned_embeddings", month=months[1]))
+    old = [i for i, item in enumerate(ids) if item in before]
+    assert old and all(np.array_equal(after[i], before[ids[i]]) for i in old)
+    # Leave the shared home as the fixture made it.
+    align(months[0], defs.resources["aligner_gate"])
+    align(months[1], defs.resources["aligner_gate"])
 
 
 def test_embed_cli_on_items_the_aligner_never_saw(tiny_run, tiny_settings, tmp_path, monkeypatch,
@@ -113,6 +147,8 @@ def test_pyfunc_predict_embeds_an_item_table(tiny_run, tiny_settings):
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@newest")
     items = tiny_settings.source().items_as_of(month).slice(3, 4).to_pandas()
     out = model.predict(items)
-    ids, vectors = embeddings_from_arrow(pq.read_table(_path(tiny_settings, "aligned_embeddings", month, ".parquet")))
-    rows = pd.Index(ids).get_indexer(out["item_id"])
+    store = AssetStore(tiny_settings.assets_dir("synthetic-tiny"))
+    features = store.read_artifact("multimodal_features", month=month)
+    vectors = store.read_artifact("aligner_candidate", month=month).embed(features)
+    rows = pd.Index(features.item_ids).get_indexer(out["item_id"])
     assert np.array_equal(np.stack(out["embedding"].to_numpy()), vectors[rows])

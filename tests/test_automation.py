@@ -1,51 +1,57 @@
-"""The monthly schedule and the sensor that chains embeddings to tokenizers."""
+"""The monthly schedule follows time; declarative automation chains a month into every method's stages."""
 
 from __future__ import annotations
 
-import dagster as dg
+from datetime import datetime, timezone
 
-from semid_assets.partitions import METHOD, MONTH
+import dagster as dg
+import pandas as pd
+
+from semid_assets.defs.automation import AUTOMATED, closed_month
+from semid_assets.partitions import METHOD, MONTH, build_partitions
 from semid_assets.settings import METHODS
 
 
-def test_schedule_requests_the_newest_month(tiny_run):
-    defs, instance, _, months = tiny_run
+def _tick(defs, instance, when: datetime):
     schedule = defs.resolve_schedule_def("monthly_refresh")
-    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def()) as context:
-        request = schedule.evaluate_tick(context).run_requests[0]
-    assert request.partition_key == months[-1]
-    assert schedule.job_name == "monthly_lineage_job"
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
+                                   repository_def=defs.get_repository_def()) as context:
+        return schedule.evaluate_tick(context)
 
 
-def test_sensor_starts_from_now_then_requests_every_method_of_new_months(tiny_run):
+def test_schedule_builds_the_month_that_just_ended_or_says_why_not(tiny_run):
     defs, instance, _, months = tiny_run
-    sensor = defs.resolve_sensor_def("tokenize_new_embeddings")
-    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert not first.run_requests, "months tokenized before the sensor started are not redone"
-    cursor = first.cursor
-
-    # A new materialisation of a month's embeddings (as a schedule run or UI backfill would make).
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key="aligned_embeddings", partition=months[0]))
-    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
-    keys = [r.partition_key for r in second.run_requests]
-    assert keys == [dg.MultiPartitionKey({MONTH: months[0], METHOD: m}) for m in METHODS]
-    assert int(second.cursor) > int(cursor)
-    third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=second.cursor, definitions=defs))
-    assert not third.run_requests
+    after_last = pd.Period(months[-1], freq="M") + 1
+    due = _tick(defs, instance, after_last.start_time.replace(hour=3).to_pydatetime().replace(tzinfo=timezone.utc))
+    assert [r.partition_key for r in due.run_requests] == [months[-1]]
+    later = _tick(defs, instance, (after_last + 1).start_time.replace(hour=3).to_pydatetime().replace(tzinfo=timezone.utc))
+    assert not later.run_requests and f"the data of {after_last} has not arrived" in later.skip_message
+    assert defs.resolve_schedule_def("monthly_refresh").description
 
 
-def test_comparison_sensor_waits_for_every_method_of_a_month(tiny_run):
+def test_a_growing_log_gets_month_partitions_up_to_the_month_that_just_ended():
+    parts = build_partitions(["2025-01", "2025-02"], ("rq_kmeans",), open_ended=True)
+    assert parts.month.get_last_partition_key() == closed_month(datetime.now(timezone.utc))
+    fixed = build_partitions(["2025-01", "2025-02"], ("rq_kmeans",))
+    assert fixed.month.get_last_partition_key() == "2025-02"
+
+
+def test_automation_chains_a_new_month_into_every_method_and_its_reports(tiny_run):
     defs, instance, _, months = tiny_run
-    sensor = defs.resolve_sensor_def("compare_complete_months")
-    first = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert not first.run_requests, "months compared before the sensor started are not redone"
+    selection = dg.AssetSelection.assets(*AUTOMATED)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection)
+    assert first.total_requested == 0, "what the demo materialised is not redone"
 
-    # One method's new version of a month whose other methods are all materialised: compare it again.
-    key = dg.MultiPartitionKey({MONTH: months[0], METHOD: METHODS[-1]})
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="semantic_ids", partition=str(key)))
-    second = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor, definitions=defs))
-    assert [r.partition_key for r in second.run_requests] == [months[0]]
-    assert sensor.job_name == "tokenizer_comparison_job"
-    third = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=second.cursor, definitions=defs))
-    assert not third.run_requests
+    # A month's embeddings land again (as a schedule run or a UI backfill would make them).
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="aligned_embeddings", partition=months[0]))
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
+                                               cursor=first.cursor)
+    requested = {(key.to_user_string(), str(partition)) for key, partitions in
+                 ((r.key, r.true_subset.get_partition_keys()) for r in second.results if r.true_subset.size)
+                 for partition in partitions}
+    for method in METHODS:
+        partition = str(dg.MultiPartitionKey({MONTH: months[0], METHOD: method}))
+        for asset in ("tokenizer", "sid_staleness", "semantic_ids", "sid_stability", "sid_hierarchy"):
+            assert (asset, partition) in requested, (asset, partition)
+    assert not any(p.startswith(months[1]) or months[1] in p for _, p in requested)
+    assert defs.resolve_sensor_def("semid_automation").description

@@ -1,4 +1,4 @@
-"""Outputs are written atomically: a failure mid-write leaves the previous version readable."""
+"""The Dagster IO manager over the asset store: a failure mid-write leaves the previous version readable."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from semid_assets import io_manager as io_module
-from semid_assets.io_manager import SemidIOManager, load_artifact, partition_path, save_artifact
+from semid_assets.core import storage as storage_module
+from semid_assets.core.storage import load_artifact, save_artifact
+from semid_assets.io_manager import SemidIOManager, partition_path
 
 
 
@@ -30,11 +31,10 @@ def test_failed_write_keeps_previous_output(tmp_path, monkeypatch):
     assert len(pd.read_parquet(path)) == 1
 
     def broken_write(table, where, *args, **kwargs):
-        with open(where, "wb") as fh:
-            fh.write(b"half a parquet file")
+        where.write(b"half a parquet file")
         raise OSError("disk full")
 
-    monkeypatch.setattr(io_module.pq, "write_table", broken_write)
+    monkeypatch.setattr(storage_module.pq, "write_table", broken_write)
     version["n"] = 5
     result = dg.materialize([asset], partition_key="2025-02", resources=resources, raise_on_error=False)
     assert not result.success
@@ -67,3 +67,41 @@ def test_partition_paths():
     key = dg.MultiPartitionKey({"month": "2025-03", "method": "rq_kmeans"})
     assert partition_path(key) == "month=2025-03/method=rq_kmeans"
     assert partition_path("2025-03") == "2025-03"
+
+
+def test_an_asset_that_stored_its_own_file_is_not_written_again(tmp_path, monkeypatch):
+    from semid_assets.core.storage import AssetStore
+    from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
+
+    parts = dg.MultiPartitionsDefinition({
+        "month": dg.MonthlyPartitionsDefinition(start_date="2025-01", end_date="2025-03", fmt="%Y-%m"),
+        "method": dg.StaticPartitionsDefinition(["rq_kmeans"])})
+    data = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
+    store = AssetStore(tmp_path)
+    writes = []
+    real_write = AssetStore.write_artifact
+
+    def counted(self, *args, **kwargs):
+        writes.append(args[0])
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(AssetStore, "write_artifact", counted)
+
+    @dg.asset(partitions_def=parts)
+    def model(context):
+        key = context.partition_key.keys_by_dimension
+        path = store.write_artifact("model", RQKMeans(levels=1, codebook_size=4, seed=0).fit(data),
+                                    month=key["month"], method=key["method"])
+        return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path))})
+
+    @dg.asset(partitions_def=parts)
+    def codes(model):
+        return pd.DataFrame({"c1": model.encode(data)[:, 0]})
+
+    key = dg.MultiPartitionKey({"month": "2025-02", "method": "rq_kmeans"})
+    result = dg.materialize([model, codes], partition_key=str(key),
+                            resources={"io_manager": SemidIOManager(root=str(tmp_path))})
+    assert result.success and writes == ["model"]
+    path = tmp_path / "model" / "month=2025-02" / "method=rq_kmeans.npz"
+    assert result.asset_materializations_for_node("model")[0].metadata["path"].value == str(path)
+    assert len(pd.read_parquet(tmp_path / "codes" / "month=2025-02" / "method=rq_kmeans.parquet")) == len(data)

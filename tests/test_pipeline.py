@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.io_manager import load_artifact
+from semid_assets.core.lifecycle.archive import GenerationArchive
+from semid_assets.core.storage import AssetStore, load_artifact
 from semid_assets.partitions import METHOD, MONTH
 from semid_assets.settings import METHODS
 
@@ -23,11 +24,10 @@ def test_every_month_and_method_has_a_summary_row(tiny_run):
     _, _, summary, months = tiny_run
     assert list(dict.fromkeys(summary["month"])) == months
     assert sorted(summary["method"]) == sorted(METHODS * len(months))
-    assert (summary["items"] > 0).all() and (summary["pairs"] > 0).all()
-    # Reconstruction error falls level by level in every version.
-    for cell in summary["mse per level"]:
-        mse = [float(v) for v in cell.split(" / ")]
-        assert mse == sorted(mse, reverse=True) and mse[-1] < mse[0]
+    assert (summary["items"] > 0).all()
+    first = summary[summary["month"] == months[0]]
+    assert first["generation"].eq("1 (first)").all() and (first["new items"] == first["items"]).all()
+    assert summary["candidate rel. MSE"].astype(float).between(0, 1).all()
 
 
 def test_outputs_are_consistent_across_assets(tiny_run, tiny_settings):
@@ -44,8 +44,14 @@ def test_outputs_are_consistent_across_assets(tiny_run, tiny_settings):
     assert list(sids["item_id"]) == list(ids)
     assert not sids.duplicated(code_columns + ["suffix"]).any()
 
-    tokenizer = load_artifact(_asset_file(tiny_settings, "tokenizer", f"month={month}/method=rq_kmeans", ".npz"))
-    assert np.array_equal(tokenizer.encode(vectors), sids[code_columns].to_numpy())
+    # The published codes are the generation's: its tokenizer's codes of the items it published first
+    # (in the tiny lineage the content embedding serves, so the generation's space is the month's).
+    number = int(sids["generation"].max())
+    record = GenerationArchive(AssetStore(tiny_settings.assets_dir("synthetic-tiny"))).record("rq_kmeans", number)
+    models = GenerationArchive(AssetStore(tiny_settings.assets_dir("synthetic-tiny"))).models(record)
+    placed_here = (sids["first_month"] == record.origin_month).to_numpy() & (sids["suffix"] == 0).to_numpy()
+    codes = sids[["c1", "c2", "c3"]].to_numpy()
+    assert np.array_equal(models.tokenizer.encode(vectors[placed_here]), codes[placed_here])
 
 
 def test_catalogue_grows_and_pairs_have_both_sources(tiny_run, tiny_settings):
@@ -84,15 +90,14 @@ def test_checks_judge_every_version_by_its_thresholds(tiny_run, tiny_settings):
         rate = float((sids["suffix"] > 0).mean())
         assert evaluations["sid_collision_rate"].passed == (rate <= thresholds.max_collision_rate)
         assert evaluations["sid_collision_rate"].metadata["collision_rate"].value == pytest.approx(rate)
-        utilisation = sids["c1"].nunique() / tiny_settings.codebook_size
+        size = load_artifact(_asset_file(tiny_settings, "tokenizer", f"month={month}/method=rq_kmeans", ".npz")).codebook_size
+        utilisation = sids["c1"].nunique() / size
         assert evaluations["sid_level1_utilisation"].passed == (utilisation >= thresholds.min_level1_utilisation)
         assert evaluations["sid_table_not_empty"].passed
+        # Quality findings are warnings: the run stays green, the demo lists them.
         failed = [name for name, ev in evaluations.items() if not ev.passed]
-        if failed:
-            assert checks_cell.startswith(f"{3 - len(failed)}/3 passed")
-        else:
-            # All blocking checks passed, so the promotion gate on sid_stability ran as well.
-            assert checks_cell.startswith(("3/4 passed", "4/4 passed"))
+        assert all(evaluations[name].severity == dg.AssetCheckSeverity.WARN for name in failed)
+        assert "failed" not in checks_cell.split("; warnings:")[0]
         for name in failed:
             assert name in checks_cell and "by" in evaluations[name].description
 

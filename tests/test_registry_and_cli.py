@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -10,8 +14,14 @@ import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.io_manager import load_artifact
-from semid_assets.registry import Registry, load_aligner, load_tokenizer
+from semid_assets.core.storage import AssetStore, content_sha256, load_artifact
+from semid_assets.registry import (
+    CONTENT_TAG,
+    Registry,
+    _use_store,
+    load_aligner,
+    load_tokenizer,
+)
 
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 
@@ -33,15 +43,44 @@ def test_registered_version_encodes_and_decodes(tiny_run, tiny_settings):
     assert latest.tags["month"] == months[-1]
     assert {"month", "method", "dagster_run_id"} <= set(latest.tags)
 
-    model = load_tokenizer(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
+    tokenizer = load_tokenizer(f"models:/{MODEL}@newest", tiny_settings.mlflow_tracking_uri)
     ids, vectors = _embeddings(tiny_settings, months[-1])
-    codes = model.predict(None, vectors)
     table = _sids(tiny_settings, months[-1])
-    assert np.array_equal(codes.to_numpy(), table[[c for c in codes.columns]].to_numpy())
+    codes = tokenizer.encode(vectors)
+    assert np.array_equal(codes, table[[f"c{i + 1}" for i in range(codes.shape[1])]].to_numpy())
 
-    decoded = np.stack(model.predict(None, codes, params={"direction": "decode"})["embedding"])
+    # What external users load: the version as an MLflow model from code.
+    _use_store(tiny_settings.mlflow_tracking_uri)
+    served = mlflow.pyfunc.load_model(f"models:/{MODEL}@newest")
+    served_codes = served.predict(pd.DataFrame({"embedding": list(vectors)}))
+    assert np.array_equal(served_codes.to_numpy(), codes)
+    decoded = np.stack(served.predict(served_codes, params={"direction": "decode"})["embedding"])
     assert decoded.shape == vectors.shape
     assert np.mean((decoded - vectors) ** 2) < np.mean((vectors - vectors.mean(0)) ** 2)
+
+
+def _materialised_path(instance, asset: str, partition: str, dataset: str) -> Path:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=20).records
+    return next(Path(r.asset_materialization.metadata["path"].value) for r in records
+                if dataset in r.asset_materialization.metadata["path"].value)
+
+
+def test_each_registered_version_is_the_file_its_asset_stored(tiny_run, tiny_settings):
+    # The store's files, the event log's materialisations and the registry's versions name one version.
+    _, instance, _, months = tiny_run
+    dataset = tiny_settings.source().name
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    store = AssetStore(tiny_settings.assets_dir(dataset))
+    for asset, model, month, method in (("tokenizer", MODEL, months[-1], "rq_kmeans"),
+                                        ("aligner_candidate", "semid-synthetic-tiny-aligner", months[-1], None)):
+        path = store.path(asset, month, method, ".npz")
+        key = dg.MultiPartitionKey({"month": month, "method": method}) if method else month
+        # The asset wrote its file itself: the materialisation names it, and the IO manager wrote nothing else.
+        assert _materialised_path(instance, asset, str(key), dataset) == path
+        assert month in store.months(asset, method=method)
+        version = registry.client.get_model_version(model, registry.find_version(model, month).version)
+        assert version.tags[CONTENT_TAG] == content_sha256(path)
 
 
 def test_backfilling_an_older_month_keeps_latest_on_the_newest(tiny_run, tiny_settings):
@@ -66,14 +105,11 @@ def test_encode_cli_on_items_the_tokenizer_never_saw(tiny_run, tiny_settings, tm
     encoded = pd.read_parquet(out_file)
     assert list(encoded["item_id"]) == unseen_ids
 
-    # The same items embedded inside the newest catalogue by the aligner of the tokenizer's month
-    # (the one its training vectors came from) give the same codes.
-    aligner = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts).find_version(
-        "semid-synthetic-tiny-aligner", months[0])
-    features = load_artifact(tiny_settings.assets_dir(tiny_settings.source().name) / "multimodal_features"
-                             / f"{months[-1]}.npz")
-    vectors = load_aligner(f"models:/{aligner.model_name}/{aligner.version}",
-                           tiny_settings.mlflow_tracking_uri).embed(features)
+    # The same items embedded inside the newest catalogue by the aligner serving in the tokenizer's month
+    # (the space its training vectors came from) give the same codes.
+    store = AssetStore(tiny_settings.assets_dir(tiny_settings.source().name))
+    features = store.read_artifact("multimodal_features", month=months[-1])
+    vectors = store.read_artifact("aligner", month=months[0]).embed(features)
     rows = pd.Index(features.item_ids).get_indexer(encoded["item_id"])
     model = load_tokenizer(f"models:/{MODEL}/{version.version}", tiny_settings.mlflow_tracking_uri)
     expected = model.encode(vectors[rows])

@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.core.tokenizers.metrics import collision_stats
-from semid_assets.defs.tokenizer import SemanticIdConfig
-from semid_assets.io_manager import load_artifact
+from semid_assets.core.storage import AssetStore
 from semid_assets.registry import NEWEST_ALIAS, Registry, load_tokenizer
 from semid_assets.settings import METHODS
 
@@ -25,24 +23,23 @@ def _embeddings(settings, month):
     return embeddings_from_arrow(pq.read_table(_assets(settings) / "aligned_embeddings" / f"{month}.parquet"))
 
 
-def test_every_method_is_registered_and_reproduces_its_semantic_ids(tiny_run, tiny_settings):
+def test_every_method_is_registered_and_its_first_month_publishes_its_catalogue_codes(tiny_run, tiny_settings):
     _, _, summary, months = tiny_run
     assert sorted(summary["method"].unique()) == sorted(METHODS)
-    month = months[-1]
-    _, vectors = _embeddings(tiny_settings, month)
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    month = months[0]
+    _, vectors = _embeddings(tiny_settings, month)
     for method in METHODS:
         sids = pd.read_parquet(_assets(tiny_settings) / "semantic_ids" / f"month={month}" / f"method={method}.parquet")
-        codes = sids[["c1", "c2", "c3"]].to_numpy()
-        wrapper = load_tokenizer(f"models:/semid-synthetic-tiny-{method}@newest", tiny_settings.mlflow_tracking_uri)
-        assert np.array_equal(wrapper.tokenizer.encode_catalogue(vectors), codes), method
-        decoded = wrapper.decode(wrapper.encode(vectors[:20]))
-        assert decoded.shape == (20, vectors.shape[1])
+        version = registry.find_version(f"semid-synthetic-tiny-{method}", month)
+        tokenizer = load_tokenizer(f"models:/{version.model_name}/{version.version}", tiny_settings.mlflow_tracking_uri)
+        # The first publication is the first version's own catalogue codes.
+        assert np.array_equal(tokenizer.encode_catalogue(vectors), sids[["c1", "c2", "c3"]].to_numpy()), method
+        assert tokenizer.decode(tokenizer.encode(vectors[:20])).shape == (20, vectors.shape[1])
         # The run's params are the method's own options plus the pipeline's, not every method's.
-        version = registry.version_by_alias(f"semid-synthetic-tiny-{method}", NEWEST_ALIAS)
         params = registry.client.get_run(version.run_id).data.params
-        assert set(params) == set(wrapper.tokenizer.get_params()) | {
-            "anchor_to_previous", "anchor_iterations", "method", "n_items", "dim", "anchored_to"}, method
+        assert set(params) == set(tokenizer.get_params()) | {
+            "anchor_to_previous", "anchor_iterations", "hysteresis", "n_items", "dim"}, method
 
 
 def test_comparison_covers_every_method_with_ground_truth(tiny_run, tiny_settings):
@@ -74,23 +71,27 @@ def test_report_cli_prints_the_comparison(tiny_run, tiny_settings, monkeypatch, 
 
 
 def test_reassign_strategy_keeps_l_tokens_and_lowers_collisions(tiny_run, tiny_settings):
-    defs, _, _, months = tiny_run
-    month = months[-1]
-    ids, vectors = _embeddings(tiny_settings, month)
-    model = load_artifact(_assets(tiny_settings) / "tokenizer" / f"month={month}" / "method=rq_kmeans.npz")
-    key = dg.MultiPartitionKey({"month": month, "method": "rq_kmeans"})
-    asset = defs.get_assets_def("semantic_ids")
-    with dg.build_asset_context(partition_key=str(key)) as context:
-        result = asset(context=context, config=SemanticIdConfig(collision_strategy="reassign"), tokenizer=model,
-                       aligned_embeddings=pq.read_table(_assets(tiny_settings) / "aligned_embeddings" / f"{month}.parquet"))
-    table, meta = result.value, result.metadata
-    assert list(table.columns) == ["item_id", "c1", "c2", "c3", "suffix"] and list(table["item_id"]) == list(ids)
-    before = model.encode(vectors)
-    assert meta["collision_rate_before"] == collision_stats(before)[0]
-    assert meta["collision_rate"] < meta["collision_rate_before"] and meta["moved_to_free_code"] > 0
+    defs, instance, _, months = tiny_run
+    key = str(dg.MultiPartitionKey({"month": months[0], "method": "rq_kmeans"}))
+    store = AssetStore(_assets(tiny_settings))
+
+    def publish(strategy: str) -> pd.DataFrame:
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks], selection=dg.AssetSelection.assets("semantic_ids"), partition_key=key,
+            instance=instance, resources=defs.resources,
+            run_config={"ops": {"semantic_ids": {"config": {"collision_strategy": strategy}}}})
+        assert result.success
+        return store.read_table("semantic_ids", month=months[0], method="rq_kmeans").to_pandas()
+
+    suffix = store.read_table("semantic_ids", month=months[0], method="rq_kmeans").to_pandas()
+    moved = publish("reassign")
+    assert list(moved.columns) == list(suffix.columns) and list(moved["item_id"]) == list(suffix["item_id"])
+    assert (moved["suffix"] > 0).mean() < (suffix["suffix"] > 0).mean()
     # Prefixes are untouched; only the last level moved.
-    assert np.array_equal(table[["c1", "c2"]].to_numpy(), before[:, :2])
-    assert not table.duplicated(["c1", "c2", "c3", "suffix"]).any()
+    assert np.array_equal(moved[["c1", "c2"]].to_numpy(), suffix[["c1", "c2"]].to_numpy())
+    assert not moved.duplicated(["c1", "c2", "c3", "suffix"]).any()
+    # Leave the shared home as the fixture made it.
+    pd.testing.assert_frame_equal(publish("suffix"), suffix)
 
 
 def test_comparison_skips_nmi_with_a_reason_without_ground_truth():

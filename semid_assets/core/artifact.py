@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from semid_assets.core.durable import atomic_write
 
 _META_KEY = "__meta__"
 
@@ -29,21 +30,12 @@ class Artifact(Protocol):
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write arrays + JSON metadata to ``path`` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write arrays + JSON metadata to ``path`` atomically and durably (:func:`~semid_assets.core.durable.atomic_write`)."""
     if _META_KEY in arrays:
         raise ValueError(f"array name {_META_KEY!r} is reserved for metadata")
     payload = dict(arrays)
     payload[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), lambda fh: np.savez(fh, **payload))
 
 
 def load_npz(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

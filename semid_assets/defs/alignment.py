@@ -1,208 +1,132 @@
-"""Stage 4 — the collaborative-aware QFormer aligner and the aligned item representation."""
-
-
-from typing import Literal
+"""Stage 4 — the QFormer aligner of each month, the aligner that serves, and the aligned embeddings."""
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pydantic
 
-from semid_assets.core.data import schema
-from semid_assets.core.alignment.config import AlignerTrainConfig
-from semid_assets.core.alignment.monthly import align_month
+from semid_assets import metadata as md
+from semid_assets.config import config_class, to_options
 from semid_assets.core.alignment.captions import caption_column
+from semid_assets.core.alignment.config import AlignerTrainConfig
+from semid_assets.core.alignment.content import is_trained
+from semid_assets.core.data import schema
 from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
-from semid_assets.core.markdown import markdown_table
+from semid_assets.core.lifecycle.serving import align_and_serve, serving_month
+from semid_assets.core.lifecycle.versions import ALIGNER, SERVING_ALIAS, VersionKey, previous_month
 from semid_assets.partitions import SemidPartitions, month_of
-from semid_assets.resources import CatalogResource, MlflowRegistry, TextEncoderResource
+from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, MlflowRegistry,
+                                    TextEncoderResource)
 
 GROUP = "alignment"
-ALIGNER_METHOD = "aligner"  # model name: semid-<dataset>-aligner
+CANDIDATE, SERVING = "aligner_candidate", "aligner"
+
+AlignerConfig = config_class("AlignerConfig", AlignerTrainConfig, extra={
+    "holdout": (float, pydantic.Field(0.1, description="Share of distinct pairs held out of training (by a stable "
+                                      "hash of the pair) to judge the aligner.")),
+    "caption_holdout": (float, pydantic.Field(0.1, description="Share of items (by id hash) whose captions never "
+                                              "train the caption loss.")),
+    "caption_column": (str | None, pydantic.Field(None, description="Text column the caption loss predicts; default "
+                                                  "`caption` when present, else the first text column.")),
+    "warm_start": (bool, pydantic.Field(True, description="Continue training from the newest earlier month's "
+                                        "aligner instead of from scratch.")),
+})
 
 
-# The library's defaults are the one source; the config restates the fields so the launchpad
-# shows them with their docs.
-_TRAINING = AlignerTrainConfig()
+def _captions(raw_items: pa.Table, config, text_encoder: TextEncoderResource):
+    column = caption_column(text_columns_of(raw_items), config.caption_column)
+    if column is None or config.caption_weight <= 0:
+        return column, None
+    return column, text_encoder.encoder().tokenize([t or "" for t in raw_items.column(column).to_pylist()])
 
 
-class AlignerConfig(dg.Config):
-    """QFormer shape, losses and training (see ``core/alignment/aligner.py``); the defaults train a 20k-item month in 1-2 min
-    on one core."""
-
-    n_queries: int = _TRAINING.n_queries
-    n_blocks: int = _TRAINING.n_blocks
-    width: int = _TRAINING.width
-    heads: int = _TRAINING.heads
-    ffn_mult: int = _TRAINING.ffn_mult
-    pool: Literal["mean", "concat"] = _TRAINING.pool
-    """How the N_q query tokens become one vector: their concatenation (N_q × width dims, default) or
-    their mean (width dims). On the default data concatenation found held-out partners more often
-    (Recall@10 0.042 vs 0.040, baseline 0.035; see the README)."""
-    max_text_tokens: int = _TRAINING.max_text_tokens
-    decoder_layers: int = _TRAINING.decoder_layers
-    caption_vocab_size: int = _TRAINING.caption_vocab_size
-    caption_max_tokens: int = _TRAINING.caption_max_tokens
-    caption_column: str | None = None
-    """Text column the caption loss predicts; default ``caption`` when present, else the first text column."""
-    epochs: float = _TRAINING.epochs
-    """Passes over the month's training pairs (sets the step count unless ``steps`` is given)."""
-    steps: int | None = _TRAINING.steps
-    batch_pairs: int = _TRAINING.batch_pairs
-    lr: float = _TRAINING.lr
-    weight_decay: float = _TRAINING.weight_decay
-    warmup_steps: int = _TRAINING.warmup_steps
-    temperature: float = _TRAINING.temperature
-    learn_temperature: bool = _TRAINING.learn_temperature
-    contrastive_weight: float = _TRAINING.contrastive_weight
-    caption_weight: float = _TRAINING.caption_weight
-    caption_items_per_step: int = _TRAINING.caption_items_per_step
-    stability_weight: float = _TRAINING.stability_weight
-    """With ``warm_start``: weight of the term pulling every item's vector toward the previous month's
-    aligner's vector of it. 0 lets fine-tuning move the whole space (fine SIDs then churn); larger keeps
-    consecutive versions in one space at some cost in held-out recall (trade-off table in the README)."""
-    holdout: float = 0.1
-    """Share of distinct pairs held out of training (by a stable hash of the pair) for the recall report."""
-    caption_holdout: float = 0.1
-    """Share of items (by id hash) whose captions never train the caption loss."""
-    warm_start: bool = True
-    """Start from the previous month's registered aligner (its newest version for that month) instead of
-    from scratch; falls back to scratch, with a warning, when there is none. On by default: tokenizer
-    anchoring, ``sid_stability`` and the ranker's older-version check compare versions months apart,
-    which only means something while consecutive aligners embed into a continuing space."""
-    seed: int = _TRAINING.seed
-    threads: int | None = _TRAINING.threads
-    log_every: int = _TRAINING.log_every
+def _stored_before(store, asset: str, month: str):
+    found = previous_month(month, store.months(asset))
+    return None if found is None else store.read_artifact(asset, month=found)
 
 
-class AlignmentConfig(dg.Config):
-    aligner: Literal["qformer", "none"] = "qformer"
-    """``qformer``: the month's trained aligner (default). ``none``: the pooled multimodal
-    content embedding (the TIGER / Google setting), the baseline the aligner has to beat."""
+def _register(context, mlflow_registry, path, done, month: str, dataset: str) -> dict:
+    """The trained candidate as a version of ``semid-<dataset>-aligner``; ``serving`` moves when it serves."""
+    key = VersionKey(dataset, month, ALIGNER)
+    result = done.result
+    registry = mlflow_registry.registry()
+    version = registry.register_aligner(
+        path, result.history, model_name=key.model_name, run_name=f"aligner-{month}",
+        params={**context.op_config, "n_items": len(result.vectors), "out_dim": result.aligner.out_dim},
+        metrics=result.metrics, tags={**key.tags(), "serving": str(done.serving.accepted).lower(),
+                                      "dagster_run_id": context.run.run_id},
+        tables={"retrieval": result.retrieval, "captions": result.captions})
+    if done.serving.accepted:
+        registry.move_alias_if_newer(key.model_name, version.version, month, alias=SERVING_ALIAS)
+    return md.links(mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id),
+                    mlflow_model_version=mlflow_registry.model_version_url(version.model_name, version.version))
 
 
-def _train_config(config: AlignerConfig) -> AlignerTrainConfig:
-    fields = set(AlignerTrainConfig.__dataclass_fields__)
-    options = config.model_dump()
-    missing = sorted(fields - set(options))
-    if missing:  # a library option the launchpad cannot set would silently keep its default
-        raise TypeError(f"AlignerConfig lacks AlignerTrainConfig field(s) {missing}")
-    return AlignerTrainConfig(**{k: v for k, v in options.items() if k in fields})
-
-
-def _previous_aligner(context, registry, name: str, month: str):
-    from semid_assets.registry import load_aligner
-
-    previous = (pd.Period(month, freq="M") - 1).strftime("%Y-%m")
-    found = registry.find_version(name, previous)
-    if found is None:
-        context.log.warning(f"warm_start: no {name} version registered for {previous}; training from scratch")
-        return None
-    context.log.info(f"warm_start: from {name} version {found.version} ({previous})")
-    return load_aligner(f"models:/{name}/{found.version}", registry.tracking_uri)
+def _candidate_metadata(done) -> dict:
+    if not done.trained:
+        return {"trained": False, "verdict": done.summary}
+    result = done.result
+    rows = result.retrieval.set_index("aligner")
+    return {"heldout_recall_at_10": md.number(rows.loc["qformer", "heldout_recall@10"]),
+            "trained": True, "serves": done.serving.accepted, "verdict": done.summary,
+            "retrieval": md.table(result.retrieval), "train_seconds": md.number(result.metrics["train_seconds"]),
+            "pairs_train": int(result.metrics["pairs_train"]), "pairs_heldout": int(result.metrics["pairs_heldout"]),
+            **({"moved_from_previous": md.number(result.metrics["moved_from_previous"])}
+               if "moved_from_previous" in result.metrics else {})}
 
 
 def build(parts: SemidPartitions) -> list:
-    @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch", "mlflow"},
-              ins={"raw_items": dg.AssetIn(metadata={"exclude_prefixes": [schema.EMBEDDING_PREFIX]})})
-    def aligner(context: dg.AssetExecutionContext, config: AlignerConfig, multimodal_features: MultimodalFeatures,
-                item_pairs: pd.DataFrame, raw_items: pa.Table, text_encoder: TextEncoderResource,
-                catalog: CatalogResource, mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
-        """The QFormer aligner of this month: N_q learnable queries read each item's multimodal
-        token matrix through N_c cross-attention + FFN blocks; trained on the month's item
-        pairs with symmetric InfoNCE (in-batch negatives, known pairs never negatives) plus a
-        caption next-token loss; a month warm-started from the previous month's aligner adds a
-        stability term that keeps item vectors near the previous aligner's, so tokenizer
-        versions months apart stay comparable. Logged as an MLflow run with loss curves and
-        registered as ``semid-<dataset>-aligner`` (alias ``newest``). The metadata compares it
-        with the ``aligner="none"`` content embedding (and the previous aligner) on held-out
-        pairs and says how far it moved the space (``moved_from_previous``)."""
-        from semid_assets.defs.tokenizer import model_name
-
-        month = month_of(context)
-        features = multimodal_features
-        ids = raw_items.column(schema.ITEM_ID).to_numpy(zero_copy_only=False)
-        if not np.array_equal(np.asarray(ids).astype(str), np.asarray(features.item_ids).astype(str)):
-            raise ValueError("raw_items and multimodal_features list different items; re-materialise this month.")
-        column = caption_column(text_columns_of(raw_items), config.caption_column)
-        token_ids = None
-        if column is not None and config.caption_weight > 0:
-            texts = [t or "" for t in raw_items.column(column).to_pylist()]
-            token_ids = text_encoder.encoder().tokenize(texts)
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(CANDIDATE, group_name=GROUP, kinds={"torch", "mlflow"},
+                            deps=["multimodal_features", "item_pairs", "raw_items"], description="The QFormer trained on the month's item pairs (warm-started from the "
+                                        "newest earlier one), registered in MLflow whether or not it serves."),
+               dg.AssetSpec(SERVING, group_name=GROUP, kinds={"torch"}, deps=[CANDIDATE],
+                            description="The aligner whose space the month's embeddings live in: the new one "
+                                        "when it beats the content embedding and the serving aligner on "
+                                        "held-out pairs beyond noise, else the one serving already.")],
+        partitions_def=parts.month, can_subset=False,
+        ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
+    def aligners(context: dg.AssetExecutionContext, config: AlignerConfig, multimodal_features: MultimodalFeatures,
+                 item_pairs, text_encoder: TextEncoderResource, catalog: CatalogResource,
+                 asset_store: AssetStoreResource, mlflow_registry: MlflowRegistry,
+                 aligner_gate: AlignerGateResource):
+        """Train, judge, and pick the serving aligner of the month (see the two assets' descriptions)."""
+        month, store = month_of(context), asset_store.store()
+        # The catalogue's text columns (for captions) and evaluation labels, without its vectors.
+        raw_items = store.read_table("raw_items", month=month, columns=[
+            c for c in store.columns("raw_items", month=month) if not c.startswith(schema.EMBEDDING_PREFIX)])
+        column, token_ids = _captions(raw_items, config, text_encoder)
         topics = (np.asarray(raw_items.column(schema.TRUTH_TOPIC).to_pylist()).astype(str)
                   if schema.TRUTH_TOPIC in raw_items.column_names else None)
-
-        dataset = catalog.source().name
-        name = model_name(dataset, ALIGNER_METHOD)
-        registry = mlflow_registry.registry()
-        previous = _previous_aligner(context, registry, name, month) if config.warm_start else None
-        result = align_month(features, item_pairs, _train_config(config), caption_token_ids=token_ids,
-                             caption_column=column, topics=topics, holdout=config.holdout,
-                             caption_holdout=config.caption_holdout, warm_start=previous,
-                             store=text_encoder.store(), log=context.log.info)
-        model = result.aligner
-        truncated = model.truncated_items(features, text_encoder.store())
-
-        from semid_assets.registry import NEWEST_ALIAS, log_aligner
-
-        version = log_aligner(
-            registry, model, result.history, model_name=name, run_name=f"aligner-{month}",
-            params={**config.model_dump(), "n_items": features.n_items, "out_dim": model.out_dim,
-                    "max_tokens": dict(zip(model.config.modalities, model.config.max_tokens)),
-                    "caption_column_used": column or "none"},
-            metrics=result.metrics,
-            tags={"month": month, "method": ALIGNER_METHOD, "dataset": dataset, "dagster_run_id": context.run.run_id,
-                  "dagster_asset": "aligner", "dagster_partition": str(context.partition_key)},
-            tables={"retrieval": result.retrieval, "captions": result.captions})
-        moved = registry.move_alias_if_newer(name, version.version, month)
-        context.log.info(f"registered {name} version {version.version}"
-                         + (f" (alias {NEWEST_ALIAS})" if moved else f" ({NEWEST_ALIAS} stays on a later month)"))
-        first, last = result.history.iloc[0], result.history.iloc[-1]
-        qformer = result.retrieval.set_index("aligner")
-        return dg.MaterializeResult(value=model, metadata={
-            "retrieval": dg.MetadataValue.md(markdown_table(result.retrieval)),
-            "captions": dg.MetadataValue.md(markdown_table(result.captions) if len(result.captions) else "caption loss off"),
-            "heldout_recall_at_10": float(qformer.loc["qformer", "heldout_recall@10"]),
-            "baseline_heldout_recall_at_10": float(qformer.loc["none", "heldout_recall@10"]),
-            "loss_first_last": f"{first['loss']:.4f} → {last['loss']:.4f}",
-            "train_seconds": float(model.info["train_seconds"]),
-            "pairs_train": int(result.metrics["pairs_train"]),
-            "pairs_heldout": int(result.metrics["pairs_heldout"]),
-            "out_dim": model.out_dim,
-            "caption_column": column or "none",
-            "items_truncated": dg.MetadataValue.json(truncated),
-            "warm_started": bool(previous is not None),
-            **({"moved_from_previous": float(result.metrics["moved_from_previous"])}
-               if "moved_from_previous" in result.metrics else {}),
-            "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(version.experiment_id, version.run_id)),
-            "mlflow_model_version": dg.MetadataValue.url(
-                mlflow_registry.model_version_url(version.model_name, version.version)),
-            "model_uri": f"models:/{version.model_name}/{version.version}",
-        })
+        done = align_and_serve(
+            multimodal_features, item_pairs, to_options(config, AlignerTrainConfig), month=month,
+            gate=aligner_gate.options(), previous_candidate=_stored_before(store, CANDIDATE, month),
+            previous_serving=_stored_before(store, SERVING, month), holdout=config.holdout,
+            warm_start=config.warm_start, store=text_encoder.store(), log=context.log.info,
+            caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout)
+        path = store.write_artifact(CANDIDATE, done.candidate, month=month)
+        links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
+        yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={
+            **links, **_candidate_metadata(done), "path": dg.MetadataValue.path(str(path))})
+        serving = done.serving.serving
+        path = store.write_artifact(SERVING, serving, month=month)
+        yield dg.MaterializeResult(asset_key=SERVING, metadata={
+            "serving_aligner_month": serving_month(serving) or "none (content embedding)",
+            "changed_this_month": done.serving.accepted, "verdict": done.serving.summary,
+            "path": dg.MetadataValue.path(str(path))})
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
-    def aligned_embeddings(context: dg.AssetExecutionContext, config: AlignmentConfig,
-                           multimodal_features: MultimodalFeatures, aligner) -> dg.MaterializeResult:
-        """One float32 unit vector per item: the input of every tokenizer.
+    def aligned_embeddings(context: dg.AssetExecutionContext, multimodal_features: MultimodalFeatures,
+                           aligner, text_encoder: TextEncoderResource) -> dg.MaterializeResult:
+        """One float32 unit vector per item from the month's serving aligner: the input of every tokenizer.
 
-        ``aligner="qformer"``: the month's QFormer applied to every item (the registered model
-        version gives the same bits for the same items). ``aligner="none"``: the content
-        embedding — each modality's pooled vector, L2-normalised, concatenated with equal weight.
-        """
-        if config.aligner == "qformer":
-            vectors = aligner.embed(multimodal_features, log=context.log.info)
-        else:
-            vectors = multimodal_features.content_embedding()
-        norms = np.linalg.norm(vectors, axis=1)
-        context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims (aligner={config.aligner})")
-        return dg.MaterializeResult(
-            value=embeddings_to_arrow(multimodal_features.item_ids, vectors),
-            metadata={
-                "dagster/row_count": len(vectors),
-                "dim": int(vectors.shape[1]),
-                "aligner": config.aligner,
-                "mean_norm": float(norms.mean()) if len(norms) else 0.0,
-            })
+        While the serving aligner does not change, neither does any earlier item's vector."""
+        vectors = aligner.embed(multimodal_features, store=text_encoder.store(), log=context.log.info)
+        context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims from "
+                         f"{'the ' + serving_month(aligner) + ' aligner' if is_trained(aligner) else 'the content embedding'}")
+        return dg.MaterializeResult(value=embeddings_to_arrow(multimodal_features.item_ids, vectors), metadata={
+            "dagster/row_count": len(vectors), "dim": int(vectors.shape[1]),
+            "serving_aligner_month": serving_month(aligner) or "none (content embedding)"})
 
-    return [aligner, aligned_embeddings]
+    return [aligners, aligned_embeddings]

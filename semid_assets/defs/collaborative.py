@@ -1,28 +1,21 @@
 """Stage 3b — collaborative item embeddings (BPR matrix factorisation), read by LETTER."""
 
 
+import dataclasses
+
 import dagster as dg
 import pandas as pd
 
 from semid_assets.core.data import schema
-from semid_assets.core.collaborative.bpr import collaborative_item_embeddings
+from semid_assets.config import config_class, to_options
+from semid_assets.core.collaborative.bpr import BPROptions, collaborative_item_embeddings
 from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.partitions import SemidPartitions, month_of
 
 GROUP = "pairs"
 
 
-class CollaborativeConfig(dg.Config):
-    """BPR matrix factorisation on every positive up to the month's end."""
-
-    dim: int = 64
-    epochs: int = 10
-    batch_size: int = 8192
-    lr: float = 0.01
-    reg: float = 1e-4
-    seed: int = 0
-    n_threads: int | None = None
-    """torch threads (None = 1)."""
+CollaborativeConfig = config_class("CollaborativeConfig", BPROptions)
 
 
 def build(parts: SemidPartitions) -> list:
@@ -39,14 +32,13 @@ def build(parts: SemidPartitions) -> list:
         """
         month = month_of(context)
         item_ids = raw_items[schema.ITEM_ID].to_numpy()
-        vectors, has, info = collaborative_item_embeddings(
-            raw_interactions, item_ids, dim=config.dim, epochs=config.epochs, batch_size=config.batch_size,
-            lr=config.lr, reg=config.reg, seed=config.seed, n_threads=config.n_threads)
+        options = to_options(config, BPROptions)
+        vectors, has, info = collaborative_item_embeddings(raw_interactions, item_ids, **dataclasses.asdict(options))
         context.log.info(f"{month}: BPR on {info['positives']} positives, {int(has.sum())}/{len(item_ids)} items "
                          f"embedded, held-out AUC {info['heldout_auc']:.3f}, {info['seconds']:.1f} s")
         return dg.MaterializeResult(value=embeddings_to_arrow(item_ids, vectors), metadata={
             "dagster/row_count": len(item_ids),
-            "dim": config.dim,
+            "dim": options.dim,
             "items_with_embedding": int(has.sum()),
             "positives": info["positives"],
             "heldout_auc": float(info["heldout_auc"]),

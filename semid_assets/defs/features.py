@@ -18,11 +18,13 @@ def build(parts: SemidPartitions) -> list:
                             text_encoder: TextEncoderResource) -> dg.MaterializeResult:
         """Token matrices per item: every text field through all-MiniLM-L6-v2 (token-level
         outputs, cached by content so an item encoded in an earlier month is not encoded
-        again) and the ``emb_*`` vectors as given, plus pooled per-modality vectors."""
+        again) and the ``emb_*`` vectors as given, plus pooled per-modality vectors. Leftovers of
+        a killed writer of the text cache are removed first."""
         import pandas as pd
 
-        features, stats = build_multimodal_features(
-            raw_items, text_encoder.encoder(), text_encoder.store(), log=context.log.info)
+        store = text_encoder.store()
+        store.sweep(log=context.log.info)  # shards and temporary files of writers that were killed
+        features, stats = build_multimodal_features(raw_items, text_encoder.encoder(), store, log=context.log.info)
         dims = pd.DataFrame({"modality": list(features.dims), "dim": list(features.dims.values())})
         return dg.MaterializeResult(value=features, metadata={
             "dagster/row_count": features.n_items,

@@ -2,8 +2,10 @@
 
 
 import dagster as dg
+import pydantic
 import pandas as pd
 
+from semid_assets.config import config_class, to_options
 from semid_assets.core.data import schema
 from semid_assets.core.markdown import markdown_table
 from semid_assets.core.collaborative.pairs import PairConfig, build_item_pairs
@@ -13,17 +15,9 @@ from semid_assets.partitions import SemidPartitions, month_of
 GROUP = "pairs"
 
 
-class PairsConfig(dg.Config):
-    """How pairs are mined from the interaction log."""
-
-    window_months: int = 3
-    """Swing sees positives of the last ``window_months`` months (this one included)."""
-    swing_alpha: float = 1.0
-    user_weight_power: float = 0.5
-    max_users_per_item: int = 200
-    swing_top_k: int = 10
-    u2i_history: int = 20
-    min_score: float = 0.0
+PairsConfig = config_class("PairsConfig", PairConfig, extra={
+    "window_months": (int, pydantic.Field(3, ge=1, description="Swing sees the positives of the last window_months "
+                                          "months (this one included)."))})
 
 
 def source_summary(pairs: pd.DataFrame, stats: dict) -> pd.DataFrame:
@@ -57,7 +51,7 @@ def build(parts: SemidPartitions) -> list:
         month = month_of(context)
         window_start = month_end(month) - pd.DateOffset(months=config.window_months)
         window = raw_interactions.loc[raw_interactions[schema.TS] >= window_start]
-        pair_config = PairConfig(**config.model_dump(exclude={"window_months"}))
+        pair_config = to_options(config, PairConfig)
         pairs, stats = build_item_pairs(window, raw_items[schema.ITEM_ID].to_numpy(), pair_config,
                                         target_start=month_start(month))
         context.log.info(f"{month}: {len(pairs)} pairs from {stats['n_positive_interactions']} positives "

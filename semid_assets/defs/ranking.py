@@ -13,7 +13,7 @@ from semid_assets.core.evaluation.ranker_config import RankerConfig
 from semid_assets.core.evaluation.ranking import SID_VARIANTS, VARIANTS, EvalConfig, SidVersion, evaluate_month
 from semid_assets.core.evaluation.ranking_plot import auc_plot_png
 from semid_assets.core.tokenizers.sids import code_columns
-from semid_assets.defs.tokenizer import model_name
+from semid_assets.core.lifecycle.versions import model_name
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -121,12 +121,12 @@ def build(parts: SemidPartitions) -> list:
 
             version = registry.find_version(name, old_month)
             old_model = load_tokenizer(f"models:/{name}/{version.version}", registry.tracking_uri)
-            if old_model.tokenizer.codebooks.shape[2] != vectors.shape[1]:
-                raise ValueError(f"the {old_month} tokenizer takes {old_model.tokenizer.codebooks.shape[2]}-dim "
+            if old_model.codebooks.shape[2] != vectors.shape[1]:
+                raise ValueError(f"the {old_month} tokenizer takes {old_model.codebooks.shape[2]}-dim "
                                  f"embeddings but {month}'s are {vectors.shape[1]}-dim; they cannot be compared.")
             # The older version encodes today's catalogue, new uploads included, as it would in serving.
             older = SidVersion(old_month, old_model.encode(vectors).astype(np.int64),
-                               int(old_model.tokenizer.codebooks.shape[1]))
+                               int(old_model.codebooks.shape[1]))
             context.log.info(f"stability through the ranker: {month} SIDs against version {old_month} "
                              f"(model version {version.version})")
 

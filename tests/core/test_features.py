@@ -87,18 +87,18 @@ def test_token_store_crash_before_index_leaves_store_consistent(tmp_path, monkey
     k1, t1, p1 = _random_entries(rng, 3)
     store.put(k1, t1, p1)
 
-    real_write = token_store_mod._atomic_write
+    real_write = token_store_mod.atomic_write
 
     def crash_on_index(path, write):
         if path.name.endswith(".index.parquet"):
             raise OSError("simulated crash before the index was written")
         real_write(path, write)
 
-    monkeypatch.setattr(token_store_mod, "_atomic_write", crash_on_index)
+    monkeypatch.setattr(token_store_mod, "atomic_write", crash_on_index)
     k2, t2, p2 = _random_entries(rng, 3, offset=3)
     with pytest.raises(OSError, match="simulated"):
         store.put(k2, t2, p2)
-    monkeypatch.setattr(token_store_mod, "_atomic_write", real_write)
+    monkeypatch.setattr(token_store_mod, "atomic_write", real_write)
 
     reopened = TokenStore(tmp_path, "enc")
     assert len(reopened) == 3 and not reopened.contains(k2).any()
@@ -110,6 +110,56 @@ def test_token_store_crash_before_index_leaves_store_consistent(tmp_path, monkey
     again = TokenStore(tmp_path, "enc")
     assert len(again) == 6 and again.n_shards == 2
     np.testing.assert_array_equal(again.pooled(k2), p2)
+
+
+def test_token_store_sweep_removes_a_killed_writers_orphans_and_keeps_a_live_ones(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    rng = np.random.default_rng(2)
+    store = TokenStore(tmp_path, "enc")
+    k1, t1, p1 = _random_entries(rng, 3)
+    store.put(k1, t1, p1)
+    # This (live) process stops a put before its index: its orphans must survive a sweep.
+    real_write = token_store_mod.atomic_write
+
+    def crash_on_index(path, write):
+        if path.name.endswith(".index.parquet"):
+            raise OSError("interrupted")
+        real_write(path, write)
+
+    monkeypatch.setattr(token_store_mod, "atomic_write", crash_on_index)
+    with pytest.raises(OSError):
+        store.put(*_random_entries(rng, 2, offset=3))
+    monkeypatch.setattr(token_store_mod, "atomic_write", real_write)
+    live_orphans = TokenStore(tmp_path, "enc").orphans()
+    # Another process is SIGKILLed at the same point of its put.
+    root = Path(__file__).resolve().parents[2]
+    code = textwrap.dedent(f"""
+        import os, signal
+        import numpy as np
+        from semid_assets.core.features import token_store as ts
+        real = ts.atomic_write
+        def die_on_index(path, write):
+            if path.name.endswith(".index.parquet"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(path, write)
+        ts.atomic_write = die_on_index
+        ts.TokenStore({str(tmp_path)!r}, "enc").put(["k"], [np.ones((2, {D}), np.float32)], np.ones((1, {D}), np.float32))
+    """)
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    assert subprocess.run([sys.executable, "-c", code], env=env).returncode == -9
+    reopened = TokenStore(tmp_path, "enc")
+    killed_orphans = sorted(set(reopened.orphans()) - set(live_orphans))
+    assert len(live_orphans) == 2 and len(killed_orphans) == 2
+
+    log = []
+    assert sorted(reopened.sweep(log=log.append)) == killed_orphans and len(log) == 2
+    assert sorted(TokenStore(tmp_path, "enc").orphans()) == sorted(live_orphans)
+    np.testing.assert_array_equal(TokenStore(tmp_path, "enc").pooled(k1), p1)
 
 
 # ---------------------------------------------------------------------- features

@@ -10,7 +10,6 @@ import pytest
 
 from semid_assets.core.tokenizers.anchoring import anchored_fit_encode, relabel_to_previous
 from semid_assets.core.tokenizers.base import WarmStart
-from semid_assets.core.lifecycle.gate import GateLimits, promotion_requirements
 from semid_assets.core.tokenizers.matching import match_level_codes, match_prefixes
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 from semid_assets.core.evaluation.stability import (adjusted_mutual_info, adjusted_rand_index, compare_codes, compare_versions,
@@ -239,33 +238,6 @@ def test_init_codebooks_of_another_shape_is_refused():
     with pytest.raises(ValueError, match="same levels and codebook_size"):
         RQKMeans(levels=2, codebook_size=8).fit_encode(
             X, warm_start=WarmStart(previous, init_codebooks=np.zeros((2, 16, 16), dtype=np.float32)))
-
-
-def test_gate_refuses_a_bad_version_with_the_shortfall_and_accepts_a_good_one():
-    limits = GateLimits(max_relative_mse=0.5, max_mse_regression=0.05, min_ari=0.3, min_matched_kept=0.8)
-    good = promotion_requirements(limits, 0.21, champion_relative_mse=0.212, ari=0.6, matched_kept=0.9)
-    assert all(r.met for r in good)
-    bad = promotion_requirements(limits, 0.30, champion_relative_mse=0.212, ari=0.1, matched_kept=0.9)
-    unmet = [r for r in bad if not r.met]
-    assert [r.figure for r in unmet] == ["relative MSE vs champion's", "ARI at prefix length 1 vs champion"]
-    assert "below the limit 0.3000 by 0.2000" in unmet[1].shortfall()
-    # The first version has no champion: quality alone decides.
-    assert [r.figure for r in promotion_requirements(limits, 0.21)] == ["relative MSE (full SID)"]
-
-
-def test_gate_on_planted_versions():
-    """A reshuffled version is refused against the champion; a lightly perturbed one passes."""
-    champion = _codes(n=4000, K=16, seed=10)
-    limits = GateLimits()
-    rng = np.random.default_rng(11)
-    shuffled = rng.integers(0, 16, champion.shape)
-    near = champion.copy()
-    near[rng.random(len(near)) < 0.05, 2] = rng.integers(0, 16)
-    for codes, should_pass in ((shuffled, False), (near, True)):
-        report = compare_codes(champion, codes)
-        requirements = promotion_requirements(limits, 0.2, 0.2, ari=report.figure("ari", 1),
-                                              matched_kept=report.figure("matched_kept", 3))
-        assert all(r.met for r in requirements) == should_pass
 
 
 def test_prefix_jaccard_counts_other_items_and_skips_items_alone_in_both():

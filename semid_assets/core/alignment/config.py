@@ -1,4 +1,4 @@
-"""The aligner's training options, importable without torch (the Dagster config reads their defaults)."""
+"""The aligner's training options, importable without torch (the Dagster config is generated from them)."""
 
 from __future__ import annotations
 
@@ -6,35 +6,62 @@ from dataclasses import dataclass
 from typing import Literal
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AlignerTrainConfig:
-    """Shape and training of the aligner; the defaults train a 20k-item month in about a minute on 2 cores."""
+    """Shape, losses and training of the QFormer aligner."""
 
     n_queries: int = 4
+    """Learnable query tokens N_q (OneRec: 4)."""
     n_blocks: int = 4
+    """Cross-attention + FFN blocks N_c (OneRec: 4)."""
     width: int = 64
+    """Width of the query tokens and of every projected modality token."""
     heads: int = 4
+    """Attention heads of each cross-attention."""
     ffn_mult: int = 2
+    """Hidden width of each FFN as a multiple of ``width``."""
     pool: Literal["mean", "concat"] = "concat"
+    """How the N_q query tokens become one vector: their concatenation (N_q × width dims) or their mean (width)."""
     max_text_tokens: int = 128
+    """Tokens read per text field; an item's longer fields are cut (counted in the metadata)."""
     decoder_layers: int = 1
+    """Layers of the small causal decoder the caption loss trains."""
     caption_vocab_size: int = 4096
+    """Rows of the caption decoder's compact vocabulary (the most frequent training-caption tokens + PAD + UNK)."""
     caption_max_tokens: int = 24
+    """Caption tokens predicted per item."""
     epochs: float = 1.0
-    steps: int | None = None  # explicit step count; None = ceil(epochs × training pairs / batch_pairs)
+    """Passes over the month's training pairs (sets the step count unless ``steps`` is given)."""
+    steps: int | None = None
+    """An explicit step count; None = ceil(epochs × training pairs / batch_pairs)."""
     batch_pairs: int = 256
+    """Pairs per step; the other pairs of a batch are each pair's negatives."""
     lr: float = 2e-3
+    """Peak learning rate (AdamW, linear warm-up, cosine decay)."""
     weight_decay: float = 0.01
+    """AdamW weight decay."""
     warmup_steps: int = 30
+    """Steps of linear learning-rate warm-up."""
     temperature: float = 0.07
+    """Starting temperature of the InfoNCE softmax."""
     learn_temperature: bool = True
+    """Learn the temperature (False: keep ``temperature`` fixed)."""
     contrastive_weight: float = 1.0
+    """Weight of the symmetric item-to-item InfoNCE loss over the month's pairs."""
     caption_weight: float = 0.5
+    """Weight of the caption next-token loss (0 turns it off)."""
     caption_items_per_step: int = 64
-    stability_weight: float = 100.0  # pull toward the warm-start aligner's vectors; see core/alignment/aligner.py
+    """Items whose captions a step predicts."""
+    stability_weight: float = 100.0
+    """With a warm start: weight of the term pulling every item's vector toward the previous aligner's
+    vector of it. 0 lets fine-tuning move the whole space; larger keeps consecutive versions in one space
+    at some cost in held-out recall (docs/benchmarks.md)."""
     seed: int = 0
+    """Seeds initialisation, batch order and the held-out split."""
     threads: int | None = None
+    """torch threads during training and embedding (None: 1)."""
     log_every: int = 50
+    """Steps between progress lines in the run log."""
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:

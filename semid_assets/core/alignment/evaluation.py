@@ -50,31 +50,42 @@ def hash_fraction(item_ids: np.ndarray, fraction: float, seed: int = 0) -> np.nd
     return (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003 < fraction
 
 
-def pair_recall(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
-                threads: int | None = None) -> dict[int, float]:
-    """Recall@K of retrieving each pair's partner among all items, both directions averaged."""
+def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
+              threads: int | None = None) -> dict[int, np.ndarray]:
+    """Per pair and K, the share of its two directions (a finds b, b finds a) whose partner is among
+    the K nearest items by inner product (faiss, exact), the query item itself excluded: 0, 0.5 or 1."""
     import faiss
 
+    from semid_assets.core.threads import faiss_threads
+
     if len(a) == 0:
-        return {k: float("nan") for k in ks}
-    # One OpenMP thread unless told otherwise: on shared cores faiss's parallel loops stall
-    # waiting for descheduled sibling threads (the same effect as in core/alignment/aligner.py).
-    faiss.omp_set_num_threads(int(threads) if threads else 1)
+        return {k: np.zeros(0) for k in ks}
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
     queries = np.concatenate([a, b])
     targets = np.concatenate([b, a])
     k_max = min(max(ks) + 1, len(x))
-    _, found = index.search(x[queries], k_max)
+    # One thread unless told otherwise: the search is exact either way, and a shared machine's
+    # second core is often busy.
+    with faiss_threads(int(threads) if threads else 1):
+        index = faiss.IndexFlatIP(x.shape[1])
+        index.add(x)
+        _, found = index.search(x[queries], k_max)
     found = np.where(found == queries[:, None], -1, found)  # the query item itself never counts
     out = {}
     for k in ks:
         # k + 1 columns, minus the query itself, leave at least k candidates.
         rank_ok = ((found[:, : k + 1] >= 0).cumsum(axis=1) <= k)
-        hits = ((found[:, : k + 1] == targets[:, None]) & rank_ok).any(axis=1)
-        out[k] = float(hits.mean())
+        hits = ((found[:, : k + 1] == targets[:, None]) & rank_ok).any(axis=1).astype(np.float64)
+        out[k] = (hits[: len(a)] + hits[len(a):]) / 2.0
     return out
+
+
+def pair_recall(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
+                threads: int | None = None) -> dict[int, float]:
+    """Recall@K of retrieving each pair's partner among all items, both directions averaged."""
+    if len(a) == 0:
+        return {k: float("nan") for k in ks}
+    return {k: float(hits.mean()) for k, hits in pair_hits(vectors, a, b, ks, threads).items()}
 
 
 def content_similarity(vectors: np.ndarray, labels: np.ndarray, n_pairs: int = 20_000,

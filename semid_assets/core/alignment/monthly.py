@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from semid_assets.core.alignment.aligner import Aligner, AlignerTrainConfig, caption_metrics, train_aligner, unigram_baseline
-from semid_assets.core.alignment.evaluation import content_similarity, hash_fraction, pair_recall, split_pairs, unique_pairs
+from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, pair_hits, pair_recall,
+                                                    split_pairs, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions
 from semid_assets.core.features.multimodal import MultimodalFeatures
 
@@ -40,6 +41,7 @@ class AlignmentResult:
     retrieval: pd.DataFrame  # one row per representation
     captions: pd.DataFrame  # one row per (model, item set)
     metrics: dict[str, float]  # flat, for MLflow and asset metadata
+    heldout_hits: dict[str, np.ndarray]  # per representation, per held-out pair: hit@10 share of both directions
 
 
 def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, store,
@@ -66,6 +68,7 @@ def align_month(
     holdout: float = 0.1,
     caption_holdout: float = 0.1,
     warm_start: Aligner | None = None,
+    serving=None,
     store=None,
     log: Callable[[str], None] = lambda s: None,
 ) -> AlignmentResult:
@@ -73,7 +76,9 @@ def align_month(
 
     ``caption_token_ids``: per item (catalogue order) the caption's token ids, ``[]`` when
     blank; None turns the caption loss off. ``topics``: evaluation-only labels (e.g.
-    ``truth_topic``) for the content-similarity check, or None.
+    ``truth_topic``) for the content-similarity check, or None. ``serving``: the aligner serving
+    now when it is neither the warm start (the ``previous`` row) nor the content embedding (the
+    ``none`` row); it is reported as the ``serving`` row.
     """
     ids = features.item_ids
     a, b, _ = unique_pairs(pairs, ids)
@@ -93,33 +98,15 @@ def align_month(
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
                                      stability_targets=previous, store=store, log=log)
     vectors = aligner.embed(features, store=store, log=log)
-    baseline = features.content_embedding()
-    representations = [("none", baseline), ("qformer", vectors)]
+    representations = {"none": features.content_embedding(), "qformer": vectors}
     if previous is not None:
         # What retraining bought over keeping last month's aligner, and how far it moved the space.
-        representations.append(("previous", previous))
-
-    # Training-pair recall shows fit vs generalisation; a seeded sample of them is enough.
+        representations["previous"] = previous
+    if serving is not None:
+        representations["serving"] = serving.embed(features, store=store)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
-    rows = []
-    metrics: dict[str, float] = {}
-    for name, x in representations:
-        held_recall = pair_recall(x, a[held], b[held], RECALL_KS)
-        train_recall = pair_recall(x, train_a[sample], train_b[sample], RECALL_KS)
-        row = {"aligner": name, "dim": int(x.shape[1])}
-        for k in RECALL_KS:
-            row[f"heldout_recall@{k}"] = held_recall[k]
-            metrics[f"{name}_heldout_recall_at_{k}"] = held_recall[k]
-        for k in RECALL_KS:
-            row[f"train_recall@{k}"] = train_recall[k]
-            metrics[f"{name}_train_recall_at_{k}"] = train_recall[k]
-        if topics is not None:
-            sim = content_similarity(x, topics, seed=config.seed)
-            row.update({"same_topic_cos": sim["same_topic_cos"], "random_cos": sim["random_cos"]})
-            metrics[f"{name}_same_topic_cos"] = sim["same_topic_cos"]
-            metrics[f"{name}_random_cos"] = sim["random_cos"]
-        rows.append(row)
-    retrieval = pd.DataFrame(rows)
+    retrieval, metrics, hits = _retrieval(representations, (a[held], b[held]), (train_a[sample], train_b[sample]),
+                                          topics, config.seed)
 
     caption_rows = []
     if captions is not None and aligner.net().caption is not None:
@@ -140,4 +127,31 @@ def align_month(
     metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()),
                     "train_seconds": float(aligner.info["train_seconds"]),
                     "temperature": float(aligner.info["temperature"])})
-    return AlignmentResult(aligner, vectors, pd.DataFrame(history), retrieval, pd.DataFrame(caption_rows), metrics)
+    return AlignmentResult(aligner, vectors, pd.DataFrame(history), retrieval, pd.DataFrame(caption_rows), metrics,
+                           hits)
+
+
+def _retrieval(representations: dict[str, np.ndarray], heldout: tuple[np.ndarray, np.ndarray],
+               train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None,
+               seed: int) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+    """One row per representation: Recall@K of held-out and (sampled) training partners, and the
+    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10."""
+    rows, metrics, hits = [], {}, {}
+    for name, x in representations.items():
+        held = pair_hits(x, *heldout, RECALL_KS)
+        hits[name] = held[RECALL_KS[0]]
+        train_recall = pair_recall(x, *train, RECALL_KS)
+        row = {"aligner": name, "dim": int(x.shape[1])}
+        for k in RECALL_KS:
+            row[f"heldout_recall@{k}"] = float(held[k].mean()) if len(held[k]) else float("nan")
+            metrics[f"{name}_heldout_recall_at_{k}"] = row[f"heldout_recall@{k}"]
+        for k in RECALL_KS:
+            row[f"train_recall@{k}"] = train_recall[k]
+            metrics[f"{name}_train_recall_at_{k}"] = train_recall[k]
+        if topics is not None:
+            sim = content_similarity(x, topics, seed=seed)
+            row.update({"same_topic_cos": sim["same_topic_cos"], "random_cos": sim["random_cos"]})
+            metrics[f"{name}_same_topic_cos"] = sim["same_topic_cos"]
+            metrics[f"{name}_random_cos"] = sim["random_cos"]
+        rows.append(row)
+    return pd.DataFrame(rows), metrics, hits

@@ -11,8 +11,10 @@ rather than their random initialisation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,39 +26,48 @@ from semid_assets.core.data import schema
 from semid_assets.core.threads import torch_threads
 from semid_assets.core.validation import check_int
 
-__all__ = ["BPRMF", "collaborative_item_embeddings"]
+__all__ = ["BPROptions", "BPRMF", "collaborative_item_embeddings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BPROptions:
+    """BPR matrix factorisation over every positive up to the month's end."""
+
+    dim: int = 64
+    """Factor dimension."""
+    epochs: int = 10
+    """Passes over the shuffled (user, positive item) pairs."""
+    batch_size: int = 8192
+    """Pairs per Adam step."""
+    lr: float = 0.01
+    """Adam learning rate."""
+    reg: float = 1e-4
+    """L2 weight on the user, positive and negative factors of each step."""
+    negatives: int = 1
+    """Uniform random negative items drawn per pair and epoch."""
+    seed: int = 0
+    """Same seed and threads give the same factors."""
+    n_threads: int = 1
+    """torch threads while training."""
+
+    def __post_init__(self) -> None:
+        for name, low in (("dim", 1), ("epochs", 1), ("batch_size", 1), ("negatives", 1), ("seed", 0),
+                          ("n_threads", 1)):
+            check_int(name, getattr(self, name), low)
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.reg < 0:
+            raise ValueError(f"reg must be >= 0, got {self.reg!r}")
 
 
 class BPRMF:
-    """BPR matrix factorisation.
+    """BPR matrix factorisation (options: :class:`BPROptions`)."""
 
-    Parameters
-    ----------
-    dim:
-        Factor dimension.
-    epochs, batch_size, lr:
-        Adam over shuffled (user, positive item) pairs; each pair draws ``negatives``
-        uniform random items per epoch.
-    reg:
-        L2 weight on the user, positive and negative factors of each step.
-    seed, n_threads:
-        Same seed and threads give the same factors; ``n_threads=None`` uses 1 thread.
-    """
-
-    def __init__(self, dim: int = 64, epochs: int = 10, batch_size: int = 8192, lr: float = 0.01,
-                 reg: float = 1e-4, negatives: int = 1, seed: int = 0, n_threads: int | None = None) -> None:
-        self.dim = check_int("dim", dim, 1)
-        self.epochs = check_int("epochs", epochs, 1)
-        self.batch_size = check_int("batch_size", batch_size, 1)
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
-        self.lr = float(lr)
-        if reg < 0:
-            raise ValueError(f"reg must be >= 0, got {reg!r}")
-        self.reg = float(reg)
-        self.negatives = check_int("negatives", negatives, 1)
-        self.seed = check_int("seed", seed, 0)
-        self.n_threads = n_threads
+    def __init__(self, options: BPROptions | None = None, /, **overrides: Any) -> None:
+        self.options = dataclasses.replace(options or BPROptions(), **overrides)
+        o = self.options
+        self.dim, self.epochs, self.batch_size, self.lr = o.dim, o.epochs, o.batch_size, o.lr
+        self.reg, self.negatives, self.seed, self.n_threads = o.reg, o.negatives, o.seed, o.n_threads
         self.item_factors: np.ndarray | None = None
         self.user_factors: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}

@@ -48,24 +48,20 @@ _SWING, _U2I = 0, 1
 
 @dataclass(frozen=True)
 class PairConfig:
-    """Knobs of pair construction.
-
-    Attributes:
-        swing_alpha: Swing smoothing ``alpha`` (> 0).
-        user_weight_power: Swing user-activity weight power (0 disables).
-        max_users_per_item: Swing per-item user cap; the most recent users are kept.
-        swing_top_k: item-to-item pairs per item (0 disables the "swing" source).
-        u2i_history: candidates of a target are the user's last N positives strictly before
-            it (0 disables the "u2i" source).
-        min_score: pairs whose Swing score is not above this are dropped.
-    """
+    """How item pairs are mined from the positives of the window."""
 
     swing_alpha: float = 1.0
+    """Swing smoothing alpha (> 0): s(i,j) sums 1 / (alpha + |I_u ∩ I_v|) over user pairs."""
     user_weight_power: float = 0.5
+    """Swing user-activity weight |I_u|^-power (0 disables the weight)."""
     max_users_per_item: int = 200
+    """Swing's per-item user cap; the most recent users are kept."""
     swing_top_k: int = 10
+    """Item-to-item pairs per item, its top Swing neighbours (0 disables the "swing" source)."""
     u2i_history: int = 20
+    """A target's candidates are the user's last N positives strictly before it (0 disables "u2i")."""
     min_score: float = 0.0
+    """Pairs whose Swing score is not above this are dropped."""
 
     def __post_init__(self) -> None:
         for name in ("swing_top_k", "u2i_history"):

@@ -137,6 +137,7 @@ class ParquetSource:
     items_path: str
     interactions_path: str
     name: str = "parquet"
+    growing = True  # a log the user appends to: its month partitions are open-ended
 
     def __post_init__(self) -> None:
         for label, path in (("items", self.items_path), ("interactions", self.interactions_path)):

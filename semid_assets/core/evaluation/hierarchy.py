@@ -45,11 +45,14 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
     """One row per prefix length: mean cosine of ``pairs`` sampled pairs sharing it, and sub-trie sizes.
 
     Columns: ``prefix_length``, ``mean_cosine`` (pairs sharing the prefix), ``random_cosine``
-    (random pairs, the same sample for every row), ``pairs`` (sampled; fewer when fewer
-    exist), ``prefixes`` (distinct), ``items_in_shared`` (share of items whose prefix
-    some other item has), and the sub-trie sizes over prefixes: ``size_p10``,
-    ``size_median``, ``size_p90``, ``size_max``.
+    (random pairs, the same sample for every row), ``lift`` (their difference), ``centred_cosine``
+    and ``random_centred_cosine`` (the same pairs after subtracting the catalogue's mean vector:
+    in an anisotropic space, where even random pairs have a high cosine, these still discriminate),
+    ``pairs`` (sampled; fewer when fewer exist), ``prefixes`` (distinct), ``items_in_shared``
+    (share of items whose prefix some other item has), and the sub-trie sizes over prefixes:
+    ``size_p10``, ``size_median``, ``size_p90``, ``size_max``.
     """
+    centred = _unit_rows(np.asarray(X, dtype=np.float64) - np.asarray(X, dtype=np.float64).mean(axis=0))
     X = _unit_rows(X)
     codes = _check(codes, X)
     n = codes.shape[0]
@@ -58,6 +61,7 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
     j = rng.integers(0, n - 1, pairs)
     j += j >= i
     random_cos = float(_cosine(X, i, j).mean())
+    random_centred = float(_cosine(centred, i, j).mean())
     rows = []
     for level, group in enumerate(prefix_group_ids(codes)):
         sizes = np.bincount(group)
@@ -71,10 +75,14 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
             a = rng.integers(0, s)
             b = rng.integers(0, s - 1)
             b += b >= a
-            cos = _cosine(X, order[starts[chosen] + a], order[starts[chosen] + b])
-            row.update(mean_cosine=float(cos.mean()), random_cosine=random_cos, pairs=int(pairs))
+            first, second = order[starts[chosen] + a], order[starts[chosen] + b]
+            mean = float(_cosine(X, first, second).mean())
+            row.update(mean_cosine=mean, random_cosine=random_cos, lift=mean - random_cos,
+                       centred_cosine=float(_cosine(centred, first, second).mean()),
+                       random_centred_cosine=random_centred, pairs=int(pairs))
         else:
-            row.update(mean_cosine=float("nan"), random_cosine=random_cos, pairs=0)
+            row.update(mean_cosine=float("nan"), random_cosine=random_cos, lift=float("nan"),
+                       centred_cosine=float("nan"), random_centred_cosine=random_centred, pairs=0)
         row.update(
             prefixes=int(sizes.size),
             items_in_shared=float(sizes[sizes > 1].sum() / n),

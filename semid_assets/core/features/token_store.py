@@ -6,14 +6,17 @@ are stored under a key derived only from the encoder and the text
 
 Layout under ``root/<encoder_name>/``, one *shard* per :meth:`TokenStore.put`::
 
-    shard-000007-<uuid>.tokens.npy     float16 [Σ n_tokens, d]  all token rows, concatenated
-    shard-000007-<uuid>.pooled.npy     float32 [n, d]           pooled vectors, in put order
-    shard-000007-<uuid>.index.parquet  key, shard, row, offset, n_tokens
+    shard-000007-<uuid>-<writer>.tokens.npy     float16 [Σ n_tokens, d]  all token rows, concatenated
+    shard-000007-<uuid>-<writer>.pooled.npy     float32 [n, d]           pooled vectors, in put order
+    shard-000007-<uuid>-<writer>.index.parquet  key, shard, row, offset, n_tokens
 
-The two ``.npy`` files are written first and the index last, each through a temporary file
-and ``os.replace``: a shard only becomes visible once its index exists, and the index only
-exists once its data is complete. A crash mid-put leaves at worst orphaned ``.npy`` files,
-which are ignored (:meth:`TokenStore.orphans` lists them for cleanup).
+(``<writer>`` is the writing process, :func:`~semid_assets.core.durable.writer_tag`; shards
+of an older semid have none.) The two ``.npy`` files are written first and the index last,
+each through :func:`~semid_assets.core.durable.atomic_write` (fsynced file, rename, fsynced
+folder): a shard only becomes visible once its index exists, and the index only exists once
+its data is complete. A crash mid-put leaves at worst orphaned ``.npy`` files, which are
+ignored (:meth:`TokenStore.orphans` lists them; :meth:`TokenStore.sweep` removes those whose
+writer has ended).
 
 Reading loads every index (in file-name order, i.e. oldest shard first); a key present in
 several shards resolves to the first. Shards are memory-mapped, so opening a store of
@@ -30,16 +33,25 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_SHARD_RE = re.compile(r"^shard-(\d{6,})-([0-9a-f]{32})$")
+from semid_assets.core.durable import (
+    TEMP_SUFFIX,
+    atomic_write,
+    is_temporary,
+    remove_abandoned,
+    tag_state,
+    temporary_writer,
+    writer_tag,
+)
+
+_SHARD_RE = re.compile(r"^shard-(\d{6,})-([0-9a-f]{32})(?:-(?P<writer>[A-Za-z0-9-]*-\d+))?$")
 _INDEX_SUFFIX = ".index.parquet"
 _TOKENS_SUFFIX = ".tokens.npy"
 _POOLED_SUFFIX = ".pooled.npy"
@@ -57,34 +69,6 @@ _INDEX_SCHEMA = pa.schema(
 def content_key(encoder_name: str, text: str) -> str:
     """sha256 hex of ``encoder_name + "\\0" + text`` (UTF-8): the cache key of one text."""
     return hashlib.sha256((encoder_name + "\0" + text).encode("utf-8")).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            # Data must be durable before the rename publishes it, or a power cut could
-            # leave a renamed but empty file.
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class TokenStore:
@@ -213,6 +197,15 @@ class TokenStore:
                 out.append(p)
         return out
 
+    def sweep(self, log: Callable[[str], None] = print) -> list[Path]:
+        """Remove the orphan shard files (:meth:`orphans`) and temporary files whose writer has
+        ended, one log line each; what a live writer is still producing is never touched."""
+        if not self.dir.is_dir():
+            return []
+        temporaries = sorted(p for p in self.dir.glob("*" + TEMP_SUFFIX) if is_temporary(p))
+        return (remove_abandoned(self.orphans(), _shard_writer, log)
+                + remove_abandoned(temporaries, temporary_writer, log))
+
     # ------------------------------------------------------------------ writing
     def put(self, keys: Sequence[str], token_arrays: list[np.ndarray], pooled: np.ndarray) -> None:
         """Write one new shard holding ``keys``; keys already stored keep their old values."""
@@ -247,9 +240,10 @@ class TokenStore:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self._max_counter += 1
-        shard = f"shard-{self._max_counter:06d}-{uuid.uuid4().hex}"
-        _atomic_write(self.dir / (shard + _TOKENS_SUFFIX), lambda fh: np.save(fh, all_tokens, allow_pickle=False))
-        _atomic_write(
+        # The writer in the name lets a later sweep tell this put's files from a dead writer's orphans.
+        shard = f"shard-{self._max_counter:06d}-{uuid.uuid4().hex}-{writer_tag()}"
+        atomic_write(self.dir / (shard + _TOKENS_SUFFIX), lambda fh: np.save(fh, all_tokens, allow_pickle=False))
+        atomic_write(
             self.dir / (shard + _POOLED_SUFFIX),
             lambda fh: np.save(fh, np.ascontiguousarray(pooled, dtype=np.float32), allow_pickle=False),
         )
@@ -265,8 +259,13 @@ class TokenStore:
             schema=_INDEX_SCHEMA,
         )
         # Index last: its appearance is what commits the shard.
-        _atomic_write(self.dir / (shard + _INDEX_SUFFIX), lambda fh: pq.write_table(table, fh))
-        _fsync_dir(self.dir)
+        atomic_write(self.dir / (shard + _INDEX_SUFFIX), lambda fh: pq.write_table(table, fh))
         self._register(shard, keys, rows, offsets, n_tokens)
         if self.dim is None:
             self.dim = d
+
+
+def _shard_writer(path: Path):
+    """The state of the process that wrote shard file ``path`` (untagged for an older semid's shard)."""
+    match = _SHARD_RE.match(path.name.split(".", 1)[0])
+    return tag_state(None if match is None else match["writer"])

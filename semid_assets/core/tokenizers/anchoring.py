@@ -105,14 +105,15 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     return init
 
 
-def anchored_fit_encode(model: Tokenizer, X: np.ndarray, previous: Tokenizer, *,
+def anchored_fit_encode(model: Tokenizer, X: np.ndarray, previous: Tokenizer | None, *,
                         previous_codes: np.ndarray | None = None, steps: int | None = None,
                         progress: Progress | None = None, **side: Any) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to the fitted ``previous`` version; return codes and a summary.
 
     ``previous_codes`` [n, L]: the codes the previous version gave ``X``'s items (its stored
     semantic IDs; -1 rows for items it never saw); the relabelling matches on the items both
-    versions know. Without them the embeddings are assumed not to have moved, and the previous
+    versions know. With them, the k-means family needs no ``previous`` model (None, or one of
+    another space: the carried-over partition is the warm start). Without them the embeddings are assumed not to have moved, and the previous
     version's catalogue codes of ``X`` (``encode_catalogue``) stand in.
 
     The warm start follows ``model.anchoring``:
@@ -130,9 +131,15 @@ def anchored_fit_encode(model: Tokenizer, X: np.ndarray, previous: Tokenizer, *,
     relabelling, so they are what its semantic IDs will be.
     """
     X = np.asarray(X, dtype=np.float32)
-    mismatch = model.warm_start_mismatch(previous, X.shape[1])
-    if mismatch is not None:
-        raise ValueError(mismatch)
+    # A partition carried into this space needs no earlier model: the k-means family may anchor to
+    # stored codes alone, even when the earlier version lived in another space.
+    needs_previous = previous_codes is None or model.anchoring is Anchoring.WHOLE_MODEL
+    if needs_previous or previous is not None:
+        mismatch = model.warm_start_mismatch(previous, X.shape[1])
+        if mismatch is not None and (needs_previous or model.anchoring is Anchoring.WHOLE_MODEL):
+            raise ValueError(mismatch)
+        if mismatch is not None:
+            previous = None
     if previous_codes is None:
         previous_codes = previous.encode_catalogue(X)
         carried = False

@@ -100,8 +100,9 @@ class QuantiserOptions:
 class WarmStart:
     """What a fit continues from: an earlier fitted version of the same method and shape."""
 
-    previous: Tokenizer
-    """The earlier version (``Tokenizer.warm_start_mismatch`` says whether it fits)."""
+    previous: Tokenizer | None
+    """The earlier version (``Tokenizer.warm_start_mismatch`` says whether it fits); None only for a
+    ``CODEBOOKS`` start from ``init_codebooks`` alone (e.g. a partition carried into a new space)."""
     init_codebooks: np.ndarray | None = None
     """``Anchoring.CODEBOOKS`` only: the start centroids ``[levels, codebook_size, dim]``
     (default: ``previous.codebooks``)."""
@@ -111,7 +112,9 @@ class WarmStart:
     change code."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.previous, Tokenizer):
+        if self.previous is None and self.init_codebooks is None:
+            raise TypeError("a WarmStart needs a previous Tokenizer or init_codebooks")
+        if self.previous is not None and not isinstance(self.previous, Tokenizer):
             raise TypeError(f"WarmStart.previous must be a fitted Tokenizer, got {type(self.previous).__name__}")
         object.__setattr__(self, "steps", check_optional_int("steps", self.steps, 1))
 
@@ -235,7 +238,7 @@ class Tokenizer(abc.ABC):
                 f"X has {n} points but codebook_size is {K}: a level needs at least one point per code; "
                 f"use codebook_size <= {n} (a power of two such as {1 << max(1, int(np.log2(max(n, 2))) - 1)} "
                 "keeps codes compact)")
-        if warm_start is not None:
+        if warm_start is not None and warm_start.previous is not None:
             mismatch = self.warm_start_mismatch(warm_start.previous, d)
             if mismatch is not None:
                 raise ValueError(mismatch)

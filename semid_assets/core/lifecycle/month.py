@@ -1,0 +1,94 @@
+"""Everything one month × method decision reads, gathered from the asset store in one place.
+
+``sid_staleness`` (the figures and the verdict) and ``semantic_ids`` (the table) both start
+from :func:`month_state`: the newest earlier publication, a later one when the month is a
+backfill, the generation's frozen models and origin table, and the month's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from semid_assets.core.alignment.evaluation import pair_recall, split_pairs, unique_pairs
+from semid_assets.core.lifecycle.archive import GenerationArchive
+from semid_assets.core.lifecycle.gate import GenerationPolicy, older_verdict
+from semid_assets.core.lifecycle.generations import Generation, published
+from semid_assets.core.lifecycle.history import MethodHistory, StoredTable
+from semid_assets.core.lifecycle.publish import (GenerationModels, Judgement, MonthView, PublishOptions,
+                                                 ids_from_later, judge_first, judge_month, month_view,
+                                                 new_generation_record, publish_month)
+from semid_assets.core.lifecycle.serving import serving_month
+from semid_assets.core.storage import AssetStore
+
+__all__ = ["MonthState", "month_state", "judge", "publish", "heldout_recall"]
+
+
+@dataclass(frozen=True)
+class MonthState:
+    month: str
+    method: str
+    previous: StoredTable | None
+    later: StoredTable | None
+    models: GenerationModels | None
+    origin: pd.DataFrame | None
+    view: MonthView
+    serving_aligner: object
+
+
+def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndarray, serving_vectors: np.ndarray,
+                serving_aligner, candidate, options: PublishOptions,
+                embed_in_generation: Callable[[object], np.ndarray]) -> MonthState:
+    """``embed_in_generation(aligner)``: that aligner's vectors of every item of the month (called only
+    when the generation's aligner is not the one serving now)."""
+    history = MethodHistory(store, method)
+    previous, later = history.previous(month), history.later(month)
+    models = origin = None
+    if previous is not None:
+        number = int(published(previous.table).generation.max())
+        record = GenerationArchive(store).record(method, number, before=month)
+        models = GenerationArchive(store).models(record)
+        if record.origin_month in history.months():
+            origin = history.table(record.origin_month).table
+    view = month_view(month, item_ids, serving_vectors, serving_month(serving_aligner), candidate,
+                      None if previous is None else previous.table, models, options,
+                      lambda: embed_in_generation(models.aligner))
+    return MonthState(month, method, previous, later, models, origin, view, serving_aligner)
+
+
+def heldout_recall(vectors: np.ndarray, item_ids: np.ndarray, pairs: pd.DataFrame, holdout: float,
+                   seed: int) -> float:
+    """Recall@10 of the month's held-out pairs (the aligner's split) in the space of ``vectors``."""
+    a, b, _ = unique_pairs(pairs, item_ids)
+    held = split_pairs(a, b, item_ids, holdout, seed=seed)
+    return pair_recall(vectors, a[held], b[held], (10,))[10] if held.any() else float("nan")
+
+
+def judge(state: MonthState, policy: GenerationPolicy, options: PublishOptions,
+          recall: tuple[float, float] = (float("nan"), float("nan"))) -> Judgement:
+    """The month's verdict: ``older`` for a backfill behind a later publication, ``first`` when nothing
+    is published before it, else the staleness figures judged by ``policy``."""
+    if state.later is not None:
+        return Judgement(older_verdict(state.later.month), {}, None)
+    if state.previous is None:
+        return judge_first(state.view, policy)
+    return judge_month(state.previous.table, state.origin, state.models, state.view, policy, options, recall)
+
+
+def publish(state: MonthState, decision: str, reason: str,
+            options: PublishOptions) -> tuple[pd.DataFrame, Generation | None]:
+    """The month's table after ``decision`` (``reason``: the verdict's summary, kept in a new generation's
+    record), and the new generation's record when one is cut."""
+    if decision == "older":
+        return ids_from_later(state.later.table, state.view.item_ids), None
+    previous = None if state.previous is None else state.previous.table
+    number = 1 if state.models is None else state.models.record.number + (decision == "cut")
+    table = publish_month(decision, previous, state.models, state.view, options, number)
+    if decision not in ("first", "cut"):
+        return table, None
+    record = new_generation_record(number, state.method, state.view, state.serving_aligner, reason,
+                                   None if state.models is None else state.models.record.number)
+    return table, record

@@ -1,0 +1,167 @@
+"""Stage 6 — published IDs: what a new generation would gain, the verdict, the table, and migration on a cut."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pydantic
+
+from semid_assets import metadata as md
+from semid_assets.config import config_class, to_options
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.features.multimodal import MultimodalFeatures
+from semid_assets.core.lifecycle.archive import GenerationArchive
+from semid_assets.core.lifecycle.generations import FIRST_MONTH, GENERATION, published
+from semid_assets.core.lifecycle.migration import migration_summary, migration_table, prefix_flows
+from semid_assets.core.lifecycle.month import heldout_recall, judge, month_state, publish
+from semid_assets.core.lifecycle.publish import PublishOptions
+from semid_assets.core.lifecycle.staleness import FIGURES
+from semid_assets.core.lifecycle.versions import CHAMPION_ALIAS, VersionKey, generation_alias
+from semid_assets.core.tokenizers.sids import SUFFIX
+from semid_assets.partitions import SemidPartitions, method_of, month_of
+from semid_assets.resources import (AssetStoreResource, CatalogResource, GenerationPolicyResource, MlflowRegistry,
+                                    TextEncoderResource)
+
+GROUP = "publication"
+
+SemanticIdConfig = config_class("SemanticIdConfig", PublishOptions, exclude=("hysteresis", "cut_generation"))
+StalenessConfig = config_class("StalenessConfig", None, doc="How the staleness report measures held-out recall.",
+                               extra={
+    "holdout": (float, pydantic.Field(0.1, description="Held-out share of the month's pairs (the aligner's split).")),
+    "seed": (int, pydantic.Field(0, description="Seed of the held-out split (the aligner's).")),
+    "cut_generation": (bool, pydantic.Field(False, description="Cut a new generation this month whatever the "
+                                            "figures (the verdict still lists them).")),
+})
+
+
+def _state(context, tokenizer, aligned_embeddings: pa.Table, features: MultimodalFeatures, aligner,
+           asset_store: AssetStoreResource, text_encoder: TextEncoderResource, options: PublishOptions):
+    item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
+    store = text_encoder.store()
+    return month_state(asset_store.store(), method_of(context), month_of(context), item_ids=item_ids,
+                       serving_vectors=vectors, serving_aligner=aligner, candidate=tokenizer, options=options,
+                       embed_in_generation=lambda old: old.embed(features, store=store, log=context.log.info))
+
+
+def _recall(state, pairs: pd.DataFrame, config) -> tuple[float, float]:
+    """Held-out Recall@10 in the generation's space and the serving one's; NaN when they are one space."""
+    if state.models is None or state.view.generation_vectors is state.view.serving_vectors:
+        return float("nan"), float("nan")
+    ids = state.view.item_ids
+    return (heldout_recall(state.view.generation_vectors, ids, pairs, config.holdout, config.seed),
+            heldout_recall(state.view.serving_vectors, ids, pairs, config.holdout, config.seed))
+
+
+def _figures_table(judgement) -> pd.DataFrame:
+    rows = judgement.verdict.rows()
+    return pd.DataFrame(rows, columns=["kind", "figure", "value", "limit", "rule", "met"])
+
+
+def build(parts: SemidPartitions) -> list:
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"},
+              ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
+    def sid_staleness(context: dg.AssetExecutionContext, config: StalenessConfig, tokenizer,
+                      aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, item_pairs: pd.DataFrame,
+                      aligner, asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
+                      generation_policy: GenerationPolicyResource, mlflow_registry: MlflowRegistry,
+                      catalog: CatalogResource) -> dg.MaterializeResult:
+        """What cutting a new generation would gain this month (relative MSE, new items' collisions,
+        held-out recall) and cost (literal IDs kept vs the published ones and the generation's origin),
+        and the verdict the generation policy gives: keep, cut, or refuse a candidate that would cost
+        too much. A backfilled month older than the newest published one is judged "older"."""
+        options = PublishOptions(hysteresis=tokenizer.fit_info.get("hysteresis", 0.0),
+                                 cut_generation=config.cut_generation)
+        state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
+                       text_encoder, options)
+        judgement = judge(state, generation_policy.options(), options, _recall(state, item_pairs, config))
+        context.log.info(judgement.verdict.summary)
+        figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
+        _log_to_mlflow(mlflow_registry, catalog, state, figures)
+        table = _figures_table(judgement).assign(decision=judgement.verdict.decision,
+                                                 summary=judgement.verdict.summary)
+        return dg.MaterializeResult(value=table, metadata={
+            "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
+            **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
+            "figures": md.table(table.drop(columns=["decision", "summary"]))})
+
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"},
+              ins={"multimodal_features": dg.AssetIn()})
+    def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
+                     tokenizer, aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, aligner,
+                     asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
+                     mlflow_registry: MlflowRegistry, catalog: CatalogResource) -> dg.MaterializeResult:
+        """The published IDs: ``item_id, c1 … cL, suffix, generation, first_month``. Within a generation an
+        item keeps its SID literally month after month; new items are encoded by the generation's models.
+        On a cut (``sid_staleness``'s verdict) the month's candidate starts the next generation."""
+        options = to_options(config, PublishOptions, hysteresis=tokenizer.fit_info.get("hysteresis", 0.0))
+        decision, reason = sid_staleness["decision"].iloc[0], sid_staleness["summary"].iloc[0]
+        state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
+                       text_encoder, options)
+        table, record = publish(state, decision, reason, options)
+        links = {}
+        if record is not None:
+            GenerationArchive(asset_store.store()).save(record, tokenizer, aligner)
+            links = _promote(mlflow_registry, catalog, state, record.number, context)
+        generation = int(table[GENERATION].max()) if len(table) else 0
+        context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
+        return dg.MaterializeResult(value=table, metadata={
+            **links, "generation": generation, "decision": decision, "dagster/row_count": len(table),
+            "new_this_month": int((table[FIRST_MONTH] == month_of(context)).sum()),
+            "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
+            "sample": md.table(table.head(8))})
+
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
+    def sid_migration(context: dg.AssetExecutionContext, semantic_ids: pd.DataFrame,
+                      asset_store: AssetStoreResource) -> dg.MaterializeResult:
+        """On a month that cut a new generation: every item's old SID and new SID (``sid_changed``,
+        ``prefix_kept``), so tables keyed by SID can be remapped or warm-started. Empty in other months."""
+        from semid_assets.core.lifecycle.history import MethodHistory
+
+        month, method = month_of(context), method_of(context)
+        previous = MethodHistory(asset_store.store(), method).previous(month)
+        now = published(semantic_ids)
+        cut = previous is not None and int(now.generation.max()) != int(published(previous.table).generation.max())
+        if not cut:
+            empty = migration_table(semantic_ids.head(0), semantic_ids.head(0))
+            return dg.MaterializeResult(value=empty, metadata={"generation_cut": False, "items": 0})
+        table = migration_table(previous.table, semantic_ids)
+        summary = migration_summary(table)
+        flows = prefix_flows(table, [1])
+        return dg.MaterializeResult(value=table, metadata={
+            "generation_cut": True, "items": len(table), "from_month": previous.month,
+            "sid_unchanged": md.number(summary["sid_unchanged"]),
+            "prefix_kept": md.table(pd.DataFrame([{"length": k.split("_")[1], "unchanged": v}
+                                                  for k, v in summary.items() if k.startswith("prefix_")])),
+            "largest_prefix_moves": md.table(flows.sort_values("items", ascending=False).head(10))})
+
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
+    def sid_prefix_migration(sid_migration: pd.DataFrame) -> dg.MaterializeResult:
+        """Where the items of each old prefix went on a cut, per prefix length: ``length, old_prefix,
+        new_prefix, items, share`` — what warm-starting an embedding table keyed by prefix needs."""
+        flows = prefix_flows(sid_migration) if len(sid_migration) else prefix_flows(sid_migration, [])
+        return dg.MaterializeResult(value=flows, metadata={"dagster/row_count": len(flows)})
+
+    return [sid_staleness, semantic_ids, sid_migration, sid_prefix_migration]
+
+
+def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> None:
+    """The staleness figures as metrics of the month's candidate tokenizer run."""
+    key = VersionKey(catalog.source().name, state.month, state.method)
+    version = mlflow_registry.registry().find_version(key.model_name, state.month)
+    if version is not None:
+        finite = {f"staleness_{k}": v for k, v in figures.items() if np.isfinite(v)}
+        mlflow_registry.registry().attach_evaluation(version, finite, [], artifact_path="staleness")
+
+
+def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, number: int, context) -> dict:
+    """A cut month's candidate becomes the champion and carries the generation's alias (``gen-N``)."""
+    key = VersionKey(catalog.source().name, state.month, state.method)
+    registry = mlflow_registry.registry()
+    version = registry.find_version(key.model_name, state.month)
+    if version is None:
+        context.log.warning(f"{key.model_name} has no version of {state.month}; aliases not moved")
+        return {}
+    registry.set_alias(key.model_name, generation_alias(number), version.version)
+    registry.move_alias_if_newer(key.model_name, version.version, state.month, alias=CHAMPION_ALIAS)
+    context.log.info(f"{key.model_name}@{generation_alias(number)} → version {version.version}")
+    return md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version))
