@@ -4,6 +4,10 @@ Dagster runs one partitions definition per job, so the lineage is two jobs: the 
 stages, and the month × method tokenizer stages. The sensor chains them: whenever a
 month's ``aligned_embeddings`` lands — from the schedule, a UI backfill or a manual run —
 it requests that month's tokenizer run for every method.
+
+The short jobs (a month × method's tokenizer, a month's comparison, a version's ranking)
+run their steps in the run's own process: with one process per step, a daemon-launched
+tokenizer run spent most of its time starting eight Python processes.
 """
 
 
@@ -29,13 +33,16 @@ def build(parts: SemidPartitions) -> tuple[list, list, list]:
         description="Catalogue → features → pairs → aligner → aligned embeddings for one month.")
     tokenizer_job = dg.define_asset_job(
         TOKENIZER_JOB, selection=dg.AssetSelection.assets(*TOKENIZER_ASSETS), partitions_def=parts.month_method,
+        executor_def=dg.in_process_executor,
         description="Fit, register and apply one tokenizer version (month × method), with its checks.")
     ranking_job = dg.define_asset_job(
         RANKING_JOB, selection=dg.AssetSelection.assets(*RANKING_ASSETS), partitions_def=parts.month_method,
+        executor_def=dg.in_process_executor,
         description="Judge one tokenizer version (month × method) by ranking AUC with its SIDs as features.")
 
     comparison_job = dg.define_asset_job(
         COMPARISON_JOB, selection=dg.AssetSelection.assets(*COMPARISON_ASSETS), partitions_def=parts.month,
+        executor_def=dg.in_process_executor,
         description="Compare every method's tokenizer version of one month.")
 
     @dg.schedule(job=monthly_job, cron_schedule="0 3 1 * *", execution_timezone="UTC",
