@@ -101,8 +101,9 @@ def _launch_from_jobs_page(driver, month: str, shots: Path) -> str:
     months = dialog.find_element(By.XPATH, ".//input[starts-with(@placeholder, 'ex: ')]")
     months.click()
     months.send_keys(month, Keys.TAB)
-    launch = _click(driver, "//*[@role='dialog']//button[normalize-space()='Launch 1 run']")
+    _visible(driver, "//*[@role='dialog']//button[normalize-space()='Launch 1 run']")
     driver.save_screenshot(str(shots / "2-launch-dialog.png"))
+    launch = _click(driver, "//*[@role='dialog']//button[normalize-space()='Launch 1 run']")
     _wait(driver, ec.staleness_of(launch))
     toast_link = _visible(driver, "//*[@data-sonner-toast][.//*[starts-with(normalize-space(), 'Launched run')]]"
                                   "//a[starts-with(@href, '/runs/')]")
