@@ -54,11 +54,14 @@ def server_env(settings: Settings, mlflow_port: int, environ: dict | None = None
     env = dict(os.environ if environ is None else environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                SEMID_MLFLOW_UI=f"http://127.0.0.1:{mlflow_port}", DAGSTER_HOME=str(settings.dagster_home),
                SEMID_HOME=str(settings.home))
-    # Dagster runs from the instance folder (see start_servers): a user's relative data paths
-    # must still name the files they meant from where they typed `semid ui`.
+    # Dagster runs from the instance folder (see start_servers): relative data paths and
+    # import paths must still name what they named where the user typed `semid ui`.
     for name in ("SEMID_ITEMS", "SEMID_INTERACTIONS"):
         if env.get(name):
             env[name] = str(Path(env[name]).expanduser().resolve())
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(entry).resolve()) if entry else entry
+                                            for entry in env["PYTHONPATH"].split(os.pathsep))
     return env
 
 
@@ -70,12 +73,11 @@ def start_servers(settings: Settings, dagster_port: int, mlflow_port: int, env: 
     started from the checkout it would find the repository's ``dagster.yaml`` there too and warn
     that this file is not the one in use (it is only the template the home's copy comes from).
     """
-    dagster = dagster_command(dagster_port)
+    logs = {"stdout": output, "stderr": subprocess.STDOUT if output else None}
     return [
-        subprocess.Popen(mlflow_command(settings, mlflow_port), env=env, start_new_session=True,
-                         stdout=output, stderr=subprocess.STDOUT if output else None),
-        subprocess.Popen(dagster, env=env, cwd=settings.dagster_home, start_new_session=True,
-                         stdout=output, stderr=subprocess.STDOUT if output else None),
+        subprocess.Popen(mlflow_command(settings, mlflow_port), env=env, start_new_session=True, **logs),
+        subprocess.Popen(dagster_command(dagster_port), env=env, cwd=settings.dagster_home, start_new_session=True,
+                         **logs),
     ]
 
 

@@ -112,3 +112,37 @@ def test_a_run_killed_mid_step_is_failed_and_the_queue_moves_on(one_month_home, 
         np.testing.assert_array_equal(rerun[1][name], uninterrupted[1][name], err_msg=name)
     print(f"killed run failed {failed - crashed:.0f}s after the crash, of which {back - crashed:.0f}s restarting "
           f"the servers")
+
+
+def test_a_run_process_is_alive_only_while_it_runs_and_only_as_itself():
+    import subprocess
+    import sys
+
+    from semid_assets.run_launcher import process_alive_since
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.time()
+        assert process_alive_since(child.pid, started)
+        # A process started after the event that named its pid is not the one that logged it.
+        assert not process_alive_since(child.pid, started - 3600)
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped: a zombie
+        assert not process_alive_since(child.pid, started)
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_alive_since(child.pid, started)  # gone
+
+
+def test_a_run_with_no_recorded_process_is_left_alone(tmp_path, monkeypatch):
+    from dagster._core.launcher import WorkerStatus
+
+    from semid_assets.home import prepare_home
+
+    monkeypatch.setenv("SEMID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    prepare_home(Settings.from_env({"SEMID_HOME": str(tmp_path / "home")}))
+    with dg.DagsterInstance.get() as instance:
+        run = instance.create_run_for_job(dg.GraphDefinition("empty").to_job(), status=dg.DagsterRunStatus.STARTED)
+        assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
