@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.semid-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test ui bench clean-home
+.PHONY: demo test ui bench clean-home browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,8 +20,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/semid demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser test drives Debian's Chromium through its ChromeDriver (never a downloaded
+# browser); installed here, as root (CI runs as root), when either is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "make test needs Chromium: run 'sudo apt-get install -y chromium chromium-driver' once" >&2; exit 1; \
+	  fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	fi
 
 ui: $(STAMP)
 	$(VENV)/bin/semid ui

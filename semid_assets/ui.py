@@ -13,7 +13,13 @@ from semid_assets.home import PROJECT_ROOT
 from semid_assets.settings import Settings
 
 
-def _stop(process: subprocess.Popen, grace: float = 15.0) -> None:
+# MLflow 3.17 opens in its GenAI view and has no server setting for another one: its
+# browser app keeps the choice (and the two dismissals) in the browser's local storage.
+MLFLOW_FIRST_VISIT = ("MLflow, first visit: click 'Model training' at the top left, close the assistant panel (x),\n"
+                      "  and on Model registry close the 'new Model Registry UI' box (x); your browser remembers them.")
+
+
+def stop(process: subprocess.Popen, grace: float = 15.0) -> None:
     if process.poll() is not None:
         return
     # Each server runs in its own session: signalling the group reaches its children
@@ -43,15 +49,42 @@ def dagster_command(port: int) -> list[str]:
     return [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
 
 
-def serve(settings: Settings, dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-               SEMID_MLFLOW_UI=f"http://127.0.0.1:{mlflow_port}")
-    processes = [
-        subprocess.Popen(mlflow_command(settings, mlflow_port), env=env, start_new_session=True),
-        subprocess.Popen(dagster_command(dagster_port), env=env, start_new_session=True),
+def server_env(settings: Settings, mlflow_port: int, environ: dict | None = None) -> dict:
+    """The environment both servers run in: the home's instance, absolute data paths, no MLflow jobs."""
+    env = dict(os.environ if environ is None else environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+               SEMID_MLFLOW_UI=f"http://127.0.0.1:{mlflow_port}", DAGSTER_HOME=str(settings.dagster_home),
+               SEMID_HOME=str(settings.home))
+    # Dagster runs from the instance folder (see start_servers): relative data paths and
+    # import paths must still name what they named where the user typed `semid ui`.
+    for name in ("SEMID_ITEMS", "SEMID_INTERACTIONS"):
+        if env.get(name):
+            env[name] = str(Path(env[name]).expanduser().resolve())
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(entry).resolve()) if entry else entry
+                                            for entry in env["PYTHONPATH"].split(os.pathsep))
+    return env
+
+
+def start_servers(settings: Settings, dagster_port: int, mlflow_port: int, env: dict,
+                  output=None) -> list[subprocess.Popen]:
+    """Start the MLflow server and ``dagster dev``, each in its own session (stop them with :func:`stop`).
+
+    ``dagster dev`` runs from ``$DAGSTER_HOME``, where ``prepare_home`` put the instance config:
+    started from the checkout it would find the repository's ``dagster.yaml`` there too and warn
+    that this file is not the one in use (it is only the template the home's copy comes from).
+    """
+    logs = {"stdout": output, "stderr": subprocess.STDOUT if output else None}
+    return [
+        subprocess.Popen(mlflow_command(settings, mlflow_port), env=env, start_new_session=True, **logs),
+        subprocess.Popen(dagster_command(dagster_port), env=env, cwd=settings.dagster_home, start_new_session=True,
+                         **logs),
     ]
+
+
+def serve(settings: Settings, dagster_port: int = 3000, mlflow_port: int = 5000) -> int:
+    processes = start_servers(settings, dagster_port, mlflow_port, server_env(settings, mlflow_port))
     print(f"Dagster UI: http://127.0.0.1:{dagster_port}\nMLflow UI:  http://127.0.0.1:{mlflow_port}\n"
-          f"home: {settings.home} — press Ctrl-C to stop both.", flush=True)
+          f"{MLFLOW_FIRST_VISIT}\nhome: {settings.home} — press Ctrl-C to stop both.", flush=True)
     stopping = {"flag": False}
 
     def request_stop(signum, frame):
@@ -70,6 +103,6 @@ def serve(settings: Settings, dagster_port: int = 3000, mlflow_port: int = 5000)
             time.sleep(0.5)
     finally:
         for process in processes:
-            _stop(process)
+            stop(process)
     print("stopped.")
     return status

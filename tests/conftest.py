@@ -61,3 +61,16 @@ def unseen_items_file(tiny_run, tiny_settings, tmp_path):
     path = tmp_path / "new.parquet"
     pq.write_table(unseen, path)
     return path, unseen.column("item_id").to_pylist()
+
+
+@pytest.fixture
+def one_month_home(tiny_run, tiny_settings, tmp_path, monkeypatch):
+    """``(settings, month)``: a fresh home with the newest tiny month's monthly stages built in-process,
+    its texts taken from the shared tiny home's token cache. For tests that start `semid ui`'s servers."""
+    from ui_servers import build_one_month
+
+    # prepare_home sets both variables; monkeypatch puts them back afterwards.
+    monkeypatch.setenv("SEMID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    settings = Settings.from_env({"SEMID_HOME": str(tmp_path / "home"), "SEMID_SIZE": "tiny"})
+    return settings, build_one_month(settings, seed_cache_from=tiny_settings.cache_dir)
