@@ -168,6 +168,9 @@ def curve(args, settings, month: str, inputs: dict, base) -> None:
             options = replace(base, items_per_row=per_row, variants=("hash", *SID_VARIANTS))
             report = evaluate(inputs, sids, options, f"curve {method} at items/{per_row}")
             auc = shown(report.auc).set_index(["model", "slice"])
+            for note in report.models.dropna(subset=["note"]).itertuples(index=False):
+                rows.append({"method": method, "budget rows": options.budget_rows(len(inputs["item_ids"])),
+                             "items per row": per_row, "model": note.model, "verdict": note.note})
             for row in report.versus_hash.to_dict(orient="records"):
                 key = (row["model"], row["slice"])
                 rows.append({"method": method, "budget rows": options.budget_rows(len(inputs["item_ids"])),
