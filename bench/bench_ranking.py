@@ -178,8 +178,10 @@ def curve(args, settings, month: str, inputs: dict, base) -> None:
                              "auc": auc.loc[key, "auc"], "hash auc": auc.loc[("hash", row["slice"]), "auc"],
                              "auc − hash": row["auc − hash"], "items low": row["items low"],
                              "items high": row["items high"], "verdict": row["verdict"]})
+    columns = ["method", "budget rows", "items per row", "model", "slice", "auc", "hash auc", "auc − hash",
+               "items low", "items high", "verdict"]
     print("\n## Budget curve\n")
-    print(markdown_table(display(pd.DataFrame(rows))))
+    print(markdown_table(display(pd.DataFrame(rows, columns=columns))))
 
 
 def main() -> None:
