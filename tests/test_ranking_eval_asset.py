@@ -8,7 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from semid_assets.defs.automation import RANKING_JOB
-from semid_assets.defs.ranking import RankingEvalConfig, summary_of
+from semid_assets.core.evaluation.ranker_config import RankerOptions
+from semid_assets.core.evaluation.ranking_options import RankingOptions
+from semid_assets.core.options import options_of
+from semid_assets.defs.ranking import RankerConfig, RankingEvalConfig, ranking_options, summary_of
 from semid_assets.metadata_tables import significant
 from semid_assets.partitions import METHOD, MONTH
 
@@ -83,7 +86,11 @@ def test_ranking_eval_compares_with_an_older_version_of_a_latent_tokenizer(tiny_
 
 
 def test_the_launchpad_shows_every_option_with_its_description():
-    fields = RankingEvalConfig.model_fields
-    for name in ("items_per_row", "table_rows", "min_items", "undecided_width", "ranker", "older_months"):
-        assert fields[name].description, name
-    assert RankingEvalConfig().ranker.dim == 32
+    for config, options in ((RankingEvalConfig, RankingOptions), (RankerConfig, RankerOptions)):
+        for option in options_of(options):
+            described = config.model_fields[option.name].description
+            # A nested section is described by its class's docstring, every other option by its own.
+            assert described and (option.name == "ranker" or described == option.doc), option.name
+    assert RankingEvalConfig.model_fields["older_months"].description
+    assert ranking_options(RankingEvalConfig(ranker={"dim": 8}, variants=["hash"])) == RankingOptions(
+        variants=("hash",), ranker=RankerOptions(dim=8))
