@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from semid_assets.core.evaluation.auc import UserBootstrap, auc, log_loss
+from semid_assets.core.evaluation.auc import ClusterBootstrap, auc, log_loss
 
 
 def _pairwise_auc(labels, scores):
@@ -50,12 +50,26 @@ def test_paired_interval_of_a_real_difference_excludes_zero_and_covers_the_estim
     labels = rng.integers(0, 2, 4000)
     good = labels + rng.normal(0, 1.0, 4000)
     worse = labels + rng.normal(0, 1.6, 4000)
-    boot = UserBootstrap(labels, users, n_boot=200, seed=0)
+    boot = ClusterBootstrap(labels, users, n_boot=200, seed=0)
     a, rep_a = boot.auc(good)
     b, rep_b = boot.auc(worse)
     assert a.low < a.estimate < a.high and a.estimate > b.estimate
     diff = boot.difference(a.estimate, rep_a, b.estimate, rep_b)
     assert diff.excludes_zero() and diff.low > 0
     # Same seed, same replicates.
-    again, _ = UserBootstrap(labels, users, n_boot=200, seed=0).auc(good)
+    again, _ = ClusterBootstrap(labels, users, n_boot=200, seed=0).auc(good)
     assert again == a
+
+
+def test_with_few_items_the_item_bootstrap_is_the_wider():
+    # 8 items whose appeal differs, 400 users: most of the uncertainty is in which items were drawn.
+    rng = np.random.default_rng(3)
+    items = rng.integers(0, 8, 6000)
+    users = rng.integers(0, 400, 6000)
+    appeal = rng.normal(0, 1, 8)
+    labels = (rng.random(6000) < 1 / (1 + np.exp(-appeal[items]))).astype(int)
+    scores = appeal[items] + rng.normal(0, 1, 6000)
+    by_users = ClusterBootstrap(labels, users, n_boot=200, seed=0).auc(scores)[0]
+    by_items = ClusterBootstrap(labels, items, n_boot=200, seed=0).auc(scores)[0]
+    assert by_users.estimate == by_items.estimate
+    assert by_items.width > 2 * by_users.width

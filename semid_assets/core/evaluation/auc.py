@@ -1,11 +1,14 @@
 """ROC AUC and log-loss with bootstrap confidence intervals, paired across models.
 
-Impressions of one user are correlated (one user's taste, one user's pickiness), so the
-bootstrap resamples *users*, not rows: each replicate draws as many users as there are,
-with replacement, and weights every row by how often its user was drawn. All models
-scored on the same rows share the replicates, so the interval of a difference between
-two models is the percentile interval of their per-replicate differences — far tighter
-than comparing two marginal intervals.
+Impressions are not independent: the rows of one user share that user's taste and
+pickiness, and the rows of one item share that item's appeal. A bootstrap therefore
+resamples *clusters*, not rows: each replicate draws as many clusters as there are, with
+replacement, and weights every row by how often its cluster was drawn. Clustering by
+users holds the items fixed and clustering by items holds the users fixed; a slice with
+few items (new uploads) has most of its uncertainty in the items, which only the item
+bootstrap sees. All models scored on the same rows share the replicates, so the interval
+of a difference between two models is the percentile interval of their per-replicate
+differences — far tighter than comparing two marginal intervals.
 
 AUC is the Mann–Whitney statistic with ties counted one half, computed from one sort
 per score vector; a weighted replicate then costs two ``bincount`` calls.
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "auc", "log_loss", "UserBootstrap"]
+__all__ = ["Interval", "auc", "log_loss", "ClusterBootstrap"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ class Interval:
 
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
 
     def __str__(self) -> str:
         return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}]"
@@ -90,12 +97,13 @@ def log_loss(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray 
     return float((losses * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
 
 
-class UserBootstrap:
-    """Replicates that resample users with replacement, shared by every model scored on these rows.
+class ClusterBootstrap:
+    """Replicates that resample clusters (users, or items) with replacement, shared by every
+    model scored on these rows.
 
-    ``groups`` holds each row's user as an integer in ``[0, n_groups)``; pass the same
+    ``groups`` holds each row's cluster as an integer in ``[0, n_groups)``; pass the same
     ``n_groups`` and ``seed`` to the bootstrap of a subset of the rows (e.g. cold items)
-    so that a user carries the same weight in both.
+    so that a cluster carries the same weight in both.
     """
 
     def __init__(self, labels: np.ndarray, groups: np.ndarray, *, n_groups: int | None = None,

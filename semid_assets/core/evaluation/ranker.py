@@ -22,42 +22,17 @@ scores.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import nn
 
-from semid_assets.core.evaluation.ranker_config import RankerConfig
+from semid_assets.core.evaluation.ranker_config import RankerOptions
+from semid_assets.core.evaluation.ranking_features import ItemInput
+from semid_assets.core.threads import torch_threads
 
 INIT_STD = 0.05
 
-__all__ = ["RankerConfig", "ItemInput", "CtrModel", "train_ranker", "predict"]
-
-
-@dataclass(frozen=True)
-class ItemInput:
-    """How the model sees each item (rows in catalogue order): a bag of table rows, or a dense vector."""
-
-    bags: np.ndarray | None = None  # int64 [n_items, width], -1 = padding
-    rows: int = 0  # table size of the bags
-    dense: np.ndarray | None = None  # float32 [n_items, d]
-
-    def __post_init__(self):
-        if (self.bags is None) == (self.dense is None):
-            raise ValueError("an ItemInput is either bags of table rows or dense vectors, exactly one of them")
-        if self.bags is not None:
-            if self.bags.ndim != 2 or self.rows < 1:
-                raise ValueError(f"bags must be [n_items, width] with rows >= 1, "
-                                 f"got {self.bags.shape}, rows={self.rows}")
-            if self.bags.size and (self.bags.max() >= self.rows or self.bags.min() < -1):
-                raise ValueError(f"bag entries must lie in [-1, {self.rows - 1}]")
-        elif self.dense.ndim != 2 or not np.isfinite(self.dense).all():
-            raise ValueError("dense item vectors must be a finite [n_items, d] array")
-
-    @property
-    def n_items(self) -> int:
-        return len(self.bags) if self.bags is not None else len(self.dense)
+__all__ = ["RankerOptions", "ItemInput", "CtrModel", "train_ranker", "predict"]
 
 
 class CtrModel(nn.Module):
@@ -83,10 +58,13 @@ class CtrModel(nn.Module):
             bags = np.where(items.bags < 0, items.rows, items.bags)
             self.register_buffer("item_bags", torch.from_numpy(np.ascontiguousarray(bags, np.int64)))
             self.table = nn.EmbeddingBag(items.rows + 1, dim, mode="sum", padding_idx=items.rows)
-            # Rows no training item touches keep this small init: a new item on them looks "unknown".
             nn.init.normal_(self.table.weight, std=INIT_STD)
             with torch.no_grad():
                 self.table.weight[items.rows].zero_()
+                if items.oov_row is not None:
+                    # Zero until the rare features of training items move it: an unseen feature
+                    # adds nothing the model did not learn.
+                    self.table.weight[items.oov_row].zero_()
         self.mlp = nn.Sequential(nn.Linear(3 * dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                                  nn.Linear(hidden, 1))
         self.user_bias = nn.Embedding(n_users + 1, 1)
@@ -131,20 +109,8 @@ def _check_rows(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
         raise ValueError(f"item indices must lie in [0, {n_items - 1}]")
 
 
-class _Threads:
-    def __init__(self, threads: int | None):
-        self.threads = threads or 1
-
-    def __enter__(self):
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.previous)
-
-
 def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, item_input: ItemInput,
-                 config: RankerConfig = RankerConfig(), progress=None, history: np.ndarray | None = None) -> CtrModel:
+                 config: RankerOptions = RankerOptions(), progress=None, history: np.ndarray | None = None) -> CtrModel:
     """Fit a CTR model on impressions ``(users[i], items[i]) → labels[i]``.
 
     ``users`` index ``[0, n_users)``; ``items`` index rows of ``item_input``; ``history``
@@ -159,12 +125,12 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
         raise ValueError("labels must be one 0/1 value per training row")
     if not len(labels):
         raise ValueError("no training rows: the ranker needs impressions before the evaluation month")
-    n_valid = int(round(len(labels) * config.validation_share))
+    n_valid = config.validation_rows(len(labels))
     if not 0 <= config.validation_share < 1 or (config.validation_share > 0 and n_valid < 1):
         raise ValueError(f"validation_share must be in [0, 1) and leave at least one row, got "
                          f"{config.validation_share} of {len(labels)} rows")
     fit = slice(0, len(labels) - n_valid)
-    with _Threads(config.threads):
+    with torch_threads(config.threads):
         torch.manual_seed(config.seed)
         model = CtrModel(n_users, item_input, config.dim, config.hidden)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -245,7 +211,7 @@ def predict(model: CtrModel, users: np.ndarray, items: np.ndarray, batch_size: i
     _check_rows(users, items, n_users, n_items)
     history = _check_history(history, len(users), n_items)
     out = np.empty(len(users), dtype=np.float64)
-    with _Threads(threads), torch.no_grad():
+    with torch_threads(threads), torch.no_grad():
         for start in range(0, len(users), batch_size):
             u = torch.from_numpy(users[start : start + batch_size])
             i = torch.from_numpy(items[start : start + batch_size])

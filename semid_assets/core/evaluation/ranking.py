@@ -2,22 +2,19 @@
 
 Train a CTR model on every impression before month ``m`` (capped to the most recent
 ``max_train_rows``), predict the labels of month ``m``'s impressions, and compare item
-representations that differ only in the item side of the model:
+representations that differ only in the item side of the model (``ranking_features``):
+random hashing of the item id, SID unigrams, bigrams and SentencePiece pieces, all held to
+one embedding-table budget sized from the catalogue (``items / items_per_row`` rows by
+default, the paper's regime of far more items than rows), beside two references outside
+the budget: the unconstrained item-ID model (a row per item) and the frozen content vector.
 
-| variant | item features | table |
-| --- | --- | --- |
-| ``hash`` | the item id hashed into a table | ``table_size`` rows |
-| ``dense`` | the aligned content embedding, frozen, through a linear map | — |
-| ``sid_unigram`` | ``c1, c2, …, cL`` (each level its own vocabulary) | ``L·K`` rows |
-| ``sid_bigram`` | ``c1c2, c2c3, …`` | ``(L−1)·K²`` rows, hashed into ``table_size`` when larger |
-| ``sid_spm`` | SentencePiece pieces learned on the training catalogue's SIDs | ``table_size`` pieces at most |
-
-The user side also reads the items the user clicked before each impression (see
-``positive_history``), through the same item features. Negatives are the impressions'
-own labels (label 0 = shown and not clicked); nothing is sampled. Cold items are items
-created in month ``m``: no training row can have seen them. AUC (overall and on cold
-items) comes with a user-bootstrap interval, and every SID variant is compared with
-``hash`` by the paired interval of the AUC difference.
+The user side also reads the items the user clicked before each impression
+(``ranking_data.positive_history``), through the same item features. Negatives are the
+impressions' own labels (label 0 = shown and not clicked); nothing is sampled. AUC is
+reported on every impression, on *strictly cold* items (never trained on) and on items
+*new this month*, each with intervals over users and over items; every variant is compared
+with ``hash`` by paired intervals, and an AUC below chance is flagged with its diagnosis
+(``ranking_verdicts``).
 
 Stability through the ranker (A.2): the same SID variants retrained with the SIDs an
 older tokenizer version gives the same items; the paired difference ``old − current``
@@ -32,46 +29,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from semid_assets.core.data import schema
-from semid_assets.core.evaluation.auc import Interval, UserBootstrap, log_loss
-from semid_assets.core.evaluation.ranker_config import RankerConfig
-from semid_assets.core.evaluation.sid_features import SidPieces, bag_width, hash_bags, ngram_bags
+from semid_assets.core.evaluation.ranking_data import SLICES, MonthData, prepare_month
+from semid_assets.core.evaluation.ranking_features import ItemInput, Unbuildable, item_input
+from semid_assets.core.evaluation.ranking_options import SID_VARIANTS, VARIANTS, RankingOptions
+from semid_assets.core.evaluation.ranking_tables import (auc_table, metrics_of, models_table, stability_table,
+                                                         versus_hash_table)
+from semid_assets.core.evaluation.ranking_verdicts import Anomaly, Slices, SliceScore, diagnose
 
-__all__ = ["VARIANTS", "SID_VARIANTS", "EvalConfig", "SidVersion", "RankingReport", "evaluate_month", "split_month",
-           "positive_history"]
-
-VARIANTS = ("hash", "dense", "sid_unigram", "sid_bigram", "sid_spm")
-SID_VARIANTS = ("sid_unigram", "sid_bigram", "sid_spm")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    variants: tuple[str, ...] = VARIANTS
-    table_size: int = 8192
-    """Rows of every budgeted table: the hash table, hashed bigrams, SentencePiece's vocabulary."""
-    max_train_rows: int = 500_000
-    """The most recent impressions before the month that the ranker trains on."""
-    n_boot: int = 300
-    level: float = 0.95
-    history_length: int = 20
-    """The user side also sees the items the user clicked on their last ``history_length``
-    positives before each impression, through the variant's own item features (0 = off)."""
-    stability_variants: tuple[str, ...] = SID_VARIANTS
-    stability_margin: float = 0.005
-    """The older version's AUC may fall at most this far below the current one's (interval bound)."""
-    ranker: RankerConfig = field(default_factory=RankerConfig)
-
-    def __post_init__(self):
-        unknown = sorted(set(self.variants) - set(VARIANTS))
-        if unknown:
-            raise ValueError(f"unknown ranking variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-        if "hash" not in self.variants:
-            raise ValueError("the variants must include 'hash', the baseline every SID variant is compared with")
-        bad = sorted(set(self.stability_variants) - set(SID_VARIANTS))
-        if bad:
-            raise ValueError(f"stability variants must be SID variants ({', '.join(SID_VARIANTS)}), got {bad}")
-        if self.max_train_rows < 1 or self.table_size < 1:
-            raise ValueError("max_train_rows and table_size must be positive")
+__all__ = ["VARIANTS", "SID_VARIANTS", "RankingOptions", "SidVersion", "older_version", "RankingReport",
+           "evaluate_month"]
 
 
 @dataclass(frozen=True)
@@ -83,233 +49,147 @@ class SidVersion:
     codebook_size: int
 
 
-@dataclass
-class Split:
-    train: pd.DataFrame
-    evaluation: pd.DataFrame
-    cold_items: np.ndarray  # bool per catalogue item: created in the month
-    train_rows_before_cap: int
+def older_version(month: str, tokenizer, embeddings: np.ndarray, current_month: str) -> SidVersion:
+    """The SIDs an older tokenizer version gives today's catalogue, new uploads included (as in serving).
 
-
-def split_month(interactions: pd.DataFrame, created_at, month: str, max_train_rows: int) -> Split:
-    """Impressions before ``month`` (the most recent ``max_train_rows``) and those of ``month``."""
-    start = pd.Timestamp(f"{month}-01")
-    end = start + pd.offsets.MonthBegin(1)
-    ts = pd.to_datetime(interactions[schema.TS]).to_numpy()
-    before = interactions[ts < start.to_datetime64()]
-    evaluation = interactions[(ts >= start.to_datetime64()) & (ts < end.to_datetime64())]
-    if not len(evaluation):
-        raise ValueError(f"no impressions in {month}: nothing to evaluate the ranker on")
-    if not len(before):
-        raise ValueError(f"no impressions before {month}: the ranker has nothing to train on; evaluate a later month.")
-    before = before.sort_values(schema.TS, kind="stable")
-    train = before.iloc[-max_train_rows:] if len(before) > max_train_rows else before
-    cold = pd.to_datetime(np.asarray(created_at)) >= start
-    return Split(train, evaluation, np.asarray(cold), len(before))
-
-
-def positive_history(users: np.ndarray, items: np.ndarray, labels: np.ndarray, length: int) -> np.ndarray:
-    """int64 ``[n, length]``: for each impression (rows in time order), the items its user
-    clicked on the ``length`` impressions with label 1 before it, oldest first; -1 pads."""
-    users, items, labels = np.asarray(users), np.asarray(items), np.asarray(labels).astype(bool)
-    n = len(users)
-    order = np.lexsort((np.arange(n), users))  # by user, then time
-    sorted_users = users[order]
-    positive = labels[order]
-    liked = np.append(items[order][positive], -1)  # each user's clicks, contiguous, in time order
-    before = np.cumsum(positive) - positive  # clicks strictly before each row, over all users so far
-    first = before[np.searchsorted(sorted_users, sorted_users, side="left")]  # where the user's clicks start
-    window = (before[:, None] - length) + np.arange(length)[None, :]
-    history = np.where(window >= first[:, None], liked[np.clip(window, 0, None)], -1)
-    out = np.empty_like(history)
-    out[order] = history
-    return out.astype(np.int64)
+    The version must take embeddings as wide as today's: its input width is ``tokenizer.dim``,
+    which for RQ-VAE and LETTER differs from the width of their codebooks (the latent width).
+    """
+    expected = getattr(tokenizer, "dim", None)
+    if expected is None:
+        raise ValueError(f"the {month} tokenizer does not say what embedding width it takes (no `dim`)")
+    if int(expected) != embeddings.shape[1]:
+        raise ValueError(f"the {month} tokenizer takes {int(expected)}-dim embeddings but {current_month}'s are "
+                         f"{embeddings.shape[1]}-dim; they cannot be compared.")
+    return SidVersion(month, np.asarray(tokenizer.encode(embeddings), dtype=np.int64),
+                      int(tokenizer.codebooks.shape[1]))
 
 
 @dataclass
-class _Scored:
+class _Run:
+    """One trained model (or why it could not be built) and its scores on the evaluation rows."""
+
     name: str
+    variant: str
     sid_month: str
-    rows: int
-    features_per_item: float
-    seconds: float
-    best_epoch: float
-    scores: np.ndarray
+    features: ItemInput | None = None
+    note: str = ""
+    seconds: float = 0.0
+    best_epoch: float = float("nan")
+    scores: np.ndarray | None = None
+    slices: dict[str, SliceScore] = field(default_factory=dict)
 
 
 @dataclass
 class RankingReport:
     month: str
-    table: pd.DataFrame  # one row per trained model
-    versus_hash: pd.DataFrame  # each SID / dense variant − hash, overall and cold
+    budget: dict  # rows, parameters, dim, rule: the budget every budgeted variant is held to
+    models: pd.DataFrame  # one row per model: its table, parameters, training
+    auc: pd.DataFrame  # one row per model × slice: AUC (or why none) and both intervals
+    slices: pd.DataFrame  # one row per slice: items, impressions, positive share, users
+    versus_hash: pd.DataFrame  # each current variant − hash, per slice, with its verdict
     stability: pd.DataFrame  # old − current SIDs per stability variant (empty without an older version)
+    anomalies: list[Anomaly]
     counts: dict
     metrics: dict = field(default_factory=dict)
-    intervals: dict = field(default_factory=dict)  # model label → {"all": Interval, "cold": Interval}
+    intervals: dict = field(default_factory=dict)  # model → slice → the wider Interval (for the plot)
 
 
-def _item_input(variant: str, item_ids: np.ndarray, sids: SidVersion | None, embeddings: np.ndarray | None,
-                known: np.ndarray, config: EvalConfig):
+def _train_and_score(run: _Run, data: MonthData, options: RankingOptions, log) -> None:
     # torch loads only when a model is trained, not when the Dagster definitions load.
-    from semid_assets.core.evaluation.ranker import ItemInput
+    from semid_assets.core.evaluation.ranker import predict, train_ranker
 
-    if variant == "hash":
-        bags, rows = hash_bags(item_ids, config.table_size)
-        return ItemInput(bags=bags, rows=rows)
-    if variant == "dense":
-        if embeddings is None:
-            raise ValueError("the dense variant needs the aligned embeddings")
-        return ItemInput(dense=embeddings)
-    if sids is None:
+    started = time.perf_counter()
+    model = train_ranker(data.train_users, data.train_items, data.train_labels, data.n_users, run.features,
+                         options.ranker, progress=lambda m: log(f"{run.name}: {m}"), history=data.train_history)
+    run.scores = predict(model, data.eval_users, data.eval_items, threads=options.ranker.threads,
+                         history=data.eval_history)
+    run.seconds = time.perf_counter() - started
+    run.best_epoch = float(model.info["best_epoch"])
+    log(f"{run.name}: trained and scored in {run.seconds:.1f}s")
+
+
+def _build(name: str, variant: str, version: SidVersion | None, item_ids, embeddings, data: MonthData,
+           budget: int, options: RankingOptions) -> _Run:
+    run = _Run(name, variant, version.month if version is not None else "")
+    if variant.startswith("sid_") and version is None:
         raise ValueError(f"the {variant} variant needs semantic IDs")
-    if variant in ("sid_unigram", "sid_bigram"):
-        n = 1 if variant == "sid_unigram" else 2
-        bags, rows = ngram_bags(sids.codes, n, sids.codebook_size, config.table_size)
-        return ItemInput(bags=bags, rows=rows)
-    # SentencePiece learns its pieces from the SIDs of items known before the month only.
-    pieces = SidPieces.fit(sids.codes[known], sids.codebook_size, config.table_size)
-    bags, rows = pieces.bags(sids.codes)
-    return ItemInput(bags=bags, rows=rows)
+    try:
+        run.features = item_input(variant, item_ids, data.trained, budget, options.min_items,
+                                  None if version is None else version.codes,
+                                  0 if version is None else version.codebook_size, embeddings)
+    except Unbuildable as exc:
+        run.note = f"not trained: {exc}"
+    return run
 
 
 def evaluate_month(month: str, interactions: pd.DataFrame, item_ids: np.ndarray, created_at,
                    sids: SidVersion, embeddings: np.ndarray | None = None, older: SidVersion | None = None,
-                   config: EvalConfig = EvalConfig(), progress=None) -> RankingReport:
+                   options: RankingOptions = RankingOptions(), progress=None, warn=None) -> RankingReport:
     """Train and score every variant for ``month``; see the module docstring.
 
     ``item_ids``/``created_at`` describe the catalogue as of the month's end; ``sids``,
-    ``older`` and ``embeddings`` are row-aligned with it.
+    ``older`` and ``embeddings`` are row-aligned with it. ``progress`` receives progress
+    lines, ``warn`` (default ``progress``) the anomalies.
     """
     log = progress or (lambda message: None)
+    warn = warn or log
     item_ids = np.asarray(item_ids)
-    n_items = len(item_ids)
     for what, rows in (("semantic IDs", sids.codes), ("older semantic IDs", None if older is None else older.codes),
                        ("embeddings", embeddings)):
-        if rows is not None and len(rows) != n_items:
-            raise ValueError(f"{what} have {len(rows)} rows but the catalogue has {n_items} items")
-    index = pd.Index(item_ids)
-    if index.has_duplicates:
-        raise ValueError("item_ids must be unique")
-    # One time order for everything: the training tail, the histories, the evaluation rows.
-    interactions = interactions.sort_values(schema.TS, kind="stable").reset_index(drop=True)
-    split = split_month(interactions, created_at, month, config.max_train_rows)
-    train, evaluation = split.train, split.evaluation
-    every_item = index.get_indexer(interactions[schema.ITEM_ID])
-    if (every_item < 0).any():
-        missing = interactions[schema.ITEM_ID][every_item < 0]
-        raise ValueError(f"{int((every_item < 0).sum())} impression(s) are on {missing.nunique()} item(s) "
-                         f"the catalogue lacks (e.g. {missing.unique()[:3].tolist()}); materialise raw_items "
-                         f"and the IDs for this month from the same source.")
-    train_items, eval_items = every_item[train.index], every_item[evaluation.index]
-    train_history = eval_history = None
-    if config.history_length > 0:
-        history = positive_history(pd.factorize(interactions[schema.USER_ID])[0], every_item,
-                                   interactions[schema.LABEL].to_numpy(), config.history_length)
-        train_history, eval_history = history[train.index], history[evaluation.index]
-    users = pd.Index(pd.unique(train[schema.USER_ID]))
-    n_users = len(users)
-    train_users = users.get_indexer(train[schema.USER_ID])
-    eval_users = users.get_indexer(evaluation[schema.USER_ID])
-    eval_users = np.where(eval_users < 0, n_users, eval_users)
-    y_train = train[schema.LABEL].to_numpy().astype(np.int8)
-    y_eval = evaluation[schema.LABEL].to_numpy().astype(np.int8)
-    known = ~split.cold_items
-    cold_rows = split.cold_items[eval_items]
+        if rows is not None and len(rows) != len(item_ids):
+            raise ValueError(f"{what} have {len(rows)} rows but the catalogue has {len(item_ids)} items")
+    data = prepare_month(month, interactions, item_ids, created_at, max_train_rows=options.max_train_rows,
+                         history_length=options.history_length, ranker=options.ranker)
+    budget = options.budget_rows(len(item_ids))
+    slices = Slices(data, options.n_boot, options.ranker.seed, options.level)
+    counts = slices.counts()
+    log(f"{month}: budget {budget} table rows × {options.ranker.dim} = {budget * options.ranker.dim} embedding "
+        f"parameters for {len(item_ids)} items; training on {len(data.train_items)} impressions "
+        f"({data.train_rows_before_cap} before the cap of {options.max_train_rows}), {data.n_users} users; "
+        + "; ".join(f"{r.slice}: {r.impressions} impressions on {r.items} items" for r in counts.itertuples()))
 
-    # Users are the bootstrap's clusters; evaluation users unseen in training count too.
-    groups = pd.Index(pd.unique(evaluation[schema.USER_ID])).get_indexer(evaluation[schema.USER_ID])
-    n_groups = int(groups.max()) + 1
-    boot_all = UserBootstrap(y_eval, groups, n_groups=n_groups, n_boot=config.n_boot, seed=config.ranker.seed,
-                             level=config.level)
-    boot_cold = UserBootstrap(y_eval[cold_rows], groups[cold_rows], n_groups=n_groups, n_boot=config.n_boot,
-                              seed=config.ranker.seed, level=config.level)
-    log(f"{month}: training on {len(train)} impressions ({split.train_rows_before_cap} before the cap of "
-        f"{config.max_train_rows}), {n_users} users; evaluating on {len(evaluation)} impressions, "
-        f"{int(cold_rows.sum())} of them on {int(split.cold_items.sum())} cold items")
-
-    from semid_assets.core.evaluation.ranker import predict, train_ranker
-
-    def run(name: str, variant: str, version: SidVersion | None) -> _Scored:
-        started = time.perf_counter()
-        item_input = _item_input(variant, item_ids, version, embeddings, known, config)
-        model = train_ranker(train_users, train_items, y_train, n_users, item_input, config.ranker,
-                             progress=lambda m: log(f"{name}: {m}"), history=train_history)
-        scores = predict(model, eval_users, eval_items, threads=config.ranker.threads, history=eval_history)
-        seconds = time.perf_counter() - started
-        features = bag_width(item_input.bags) if item_input.bags is not None else float("nan")
-        log(f"{name}: trained and scored in {seconds:.1f}s")
-        return _Scored(name, version.month if version is not None else "", item_input.rows, features, seconds,
-                       float(model.info["best_epoch"]), scores)
-
-    scored = [run(v, v, sids if v.startswith("sid_") else None) for v in config.variants]
-    stability_runs = []
+    runs = [_build(v, v, sids if v.startswith("sid_") else None, item_ids, embeddings, data, budget, options)
+            for v in options.variants]
     if older is not None:
-        for variant in config.stability_variants:
-            if variant in config.variants:
-                stability_runs.append((variant, run(f"{variant}@{older.month}", variant, older)))
-
-    rows, intervals, replicates = [], {}, {}
-    for s in [*scored, *(r for _, r in stability_runs)]:
-        auc_all, rep_all = boot_all.auc(s.scores)
-        auc_cold, rep_cold = boot_cold.auc(s.scores[cold_rows])
-        intervals[s.name] = {"all": auc_all, "cold": auc_cold}
-        replicates[s.name] = (auc_all, rep_all, auc_cold, rep_cold)
-        rows.append({
-            "model": s.name, "sids": s.sid_month, "table rows": s.rows if s.rows else None,
-            "features/item": round(s.features_per_item, 2),
-            "auc": auc_all.estimate, "auc 95% ci": f"[{auc_all.low:.4f}, {auc_all.high:.4f}]",
-            "cold auc": auc_cold.estimate, "cold auc 95% ci": f"[{auc_cold.low:.4f}, {auc_cold.high:.4f}]",
-            "log-loss": log_loss(y_eval, s.scores),
-            "cold log-loss": log_loss(y_eval[cold_rows], s.scores[cold_rows]) if cold_rows.any() else float("nan"),
-            "epochs": s.best_epoch, "seconds": round(s.seconds, 1),
-        })
-
-    def paired(a: str, b: str) -> tuple[Interval, Interval]:
-        a_all, ra_all, a_cold, ra_cold = replicates[a]
-        b_all, rb_all, b_cold, rb_cold = replicates[b]
-        return (boot_all.difference(a_all.estimate, ra_all, b_all.estimate, rb_all),
-                boot_cold.difference(a_cold.estimate, ra_cold, b_cold.estimate, rb_cold))
-
-    versus = []
-    for s in scored:
-        if s.name == "hash":
+        runs += [_build(f"{v}@{older.month}", v, older, item_ids, embeddings, data, budget, options)
+                 for v in options.stability_variants if v in options.variants]
+    for run in runs:
+        if run.features is None:
+            log(f"{run.name}: {run.note}")
             continue
-        diff_all, diff_cold = paired(s.name, "hash")
-        versus.append({"model": s.name, "auc − hash": diff_all.estimate,
-                       "95% ci": f"[{diff_all.low:.4f}, {diff_all.high:.4f}]",
-                       "cold auc − hash": diff_cold.estimate,
-                       "cold 95% ci": f"[{diff_cold.low:.4f}, {diff_cold.high:.4f}]",
-                       "beats hash on cold items": bool(diff_cold.low > 0)})
-    stability = []
-    for variant, s in stability_runs:
-        diff_all, diff_cold = paired(s.name, variant)
-        stability.append({"model": variant, "current sids": sids.month, "older sids": older.month,
-                          "auc old − current": diff_all.estimate,
-                          "95% ci": f"[{diff_all.low:.4f}, {diff_all.high:.4f}]",
-                          "cold auc old − current": diff_cold.estimate,
-                          "cold 95% ci": f"[{diff_cold.low:.4f}, {diff_cold.high:.4f}]",
-                          f"within {config.stability_margin}": bool(diff_all.low >= -config.stability_margin)})
+        _train_and_score(run, data, options, log)
+        run.slices = {name: slices.score(name, run.scores) for name in SLICES}
+    return _report(month, runs, data, slices, counts, budget, sids, older, options, log, warn)
 
-    metrics = {}
-    for row in rows:
-        key = row["model"].replace("@", "_at_")
-        metrics.update({f"auc_{key}": row["auc"], f"auc_cold_{key}": row["cold auc"],
-                        f"logloss_{key}": row["log-loss"],
-                        f"auc_low_{key}": intervals[row["model"]]["all"].low,
-                        f"auc_high_{key}": intervals[row["model"]]["all"].high,
-                        f"auc_cold_low_{key}": intervals[row["model"]]["cold"].low,
-                        f"auc_cold_high_{key}": intervals[row["model"]]["cold"].high,
-                        f"seconds_{key}": row["seconds"]})
-    for row in versus:
-        metrics[f"cold_auc_gain_over_hash_{row['model']}"] = row["cold auc − hash"]
-    for row in stability:
-        metrics[f"auc_old_minus_current_{row['model']}"] = row["auc old − current"]
-    counts = {"train_rows": len(train), "train_rows_before_cap": split.train_rows_before_cap,
-              "train_users": n_users, "eval_rows": len(evaluation), "eval_positive_share": float(y_eval.mean()),
-              "cold_items": int(split.cold_items.sum()), "cold_eval_rows": int(cold_rows.sum()),
-              "older_sids": older.month if older is not None else ""}
-    table = pd.DataFrame(rows)
-    table["table rows"] = table["table rows"].astype("Int64")  # dense has no table
-    return RankingReport(month, table, pd.DataFrame(versus), pd.DataFrame(stability), counts,
-                         {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and np.isfinite(v)},
-                         intervals)
+
+def _report(month, runs, data, slices, counts, budget, sids, older, options, log, warn) -> RankingReport:
+    trained = [r for r in runs if r.scores is not None]
+    by_name = {r.name: r for r in trained}
+    anomalies = []
+    for run in trained:
+        for name, score in run.slices.items():
+            if score.below_chance():
+                rows = slices.rows[name]
+                cause = diagnose(data.eval_labels[rows], run.scores[rows], data.eval_items[rows],
+                                 run.features.oov_share(np.unique(data.eval_items[rows])))
+                anomalies.append(Anomaly(run.name, name, score.estimate, score.users, score.items, cause))
+                warn(anomalies[-1].message())
+    wider = [s.wider for r in trained for s in r.slices.values() if s.wider]
+    log(f"{month}: the interval over items is the wider in {wider.count('items')} of {len(wider)} "
+        f"model × slice AUCs, the interval over users in {wider.count('users')}")
+    auc = auc_table(trained, options)
+    versus = versus_hash_table([r for r in trained if "@" not in r.name], slices, options)
+    stability = stability_table(trained, by_name, slices, sids, older, options)
+    budget_info = {"budget_rows": int(budget), "budget_parameters": int(budget * options.ranker.dim),
+                   "dim": options.ranker.dim,
+                   "budget_rule": (f"fixed at {options.table_rows} rows" if options.table_rows is not None
+                                   else f"{data.trained.size} items / {options.items_per_row}")}
+    counts_info = {"train_rows": int(len(data.train_items)), "train_rows_before_cap": int(data.train_rows_before_cap),
+                   "train_users": int(data.n_users), "eval_rows": int(len(data.eval_items)),
+                   "older_sids": older.month if older is not None else ""}
+    intervals = {r.name: {n: max((s.users, s.items), key=lambda i: i.width if np.isfinite(i.width) else -1)
+                          for n, s in r.slices.items()} for r in trained}
+    return RankingReport(month, budget_info, models_table(runs, data, options), auc, counts, versus, stability,
+                         anomalies, counts_info, metrics_of(trained, versus, stability, anomalies), intervals)
+

@@ -7,7 +7,8 @@ size. A table never exceeds its budget: features whose natural vocabulary is lar
 (random hashing of item ids, bigrams of 256-code levels) are hashed into it.
 
 - ``hash_bags``: one row per item id, hashed — the baseline; an item first seen at
-  serving time lands on a row it shares with unrelated items, or on an untrained one.
+  serving time lands on a row it shares with unrelated items, or on the OOV row.
+- ``id_bags``: one row per item, no hashing — the unconstrained item-ID reference.
 - ``ngram_bags``: overlapping windows of ``n`` consecutive codes (unigram: ``c1, c2,
   c3``; bigram: ``c1c2, c2c3``), each window position its own vocabulary.
 - ``SidPieces``: a SentencePiece model trained on the SID "sentences" of the training
@@ -16,16 +17,34 @@ size. A table never exceeds its budget: features whose natural vocabulary is lar
 
 A SID is written as a string with one private-use Unicode character per (level, code),
 so the same code number on two levels is two symbols and a piece is a run of codes.
+
+Features the training never reached (``fold_rare_rows``): an n-gram, piece or hashed id
+that no item the ranker trains on carries would keep an untrained row. Such a row is not
+"no information": it is its own random vector, shrunk by weight decay but different for
+every feature, so each cold item gets an arbitrary score offset of its own. Every such
+feature shares one *OOV row* instead, which starts at zero. With ``min_items = 1`` nothing
+trains it: an unseen n-gram adds nothing, the same for every unseen n-gram, and the item
+is represented by the n-grams it shares with trained items. With ``min_items >= 2`` the
+features that fewer trained items carry share it too and train it: it learns what a rare
+feature is worth, at the price of the rows that told those items apart.
+
+A shared row was chosen over backing off to the unigram rows because
+
+- it costs one row, so the variants still compare at one budget, whereas unigram rows
+  would take ``levels × K`` rows of a bigram table's budget (most of it at small budgets),
+  and they would be trained only by the rare bigrams that fall back on them;
+- the variants stay apart: what the unigrams know is what ``sid_unigram`` measures.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["hash_bags", "ngram_bags", "sid_strings", "SidPieces", "bag_width"]
+__all__ = ["hash_bags", "id_bags", "ngram_bags", "sid_strings", "SidPieces", "bag_width", "fold_rare_rows", "Folded"]
 
 # Supplementary Private Use Area-A then -B: 2 × 65,534 symbols no text normaliser touches.
 _PUA_RANGES = ((0xF0000, 0xFFFFD), (0x100000, 0x10FFFD))
@@ -44,6 +63,11 @@ def hash_bags(item_ids: np.ndarray, table_size: int, salt: str = "semid-item") -
     ids = np.asarray(item_ids).astype(str).astype(object)
     rows = (_stable_hash(ids, salt) % np.uint64(table_size)).astype(np.int64)
     return rows[:, None], int(table_size)
+
+
+def id_bags(n_items: int) -> tuple[np.ndarray, int]:
+    """One row per catalogue item, no hashing: the unconstrained item-ID model's features."""
+    return np.arange(int(n_items), dtype=np.int64)[:, None], int(max(n_items, 1))
 
 
 def _check_codes(codes: np.ndarray, codebook_size: int) -> np.ndarray:
@@ -187,3 +211,56 @@ def _pad(rows: list[list[int]]) -> np.ndarray:
 def bag_width(bags: np.ndarray) -> float:
     """Mean number of features per item (non-padding entries)."""
     return float((bags >= 0).sum(axis=1).mean()) if len(bags) else 0.0
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Bags after ``fold_rare_rows``: rows renumbered densely, the OOV row last."""
+
+    bags: np.ndarray
+    rows: int  # table rows, the OOV row included
+    oov_row: int
+    kept_rows: int  # feature rows that enough trained items carry
+    folded_rows: int  # feature rows sent to the OOV row (carried by some item, too few trained ones)
+
+
+def fold_rare_rows(bags: np.ndarray, rows: int, trained: np.ndarray, min_items: int = 1) -> Folded:
+    """Send every row that fewer than ``min_items`` trained items carry to one shared OOV row.
+
+    ``bags`` int64 ``[n_items, width]`` (-1 padding) over a table of ``rows`` rows;
+    ``trained`` is a bool per item: the ranker trains on it. The rows kept are renumbered
+    ``0 … kept_rows − 1`` in their original order and the OOV row is ``kept_rows``, so
+    the folded table has ``kept_rows + 1 <= rows + 1`` rows. An item counts once per row
+    however often the row appears in its bag. See the module docstring for why.
+    """
+    bags = np.asarray(bags, dtype=np.int64)
+    trained = np.asarray(trained, dtype=bool)
+    if bags.ndim != 2 or trained.shape != (len(bags),):
+        raise ValueError(f"need bags [n_items, width] and one trained flag per item, got {bags.shape} "
+                         f"and {trained.shape}")
+    if int(min_items) < 1:
+        raise ValueError(f"min_items must be at least 1, got {min_items}")
+    if bags.size and bags.max() >= rows:
+        raise ValueError(f"bag entries reach {int(bags.max())} but the table has {rows} rows")
+    carriers = np.zeros(rows, dtype=np.int64)
+    for column_rows in _distinct_rows(bags[trained]):
+        carriers += np.bincount(column_rows, minlength=rows)
+    kept = carriers >= int(min_items)
+    new_index = np.cumsum(kept) - 1
+    oov = int(kept.sum())
+    present = bags >= 0
+    safe = np.where(present, bags, 0)
+    folded = np.where(present, np.where(kept[safe], new_index[safe], oov), -1)
+    used = np.zeros(rows, dtype=bool)
+    used[bags[present]] = True
+    return Folded(folded.astype(np.int64), oov + 1, oov, oov, int((used & ~kept).sum()))
+
+
+def _distinct_rows(bags: np.ndarray):
+    """Per bag column, the rows of items whose row differs from the earlier columns' (each item once per row)."""
+    for column in range(bags.shape[1]):
+        row = bags[:, column]
+        fresh = row >= 0
+        for earlier in range(column):
+            fresh &= row != bags[:, earlier]
+        yield row[fresh]
