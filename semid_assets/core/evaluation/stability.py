@@ -261,6 +261,18 @@ def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int
     Rows of ``emb_a`` and ``emb_b`` are the same items (the dimensions may differ); the
     item itself is excluded from its neighbours; ``sample`` items are drawn with ``seed``.
     """
+    emb_a, emb_b = knn_inputs(emb_a, emb_b, k)
+    if emb_a.shape == emb_b.shape and np.array_equal(emb_a, emb_b):
+        # The same vectors give the same (deterministic) search results: skip two exact
+        # searches over every item, the bulk of the cost at 1M items (aligner="none").
+        return 1.0
+    queries = knn_queries(emb_a.shape[0], sample, seed)
+    found_a, found_b = (nearest_neighbours(queries, emb, k) for emb in (emb_a, emb_b))
+    return neighbour_overlap(queries, found_a, found_b, k)
+
+
+def knn_inputs(emb_a: np.ndarray, emb_b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two embeddings as contiguous float32, checked to hold the same items, more than ``k``."""
     emb_a = np.ascontiguousarray(emb_a, dtype=np.float32)
     emb_b = np.ascontiguousarray(emb_b, dtype=np.float32)
     n = emb_a.shape[0]
@@ -268,19 +280,28 @@ def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int
         raise ValueError(f"the embeddings give {n} and {emb_b.shape[0]} items; pass the same items")
     if n <= k:
         raise ValueError(f"knn_overlap needs more than k={k} items, got {n}")
-    if emb_a.shape == emb_b.shape and np.array_equal(emb_a, emb_b):
-        # The same vectors give the same (deterministic) search results: skip two exact
-        # searches over every item, the bulk of the cost at 1M items (aligner="none").
-        return 1.0
-    queries = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
-    neighbours = []
-    for emb in (emb_a, emb_b):
-        index = faiss.IndexFlatL2(emb.shape[1])
-        index.add(emb)
-        _, found = index.search(emb[queries], k + 1)
-        neighbours.append(found)
+    return emb_a, emb_b
+
+
+def knn_queries(n: int, sample: int, seed: int) -> np.ndarray:
+    """The sorted rows whose neighbourhoods :func:`knn_overlap` compares: ``sample`` of ``n``, drawn with ``seed``."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+
+
+def nearest_neighbours(queries: np.ndarray, emb: np.ndarray, k: int) -> np.ndarray:
+    """int64 [len(queries), k + 1]: the rows of ``emb`` nearest (exact L2) to the rows ``queries``,
+    nearest first (the query itself usually among them). Each query's row depends only on that
+    query and ``emb``, so the queries can be searched in chunks."""
+    index = faiss.IndexFlatL2(emb.shape[1])
+    index.add(emb)
+    _, found = index.search(np.ascontiguousarray(emb[queries]), k + 1)
+    return found
+
+
+def neighbour_overlap(queries: np.ndarray, found_a: np.ndarray, found_b: np.ndarray, k: int) -> float:
+    """Mean share of the ``k`` neighbours other than itself that a query has in both ``found_*``."""
     overlap = 0.0
-    for q, na, nb in zip(queries, *neighbours):
+    for q, na, nb in zip(queries, found_a, found_b):
         # Drop the query itself (and, at exact ties, keep the first k others).
         sa = [x for x in na if x != q][:k]
         sb = [x for x in nb if x != q][:k]
