@@ -87,3 +87,19 @@ def test_sid_alignment_is_a_multiple_of_every_encode_block():
 
     for block in (residual._BLOCK, rq_kmeans._BLOCK, balanced_kmeans._BLOCK, rq_vae._ENCODE_BATCH):
         assert fanout.SID_CHUNK_ALIGN % block == 0
+
+
+def test_compare_versions_fans_the_knn_out_through_the_function_it_is_given():
+    from functools import partial
+
+    from semid_assets.core.evaluation.stability import compare_versions
+
+    rng = np.random.default_rng(2)
+    ids = np.arange(300)
+    emb_a = rng.normal(size=(300, 8)).astype(np.float32)
+    emb_b = emb_a + rng.normal(scale=0.3, size=emb_a.shape).astype(np.float32)
+    codes = rng.integers(0, 4, size=(300, 2))
+    plain = compare_versions(ids, codes, ids, codes, emb_a=emb_a, emb_b=emb_b, knn_sample=200)[1]
+    fanned = compare_versions(ids, codes, ids, codes, emb_a=emb_a, emb_b=emb_b, knn_sample=200,
+                              knn=partial(fanout.knn_overlap, LocalEngine(), chunk_rows=64))[1]
+    assert fanned == plain and 0.0 < plain["knn_overlap"] < 1.0

@@ -37,6 +37,7 @@ embeddings) — how much the embedding space the tokenizers saw moved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -365,12 +366,14 @@ def _usage_jsd(size_a: np.ndarray, size_b: np.ndarray, mapping: np.ndarray) -> f
 
 def compare_versions(ids_a, codes_a: np.ndarray, ids_b, codes_b: np.ndarray, *,
                      emb_a: np.ndarray | None = None, emb_b: np.ndarray | None = None,
-                     knn_sample: int = 1000, knn_k: int = 10, seed: int = 0) -> tuple[StabilityReport, dict]:
+                     knn_sample: int = 1000, knn_k: int = 10, seed: int = 0,
+                     knn: Callable[..., float] | None = None) -> tuple[StabilityReport, dict]:
     """Compare version ``a`` (earlier) with ``b`` on the items both encode.
 
     ``ids_*`` are the versions' item ids (rows of ``codes_*`` and ``emb_*``). Returns the
     report and a dict of scalar figures: item counts, and ``knn_overlap`` when both
-    embeddings are given.
+    embeddings are given, computed by ``knn`` (default :func:`knn_overlap`; e.g.
+    ``functools.partial(core.fanout.knn_overlap, engine, chunk_rows=…)`` to fan it out).
     """
     rows_a, rows_b = align_common(ids_a, ids_b)
     if rows_a.size == 0:
@@ -382,8 +385,8 @@ def compare_versions(ids_a, codes_a: np.ndarray, ids_b, codes_b: np.ndarray, *,
     report = compare_codes(codes_a[rows_a], codes_b[rows_b])
     figures = {"items_earlier": int(len(codes_a)), "items_this": int(len(codes_b)), "items_common": int(rows_a.size)}
     if emb_a is not None and emb_b is not None and rows_a.size > knn_k:
-        figures["knn_overlap"] = knn_overlap(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b],
-                                             sample=knn_sample, k=knn_k, seed=seed)
+        figures["knn_overlap"] = (knn or knn_overlap)(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b],
+                                                      sample=knn_sample, k=knn_k, seed=seed)
         figures["knn_sample"] = int(min(knn_sample, rows_a.size))
         figures["knn_k"] = int(knn_k)
     return report, figures
