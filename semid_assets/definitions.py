@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
                                pairs, ranking, stability, tokenizer)
 from semid_assets.io_manager import SemidIOManager
@@ -37,6 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "mlflow_registry": MlflowRegistry(
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),
+            "compute_engine": ComputeEngineResource(engine=settings.engine, address=settings.ray_address),
             "sid_thresholds": SidQualityThresholds(),
             "promotion_thresholds": PromotionThresholds(),
         },

@@ -39,6 +39,10 @@ class Settings:
     # store instead of the home's sqlite file, and the Dagster instance file to install.
     mlflow_tracking_uri_override: str | None = None
     dagster_config: str | None = None
+    # Where the data-parallel stages run (the compute_engine resource): "local" or "ray", and
+    # the Ray cluster to join (none: a private local one).
+    engine: str = "local"
+    ray_address: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -57,6 +61,8 @@ class Settings:
             codebook_size_override=int(env["SEMID_CODEBOOK_SIZE"]) if env.get("SEMID_CODEBOOK_SIZE") else None,
             mlflow_tracking_uri_override=env.get("SEMID_MLFLOW_TRACKING_URI") or None,
             dagster_config=env.get("SEMID_DAGSTER_CONFIG") or None,
+            engine=env.get("SEMID_ENGINE", "local").strip() or "local",
+            ray_address=env.get("SEMID_RAY_ADDRESS") or None,
         )
 
     @property
