@@ -33,6 +33,8 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
+        # "local": a new cluster even if another was started on this machine; workers reach it at
+        # the loopback address (Ray's own servers still listen on every interface).
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level="WARNING")
     return True

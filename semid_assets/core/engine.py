@@ -24,7 +24,7 @@ import numpy as np
 from semid_assets.core.threads import faiss_threads, torch_threads
 from semid_assets.core.validation import check_int
 
-__all__ = ["Engine", "LocalEngine", "chunk_bounds", "concatenate_outputs", "run_chunk"]
+__all__ = ["Engine", "LocalEngine", "chunk_bounds", "concatenate_outputs", "run_chunk", "slice_columns"]
 
 
 class Engine(Protocol):
