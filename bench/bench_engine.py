@@ -98,6 +98,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", default="", help="run only the stages whose name contains this text")
     args = parser.parse_args()
     started = time.perf_counter()
     connect(None, num_cpus=args.workers)
@@ -108,6 +109,8 @@ def main() -> int:
           + " | ray vs local 1 thread | ray vs local 2 threads |")
     print("|---" * (len(engines) + 4) + "|")
     for name, (plain, chunked) in stages(args.scale, np.random.default_rng(0)).items():
+        if args.only not in name:
+            continue
         with torch_threads(1), faiss_threads(1):
             seconds_plain, expected = best_of(plain, args.repeats)
         seconds = {}
