@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.semid-installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test ui bench clean-home browser
+.PHONY: demo test ui bench clean-home browser postgresql
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/semid demo $(ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgresql
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The browser test drives Debian's Chromium through its ChromeDriver (never a downloaded
@@ -32,6 +32,15 @@ browser:
 	  fi; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
 	fi
+
+# tests/test_postgres_storage.py runs a real PostgreSQL server from Debian's package (in a
+# temporary data directory, on a free port); installed here when missing.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "PostgreSQL is missing; install it: sudo apt-get update && sudo apt-get install -y postgresql" >&2; exit 1; \
+	fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 
 ui: $(STAMP)
 	$(VENV)/bin/semid ui

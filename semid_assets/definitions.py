@@ -8,6 +8,7 @@ import sys
 
 import dagster as dg
 
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
                                pairs, publication, ranking, stability, tokenizer)
 from semid_assets.core.tokenizers.methods import tokenizer_class
@@ -67,6 +68,7 @@ def build_definitions(settings: Settings, resource_overrides: dict | None = None
             "mlflow_registry": MlflowRegistry(
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),
+            "compute_engine": ComputeEngineResource(engine=settings.engine, address=settings.ray_address),
             "sid_thresholds": SidQualityThresholds(),
             "generation_policy": GenerationPolicyResource(),
             "aligner_gate": AlignerGateResource(),

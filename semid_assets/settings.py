@@ -42,6 +42,14 @@ class Settings:
     methods: tuple[str, ...] = METHODS
     mlflow_ui_url: str = "http://127.0.0.1:5000"
     codebook_size_override: int | None = None
+    # Production stores (docs/scale-out.md): a database URI for MLflow's tracking and registry
+    # store instead of the home's sqlite file, and the Dagster instance file to install.
+    mlflow_tracking_uri_override: str | None = None
+    dagster_config: str | None = None
+    # Where the data-parallel stages run (the compute_engine resource): "local" or "ray", and
+    # the Ray cluster to join (none: a private local one).
+    engine: str = "local"
+    ray_address: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -59,6 +67,10 @@ class Settings:
             mlflow_ui_url=env.get("SEMID_MLFLOW_UI", "http://127.0.0.1:5000"),
             codebook_size_override=int(env["SEMID_CODEBOOK_SIZE"]) if env.get("SEMID_CODEBOOK_SIZE") else None,
             methods=_methods(env.get("SEMID_METHODS")),
+            mlflow_tracking_uri_override=env.get("SEMID_MLFLOW_TRACKING_URI") or None,
+            dagster_config=env.get("SEMID_DAGSTER_CONFIG") or None,
+            engine=env.get("SEMID_ENGINE", "local").strip() or "local",
+            ray_address=env.get("SEMID_RAY_ADDRESS") or None,
         )
 
     @property
@@ -71,7 +83,8 @@ class Settings:
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+        """``SEMID_MLFLOW_TRACKING_URI`` (e.g. ``postgresql://…``) if set, else the home's sqlite file."""
+        return self.mlflow_tracking_uri_override or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts(self) -> Path:

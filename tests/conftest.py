@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,11 @@ def tiny_settings(tmp_path_factory) -> Settings:
     home = tmp_path_factory.mktemp("semid-home")
     return Settings.from_env({"SEMID_HOME": str(home), "SEMID_DATASET": "synthetic", "SEMID_SIZE": "tiny",
                               "SEMID_MLFLOW_UI": "http://127.0.0.1:5000"})
+
+
+def tiny_default_sids_dir(settings: Settings) -> Path:
+    """Where ``tiny_run`` keeps a copy of the ``semantic_ids`` its lineage wrote (``month=…/method=….parquet``)."""
+    return settings.home / "tiny-run-semantic-ids"
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +43,9 @@ def tiny_run(tiny_settings):
     months = tiny_settings.source().months()[-TINY_MONTHS:]
     instance = dg.DagsterInstance.get()
     summary = run_demo(defs, instance, months, list(tiny_settings.methods), log=lambda s: None)
+    # Later tests re-tokenise some partitions on purpose; keep the lineage's own SIDs apart.
+    shutil.copytree(tiny_settings.assets_dir(tiny_settings.source().name) / "semantic_ids",
+                    tiny_default_sids_dir(tiny_settings))
     yield defs, instance, summary, months
     instance.dispose()
     for key, value in zip(("DAGSTER_HOME", "SEMID_HOME"), previous):
@@ -74,3 +84,9 @@ def one_month_home(tiny_run, tiny_settings, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
     settings = Settings.from_env({"SEMID_HOME": str(tmp_path / "home"), "SEMID_SIZE": "tiny"})
     return settings, build_one_month(settings, seed_cache_from=tiny_settings.cache_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_default_sids(tiny_run, tiny_settings) -> Path:
+    """The folder of ``semantic_ids`` (``month=…/method=….parquet``) exactly as ``tiny_run``'s lineage wrote them."""
+    return tiny_default_sids_dir(tiny_settings)

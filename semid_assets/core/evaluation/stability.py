@@ -37,6 +37,7 @@ embeddings) — how much the embedding space the tokenizers saw moved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import faiss
@@ -261,6 +262,18 @@ def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int
     Rows of ``emb_a`` and ``emb_b`` are the same items (the dimensions may differ); the
     item itself is excluded from its neighbours; ``sample`` items are drawn with ``seed``.
     """
+    emb_a, emb_b = knn_inputs(emb_a, emb_b, k)
+    if emb_a.shape == emb_b.shape and np.array_equal(emb_a, emb_b):
+        # The same vectors give the same (deterministic) search results: skip two exact
+        # searches over every item, the bulk of the cost at 1M items (aligner="none").
+        return 1.0
+    queries = knn_queries(emb_a.shape[0], sample, seed)
+    found_a, found_b = (nearest_neighbours(queries, emb, k) for emb in (emb_a, emb_b))
+    return neighbour_overlap(queries, found_a, found_b, k)
+
+
+def knn_inputs(emb_a: np.ndarray, emb_b: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two embeddings as contiguous float32, checked to hold the same items, more than ``k``."""
     emb_a = np.ascontiguousarray(emb_a, dtype=np.float32)
     emb_b = np.ascontiguousarray(emb_b, dtype=np.float32)
     n = emb_a.shape[0]
@@ -268,19 +281,28 @@ def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int
         raise ValueError(f"the embeddings give {n} and {emb_b.shape[0]} items; pass the same items")
     if n <= k:
         raise ValueError(f"knn_overlap needs more than k={k} items, got {n}")
-    if emb_a.shape == emb_b.shape and np.array_equal(emb_a, emb_b):
-        # The same vectors give the same (deterministic) search results: skip two exact
-        # searches over every item, the bulk of the cost at 1M items (aligner="none").
-        return 1.0
-    queries = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
-    neighbours = []
-    for emb in (emb_a, emb_b):
-        index = faiss.IndexFlatL2(emb.shape[1])
-        index.add(emb)
-        _, found = index.search(emb[queries], k + 1)
-        neighbours.append(found)
+    return emb_a, emb_b
+
+
+def knn_queries(n: int, sample: int, seed: int) -> np.ndarray:
+    """The sorted rows whose neighbourhoods :func:`knn_overlap` compares: ``sample`` of ``n``, drawn with ``seed``."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+
+
+def nearest_neighbours(queries: np.ndarray, emb: np.ndarray, k: int) -> np.ndarray:
+    """int64 [len(queries), k + 1]: the rows of ``emb`` nearest (exact L2) to the rows ``queries``,
+    nearest first (the query itself usually among them). Each query's row depends only on that
+    query and ``emb``, so the queries can be searched in chunks."""
+    index = faiss.IndexFlatL2(emb.shape[1])
+    index.add(emb)
+    _, found = index.search(np.ascontiguousarray(emb[queries]), k + 1)
+    return found
+
+
+def neighbour_overlap(queries: np.ndarray, found_a: np.ndarray, found_b: np.ndarray, k: int) -> float:
+    """Mean share of the ``k`` neighbours other than itself that a query has in both ``found_*``."""
     overlap = 0.0
-    for q, na, nb in zip(queries, *neighbours):
+    for q, na, nb in zip(queries, found_a, found_b):
         # Drop the query itself (and, at exact ties, keep the first k others).
         sa = [x for x in na if x != q][:k]
         sb = [x for x in nb if x != q][:k]
@@ -344,12 +366,14 @@ def _usage_jsd(size_a: np.ndarray, size_b: np.ndarray, mapping: np.ndarray) -> f
 
 def compare_versions(ids_a, codes_a: np.ndarray, ids_b, codes_b: np.ndarray, *,
                      emb_a: np.ndarray | None = None, emb_b: np.ndarray | None = None,
-                     knn_sample: int = 1000, knn_k: int = 10, seed: int = 0) -> tuple[StabilityReport, dict]:
+                     knn_sample: int = 1000, knn_k: int = 10, seed: int = 0,
+                     knn: Callable[..., float] | None = None) -> tuple[StabilityReport, dict]:
     """Compare version ``a`` (earlier) with ``b`` on the items both encode.
 
     ``ids_*`` are the versions' item ids (rows of ``codes_*`` and ``emb_*``). Returns the
     report and a dict of scalar figures: item counts, and ``knn_overlap`` when both
-    embeddings are given.
+    embeddings are given, computed by ``knn`` (default :func:`knn_overlap`; e.g.
+    ``functools.partial(core.fanout.knn_overlap, engine, chunk_rows=…)`` to fan it out).
     """
     rows_a, rows_b = align_common(ids_a, ids_b)
     if rows_a.size == 0:
@@ -361,8 +385,8 @@ def compare_versions(ids_a, codes_a: np.ndarray, ids_b, codes_b: np.ndarray, *,
     report = compare_codes(codes_a[rows_a], codes_b[rows_b])
     figures = {"items_earlier": int(len(codes_a)), "items_this": int(len(codes_b)), "items_common": int(rows_a.size)}
     if emb_a is not None and emb_b is not None and rows_a.size > knn_k:
-        figures["knn_overlap"] = knn_overlap(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b],
-                                             sample=knn_sample, k=knn_k, seed=seed)
+        figures["knn_overlap"] = (knn or knn_overlap)(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b],
+                                                      sample=knn_sample, k=knn_k, seed=seed)
         figures["knn_sample"] = int(min(knn_sample, rows_a.size))
         figures["knn_k"] = int(knn_k)
     return report, figures
