@@ -58,3 +58,25 @@ class ComputeEngineResource(dg.ConfigurableResource):
             self._connected = connect(self.address, self.num_cpus) or self._connected
             return RayEngine(threads=self.threads_per_task)
         return LocalEngine(threads=self.threads_per_task)
+
+    def encode_catalogue(self):
+        """``(tokenizer, X) -> codes`` on this engine: ``tokenizer.encode_catalogue(X)``, bit for bit."""
+        from functools import partial
+
+        from semid_assets.core import fanout
+
+        return partial(fanout.encode_catalogue, self.get_engine(), chunk_rows=self.chunk_rows)
+
+    def embed(self, aligner, features, store=None):
+        """``aligner.embed(features, store=store)`` on this engine, bit for bit."""
+        from semid_assets.core import fanout
+
+        return fanout.embed_items(self.get_engine(), aligner, features, store=store, chunk_rows=self.chunk_rows)
+
+    def knn_overlap(self):
+        """``stability.knn_overlap`` on this engine (the ``knn=`` of ``compare_versions``)."""
+        from functools import partial
+
+        from semid_assets.core import fanout
+
+        return partial(fanout.knn_overlap, self.get_engine(), chunk_rows=self.chunk_rows)

@@ -119,14 +119,9 @@ def summary_row(instance: dg.DagsterInstance, month: str, method: str, key: str)
 
 
 def ranking_summary(instance: dg.DagsterInstance, key: str) -> dict:
-    results = pd.DataFrame(_latest_metadata(instance, "ranking_eval", key)["results"])
-    current = results[~results["model"].str.contains("@")].set_index("model")
-    sid = current[current.index.str.startswith("sid_")]
-    best = sid["cold auc"].idxmax() if len(sid) else None
-    row = {"cold auc hash": round(float(current.loc["hash", "cold auc"]), 4)}
-    if best is not None:
-        row["best sid (cold auc)"] = f"{best} {float(sid.loc[best, 'cold auc']):.4f}"
-    return row
+    from semid_assets.defs.ranking import summary_of
+
+    return summary_of(_latest_metadata(instance, "ranking_eval", key))
 
 
 def format_summary(summary: pd.DataFrame) -> str:

@@ -18,7 +18,6 @@ from semid_assets.core.engine import LocalEngine
 from semid_assets.core.evaluation.stability import align_common, knn_overlap, nearest_neighbours
 from semid_assets.core.features.multimodal import text_columns_of
 from semid_assets.core.features.text_encoder import TextEncoder
-from semid_assets.core.tokenizers.residual import encode_catalogue
 from semid_assets.io_manager import load_artifact
 from semid_assets.settings import METHODS
 
@@ -92,10 +91,10 @@ def test_sid_encoding_is_bit_identical_for_every_method(engines, tiny_run, tiny_
     large = large + rng.normal(scale=0.01, size=large.shape).astype(np.float32)
     for method in METHODS:
         tokenizer = load_artifact(_asset(tiny_settings, "tokenizer", f"month={months[-1]}/method={method}", ".npz"))
-        expected = encode_catalogue(tokenizer, vectors)
+        expected = tokenizer.encode_catalogue(vectors)
         inputs = [(vectors, expected)]
-        if not hasattr(tokenizer, "encode_catalogue"):
-            inputs.append((large, encode_catalogue(tokenizer, large)))
+        if not tokenizer.population_codes:
+            inputs.append((large, tokenizer.encode_catalogue(large)))
         for name, engine in engines.items():
             for X, codes in inputs:
                 assert _same_bits(fanout.encode_catalogue(engine, tokenizer, X, chunk_rows=1), codes), (method, name)

@@ -5,7 +5,7 @@ Each function here gives bit for bit what the plain library call gives, on any e
 ============================  =====================================================
 ``encode_texts``              ``encoder.encode(texts)``
 ``embed_items``               ``aligner.embed(features, rows, store)``
-``encode_catalogue``          ``tokenizers.residual.encode_catalogue(tokenizer, X)``
+``encode_catalogue``          ``tokenizer.encode_catalogue(X)``
 ``knn_overlap``               ``evaluation.stability.knn_overlap(emb_a, emb_b, …)``
 ============================  =====================================================
 
@@ -57,7 +57,6 @@ from semid_assets.core.evaluation.stability import (knn_inputs, knn_queries, nea
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.features.text_encoder import TextEncoder
 from semid_assets.core.features.token_store import TokenStore
-from semid_assets.core.tokenizers import residual
 from semid_assets.core.validation import check_int
 
 __all__ = ["SID_CHUNK_ALIGN", "Shipped", "embed_items", "encode_catalogue", "encode_texts", "feature_rows",
@@ -178,11 +177,11 @@ def embed_items(engine: Engine, aligner, features: MultimodalFeatures, rows: np.
 
 # ---------------------------------------------------------------------- SID encoding
 def _encode_chunk(X: np.ndarray, tokenizer: Shipped) -> np.ndarray:
-    return residual.encode_catalogue(tokenizer.rebuild(), X)
+    return tokenizer.rebuild().encode_catalogue(X)
 
 
 def encode_catalogue(engine: Engine, tokenizer, X: np.ndarray, *, chunk_rows: int) -> np.ndarray:
-    """``residual.encode_catalogue(tokenizer, X)`` on ``engine``: the same int32 codes.
+    """``tokenizer.encode_catalogue(X)`` on ``engine``: the same int32 codes.
 
     Per-item tokenizers run in chunks of ``chunk_rows`` rows rounded up to a multiple of
     :data:`SID_CHUNK_ALIGN`; a tokenizer that assigns over the whole catalogue (balanced
@@ -190,8 +189,8 @@ def encode_catalogue(engine: Engine, tokenizer, X: np.ndarray, *, chunk_rows: in
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
     if len(X) == 0:
-        return residual.encode_catalogue(tokenizer, X)
-    whole = hasattr(tokenizer, "encode_catalogue")
+        return tokenizer.encode_catalogue(X)
+    whole = tokenizer.population_codes
     rows = len(X) if whole else round_up(chunk_rows, SID_CHUNK_ALIGN)
     return engine.map_chunks(_encode_chunk, [X], chunk_rows=rows, shared=(Shipped.of(tokenizer),))
 

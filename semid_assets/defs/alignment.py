@@ -6,6 +6,7 @@ import pyarrow as pa
 import pydantic
 
 from semid_assets import metadata as md
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.alignment.captions import caption_column
 from semid_assets.core.alignment.config import AlignerTrainConfig
@@ -118,11 +119,12 @@ def build(parts: SemidPartitions) -> list:
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
     def aligned_embeddings(context: dg.AssetExecutionContext, multimodal_features: MultimodalFeatures,
-                           aligner, text_encoder: TextEncoderResource) -> dg.MaterializeResult:
+                           aligner, text_encoder: TextEncoderResource,
+                           compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """One float32 unit vector per item from the month's serving aligner: the input of every tokenizer.
 
         While the serving aligner does not change, neither does any earlier item's vector."""
-        vectors = aligner.embed(multimodal_features, store=text_encoder.store(), log=context.log.info)
+        vectors = compute_engine.embed(aligner, multimodal_features, store=text_encoder.store())
         context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims from "
                          f"{'the ' + serving_month(aligner) + ' aligner' if is_trained(aligner) else 'the content embedding'}")
         return dg.MaterializeResult(value=embeddings_to_arrow(multimodal_features.item_ids, vectors), metadata={

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pydantic
 
 from semid_assets import metadata as md
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures
@@ -35,12 +36,14 @@ StalenessConfig = config_class("StalenessConfig", None, doc="How the staleness r
 
 
 def _state(context, tokenizer, aligned_embeddings: pa.Table, features: MultimodalFeatures, aligner,
-           asset_store: AssetStoreResource, text_encoder: TextEncoderResource, options: PublishOptions):
+           asset_store: AssetStoreResource, text_encoder: TextEncoderResource, options: PublishOptions,
+           compute_engine: ComputeEngineResource):
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
     store = text_encoder.store()
     return month_state(asset_store.store(), method_of(context), month_of(context), item_ids=item_ids,
                        serving_vectors=vectors, serving_aligner=aligner, candidate=tokenizer, options=options,
-                       embed_in_generation=lambda old: old.embed(features, store=store, log=context.log.info))
+                       embed_in_generation=lambda old: compute_engine.embed(old, features, store=store),
+                       encode_catalogue=compute_engine.encode_catalogue())
 
 
 def _recall(state, pairs: pd.DataFrame, config) -> tuple[float, float]:
@@ -64,7 +67,7 @@ def build(parts: SemidPartitions) -> list:
                       aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, item_pairs: pd.DataFrame,
                       aligner, asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
                       generation_policy: GenerationPolicyResource, mlflow_registry: MlflowRegistry,
-                      catalog: CatalogResource) -> dg.MaterializeResult:
+                      catalog: CatalogResource, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """What cutting a new generation would gain this month (relative MSE, new items' collisions,
         held-out recall) and cost (literal IDs kept vs the published ones and the generation's origin),
         and the verdict the generation policy gives: keep, cut, or refuse a candidate that would cost
@@ -72,7 +75,7 @@ def build(parts: SemidPartitions) -> list:
         options = PublishOptions(hysteresis=tokenizer.fit_info.get("hysteresis", 0.0),
                                  cut_generation=config.cut_generation)
         state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
-                       text_encoder, options)
+                       text_encoder, options, compute_engine)
         judgement = judge(state, generation_policy.options(), options, _recall(state, item_pairs, config))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
@@ -89,14 +92,15 @@ def build(parts: SemidPartitions) -> list:
     def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
                      tokenizer, aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, aligner,
                      asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
-                     mlflow_registry: MlflowRegistry, catalog: CatalogResource) -> dg.MaterializeResult:
+                     mlflow_registry: MlflowRegistry, catalog: CatalogResource,
+                     compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """The published IDs: ``item_id, c1 … cL, suffix, generation, first_month``. Within a generation an
         item keeps its SID literally month after month; new items are encoded by the generation's models.
         On a cut (``sid_staleness``'s verdict) the month's candidate starts the next generation."""
         options = to_options(config, PublishOptions, hysteresis=tokenizer.fit_info.get("hysteresis", 0.0))
         decision, reason = sid_staleness["decision"].iloc[0], sid_staleness["summary"].iloc[0]
         state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
-                       text_encoder, options)
+                       text_encoder, options, compute_engine)
         table, record = publish(state, decision, reason, options)
         links = {}
         if record is not None:

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 
 from semid_assets import metadata as md
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.data.schema import ITEM_ID
 from semid_assets.core.evaluation.plots import agreement_plot
@@ -43,7 +44,7 @@ def build(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"scipy", "mlflow"})
     def sid_stability(context: dg.AssetExecutionContext, config: StabilityConfig, semantic_ids: pd.DataFrame,
                       aligned_embeddings: pa.Table, asset_store: AssetStoreResource, catalog: CatalogResource,
-                      mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+                      mlflow_registry: MlflowRegistry, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """The published IDs of this month against those of an earlier month, on the items both hold:
         per prefix length the share kept literally (``raw_unchanged``: what tables keyed by SID see) beside
         the share kept after the best renaming (``matched_kept``), ARI, NMI, AMI, prefix-neighbour Jaccard,
@@ -59,7 +60,7 @@ def build(parts: SemidPartitions) -> list:
         report, figures = compare_versions(before.item_ids, before.codes, now.item_ids, now.codes,
                                            emb_a=_earlier_vectors(store, earlier.month, earlier.table[ITEM_ID]),
                                            emb_b=emb_b, knn_sample=config.knn_sample, knn_k=config.knn_k,
-                                           seed=config.seed)
+                                           seed=config.seed, knn=compute_engine.knn_overlap())
         gap, levels = months_apart(earlier.month, month), now.levels
         links = _attach(mlflow_registry, catalog, month, method, earlier.month, report.table, figures, gap)
         return dg.MaterializeResult(value=report.table.assign(earlier_month=earlier.month), metadata={

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pydantic
 
 from semid_assets import metadata as md
+from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.candidate import choose_codebook_size, fit_candidate
@@ -96,7 +97,7 @@ def _level_metrics(report: pd.DataFrame) -> dict[str, float]:
                            "largest_group")}
 
 
-def _fit(context, config, method: str, month: str, vectors: np.ndarray, item_ids, side: dict, store):
+def _fit(context, config, method: str, month: str, vectors: np.ndarray, item_ids, side: dict, store, encode):
     """The candidate of ``method``: sized, fitted and anchored to the published IDs (``core/lifecycle``)."""
     history = MethodHistory(store, method)
     earlier = history.previous_model(month)
@@ -111,7 +112,7 @@ def _fit(context, config, method: str, month: str, vectors: np.ndarray, item_ids
     codes, anchoring = fit_candidate(
         model, vectors, item_ids, previous=None if earlier is None or not config.anchor_to_previous else earlier[1],
         published=None if publication is None else published(publication.table), steps=steps,
-        hysteresis=config.hysteresis, progress=context.log.info, **side)
+        hysteresis=config.hysteresis, progress=context.log.info, encode_catalogue=encode, **side)
     anchoring["anchored_to"] = publication.month if anchoring["anchored"] else anchoring["anchored_to"]
     return model, codes, anchoring
 
@@ -126,11 +127,12 @@ def _anchoring_metadata(anchoring: dict) -> dict:
 
 
 def _materialise(context, config, aligned_embeddings: pa.Table, collaborative: pa.Table | None, asset_store,
-                 catalog, mlflow_registry) -> dg.MaterializeResult:
+                 catalog, mlflow_registry, compute_engine) -> dg.MaterializeResult:
     month, method, store = month_of(context), method_of(context), asset_store.store()
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
     side = {name: _SIDE_INPUTS[name](item_ids, collaborative, month) for name in tokenizer_class(method).side_inputs}
-    model, codes, anchoring = _fit(context, config, method, month, vectors, item_ids, side, store)
+    model, codes, anchoring = _fit(context, config, method, month, vectors, item_ids, side, store,
+                                   compute_engine.encode_catalogue())
     report = model.level_report(vectors, codes)
     path = store.write_artifact("tokenizer", model, month=month, method=method)
     key = VersionKey(catalog.source().name, month, method)
@@ -166,13 +168,14 @@ def build(parts: SemidPartitions, default_codebook_size: int | None = None, coll
         @dg.asset(name="tokenizer", **spec)
         def tokenizer(context: dg.AssetExecutionContext, config: Config, aligned_embeddings: pa.Table,
                       collaborative_embeddings: pa.Table, asset_store: AssetStoreResource, catalog: CatalogResource,
-                      mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
+                      mlflow_registry: MlflowRegistry, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
             return _materialise(context, config, aligned_embeddings, collaborative_embeddings, asset_store, catalog,
-                                mlflow_registry)
+                                mlflow_registry, compute_engine)
     else:
         @dg.asset(name="tokenizer", **spec)
         def tokenizer(context: dg.AssetExecutionContext, config: Config, aligned_embeddings: pa.Table,
                       asset_store: AssetStoreResource, catalog: CatalogResource,
-                      mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
-            return _materialise(context, config, aligned_embeddings, None, asset_store, catalog, mlflow_registry)
+                      mlflow_registry: MlflowRegistry, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
+            return _materialise(context, config, aligned_embeddings, None, asset_store, catalog, mlflow_registry,
+                                compute_engine)
     return [tokenizer]

@@ -10,7 +10,6 @@ from semid_assets.core import fanout
 from semid_assets.core.engine import LocalEngine, chunk_bounds
 from semid_assets.core.evaluation.stability import knn_overlap
 from semid_assets.core.features.multimodal import MultimodalFeatures
-from semid_assets.core.tokenizers.residual import encode_catalogue
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 
 
@@ -70,7 +69,7 @@ def test_chunked_sid_encoding_gives_the_single_calls_codes():
     X = rng.normal(size=(2 * fanout.SID_CHUNK_ALIGN + 777, 16)).astype(np.float32)
     tokenizer = RQKMeans(levels=3, codebook_size=32, seed=0, n_threads=1).fit(X[:5000])
     codes = fanout.encode_catalogue(LocalEngine(), tokenizer, X, chunk_rows=1000)
-    assert codes.dtype == np.int32 and np.array_equal(codes, encode_catalogue(tokenizer, X))
+    assert codes.dtype == np.int32 and np.array_equal(codes, tokenizer.encode_catalogue(X))
 
 
 def test_chunked_knn_overlap_gives_the_single_searchs_figure():
@@ -83,9 +82,9 @@ def test_chunked_knn_overlap_gives_the_single_searchs_figure():
 
 
 def test_sid_alignment_is_a_multiple_of_every_encode_block():
-    from semid_assets.core.tokenizers import balanced_kmeans, residual, rq_kmeans, rq_vae
+    from semid_assets.core.tokenizers import balanced_kmeans, residual, rq_vae
 
-    for block in (residual._BLOCK, rq_kmeans._BLOCK, balanced_kmeans._BLOCK, rq_vae._ENCODE_BATCH):
+    for block in (residual._BLOCK, residual._ASSIGN_BLOCK, balanced_kmeans._BLOCK, rq_vae._ENCODE_BATCH):
         assert fanout.SID_CHUNK_ALIGN % block == 0
 
 

@@ -46,22 +46,25 @@ def choose_codebook_size(requested: int | None, n_items: int, levels: int,
 
 def fit_candidate(model: Tokenizer, X: np.ndarray, item_ids: np.ndarray, *, previous: Tokenizer | None,
                   published: PublishedIds | None, steps: int | None, hysteresis: float,
-                  progress: Callable[[str], None] | None = None, **side) -> tuple[np.ndarray, dict]:
+                  progress: Callable[[str], None] | None = None, encode_catalogue=None,
+                  **side) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to ``published`` (and ``previous``, the newest earlier model, which
     RQ-VAE/LETTER continue); return the candidate's catalogue codes and what the anchoring did.
 
     Not anchored (a plain fit) when there is no earlier version or it has another shape; the
     summary says why. ``steps``: Lloyd iterations (k-means family) or epochs (whole model) after
-    the warm start; None = the method's default."""
+    the warm start; None = the method's default. ``encode_catalogue(tokenizer, X)``: where the
+    catalogue's codes are computed (default: ``tokenizer.encode_catalogue``)."""
     reason = _why_not_anchored(model, X, previous, published)
     if reason is not None:
         model.fit_encode(X, progress=progress, **side)
         model.fit_info["hysteresis"] = float(hysteresis)
-        return model.encode_catalogue(X), {"anchored": False, "anchored_to": f"none ({reason})"}
+        codes = model.encode_catalogue(X) if encode_catalogue is None else encode_catalogue(model, X)
+        return codes, {"anchored": False, "anchored_to": f"none ({reason})"}
     previous_codes = published_codes_of(published, item_ids)
     _, info = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, progress=progress,
                                   steps=steps, **side)
-    codes = candidate_codes(model, X, previous_codes, hysteresis)
+    codes = candidate_codes(model, X, previous_codes, hysteresis, encode_catalogue)
     known = np.all(previous_codes >= 0, axis=1)
     kept = float(np.all(codes[known] == previous_codes[known], axis=1).mean()) if known.any() else float("nan")
     model.fit_info["hysteresis"] = float(hysteresis)

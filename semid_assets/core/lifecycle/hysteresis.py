@@ -79,12 +79,14 @@ def kept_after_hysteresis(codes: np.ndarray, previous_codes: np.ndarray) -> floa
     return float(np.all(np.asarray(codes)[known] == np.asarray(previous_codes)[known], axis=1).mean())
 
 
-def candidate_codes(tokenizer, X: np.ndarray, previous_codes: np.ndarray | None, margin: float) -> np.ndarray:
+def candidate_codes(tokenizer, X: np.ndarray, previous_codes: np.ndarray | None, margin: float,
+                    encode_catalogue=None) -> np.ndarray:
     """The catalogue codes a candidate version would publish: its own catalogue codes, held on the
     published codes (``previous_codes``, ``-1`` rows for items never published) by ``margin``.
 
-    ``margin = 0`` or no previous codes gives exactly ``tokenizer.encode_catalogue(X)``."""
-    proposed = tokenizer.encode_catalogue(X)
+    ``margin = 0`` or no previous codes gives exactly ``tokenizer.encode_catalogue(X)``;
+    ``encode_catalogue(tokenizer, X)`` computes it elsewhere (e.g. in chunks on a compute engine)."""
+    proposed = tokenizer.encode_catalogue(X) if encode_catalogue is None else encode_catalogue(tokenizer, X)
     if previous_codes is None or margin == 0:
         return proposed
     return sticky_codes(tokenizer.codebooks, tokenizer.quantised(X), previous_codes, margin, proposed=proposed)

@@ -41,7 +41,7 @@ class MonthState:
 
 def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndarray, serving_vectors: np.ndarray,
                 serving_aligner, candidate, options: PublishOptions,
-                embed_in_generation: Callable[[object], np.ndarray]) -> MonthState:
+                embed_in_generation: Callable[[object], np.ndarray], encode_catalogue=None) -> MonthState:
     """``embed_in_generation(aligner)``: that aligner's vectors of every item of the month (called only
     when the generation's aligner is not the one serving now)."""
     history = MethodHistory(store, method)
@@ -55,7 +55,7 @@ def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndar
             origin = history.table(record.origin_month).table
     view = month_view(month, item_ids, serving_vectors, serving_month(serving_aligner), candidate,
                       None if previous is None else previous.table, models, options,
-                      lambda: embed_in_generation(models.aligner))
+                      lambda: embed_in_generation(models.aligner), encode_catalogue)
     return MonthState(month, method, previous, later, models, origin, view, serving_aligner)
 
 

@@ -95,13 +95,14 @@ def _previous_codes(previous: pd.DataFrame | None, item_ids: np.ndarray, levels:
 
 def month_view(month: str, item_ids: np.ndarray, serving_vectors: np.ndarray, serving_aligner_month: str | None,
                candidate, previous: pd.DataFrame | None, models: GenerationModels | None, options: PublishOptions,
-               embed_in_generation) -> MonthView:
+               embed_in_generation, encode_catalogue=None) -> MonthView:
     """What the month knows. ``embed_in_generation()``: the generation aligner's vectors of every item,
-    called only when the generation's aligner is not the one serving now."""
+    called only when the generation's aligner is not the one serving now. ``encode_catalogue``: as
+    :func:`~semid_assets.core.lifecycle.hysteresis.candidate_codes` takes it."""
     same_space = models is None or models.record.aligner_month == serving_aligner_month
     generation_vectors = serving_vectors if same_space else embed_in_generation()
     codes = candidate_codes(candidate, serving_vectors, _previous_codes(previous, item_ids, candidate.levels),
-                            options.hysteresis)
+                            options.hysteresis, encode_catalogue)
     return MonthView(month, np.asarray(item_ids), serving_vectors, generation_vectors, candidate, codes)
 
 
