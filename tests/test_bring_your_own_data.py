@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,7 @@ from semid_assets.settings import Settings
 
 
 def test_parquet_contract_runs_the_whole_lineage(tiny_run, tiny_settings, tmp_path):
-    _, instance, _, months = tiny_run
+    _, _, _, months = tiny_run
     source = tiny_settings.source()
     month = months[-1]
     items = source.items_as_of(month).drop_columns(["truth_category", "truth_subcategory", "truth_topic",
@@ -34,7 +35,9 @@ def test_parquet_contract_runs_the_whole_lineage(tiny_run, tiny_settings, tmp_pa
                        interactions_path=str(interactions_path), codebook_size_override=16)
     parquet_months = settings.source().months()
     assert parquet_months[-1] == month
-    summary = run_demo(build_definitions(settings), instance, [month], ["rq_kmeans"], log=lambda s: None)
+    # Its own instance: the parquet dataset's events must not become the newest of the shared tiny lineage.
+    with dg.DagsterInstance.ephemeral() as own:
+        summary = run_demo(build_definitions(settings), own, [month], ["rq_kmeans"], log=lambda s: None)
     assert summary.loc[0, "items"] == items.num_rows
     sids = pd.read_parquet(settings.assets_dir("parquet") / "semantic_ids" / f"month={month}" / "method=rq_kmeans.parquet")
     assert list(sids["item_id"]) == items.column("item_id").to_pylist()

@@ -69,7 +69,7 @@ def planted(tiny_run, tiny_settings, tmp_path, monkeypatch):
         stored.path("tokenizer", month, "rq_kmeans", ".npz"), model_name=TOKENIZER, run_name="t", params={},
         metrics={}, tags={**tags, "method": "rq_kmeans"}, tables={})
     aligner = registry.register_aligner(
-        stored.path("aligner", month, suffix=".npz"), pd.DataFrame({"step": [0, 1], "loss": [2.0, 1.0]}),
+        stored.path("aligner_candidate", month, suffix=".npz"), pd.DataFrame({"step": [0, 1], "loss": [2.0, 1.0]}),
         model_name=ALIGNER, run_name="a", params={}, metrics={}, tags={**tags, "method": "aligner"}, tables={})
     marker = tmp_path / "pickle-was-executed"
     for name, version in ((TOKENIZER, tokenizer.version), (ALIGNER, aligner.version)):
@@ -82,7 +82,7 @@ def test_no_semid_load_path_executes_a_planted_pickle(planted, tiny_settings, un
 
     from semid_assets.defs.alignment import CANDIDATE, _stored_before
 
-    settings, registry, months, marker = planted
+    settings, _, months, marker = planted
     stored = AssetStore(tiny_settings.assets_dir(DATASET))
     expected = stored.read_artifact("tokenizer", month=months[0], method="rq_kmeans")
 
