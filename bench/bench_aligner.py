@@ -26,7 +26,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.alignment.aligner import AlignerTrainConfig, set_threads, train_aligner  # noqa: E402
+from semid_assets.core.alignment.aligner import AlignerTrainConfig, train_aligner  # noqa: E402
+from semid_assets.core.threads import wanted_threads  # noqa: E402
 from semid_assets.core.alignment.evaluation import unique_pairs  # noqa: E402
 from semid_assets.core.alignment.captions import caption_column, prepare_captions  # noqa: E402
 from semid_assets.core.features.multimodal import build_multimodal_features, text_columns_of  # noqa: E402
@@ -75,7 +76,7 @@ def main() -> None:
                                 batch_pairs=args.batch_pairs, log_every=max(1, args.steps // 4))
     full_steps = math.ceil(AlignerTrainConfig.epochs * 0.9 * len(a) / args.batch_pairs)
 
-    threads = set_threads(args.threads)
+    threads = wanted_threads(args.threads)  # what train_aligner sets for the fit
     t, c = time.perf_counter(), cpu_seconds()
     aligner, history = train_aligner(features, a, b, config, captions, store=store, log=print)
     wall, cpu = time.perf_counter() - t, cpu_seconds() - c
@@ -87,7 +88,7 @@ def main() -> None:
           f"~{full_steps * wall / args.steps:.0f} s wall at this speed")
 
     t, c = time.perf_counter(), cpu_seconds()
-    vectors = aligner.embed(features, store=store)
+    vectors = aligner.embed(features, store=store, threads=args.threads)
     wall, cpu = time.perf_counter() - t, cpu_seconds() - c
     print(f"embedding: {len(vectors):,} items × {vectors.shape[1]} dims in {wall:.1f} s wall, {cpu:.1f} s CPU: "
           f"{len(vectors) / wall:.0f} items/s (padded to {dict(zip(aligner.config.modalities, aligner.config.max_tokens))})")

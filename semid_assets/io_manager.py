@@ -4,8 +4,9 @@ Tables become Parquet, fitted objects ``.npz`` (no pickle), each written atomica
 durably by the store; the written file's ``path`` goes into the materialisation's metadata,
 which is how other assets find another version's outputs (``defs/versions.py``). An asset
 that writes its own output through the store first (the ``tokenizer`` and ``aligner``, which
-register the durable file in MLflow) returns a ``MaterializeResult`` without a value and its
-own ``path`` metadata: nothing is written a second time here.
+register the durable file in MLflow, and ``semantic_ids``, which moves aliases after its table)
+returns a ``MaterializeResult`` without a value and its own ``path`` metadata: nothing is
+written a second time here. Each run starts by sweeping killed writers' temporary files.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ class SemidIOManager(dg.ConfigurableIOManager):
 
     def store(self) -> AssetStore:
         return AssetStore(Path(self.root))
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Every run that writes assets first removes the temporary files of writers that were
+        # killed (a live writer's, e.g. a `semid demo` beside the daemon, are kept), one log line each.
+        self.store().sweep_temporaries(log=context.log.info if context.log else print)
 
     @staticmethod
     def _asset(asset_key: dg.AssetKey) -> str:

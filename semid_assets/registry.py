@@ -10,7 +10,8 @@ so registering one partition's content twice returns the first version (and mark
 partition's latest registration, which :meth:`Registry.find_version` returns). ``newest``
 never moves to an older month. Registration and alias moves hold one ``fcntl`` lock under the
 MLflow folder (``registry.lock``), so a ``semid demo`` and daemon-launched runs on one home
-do not interleave.
+do not interleave. Every run semid opens carries its process (``semid.writer``); a run left
+RUNNING by a killed step is marked KILLED by the next registration.
 
 **No pickles.** Each version is one MLflow run (params, metrics, report tables) and one
 *model from code* (``semid_assets/pyfunc``): the fitted object as a plain ``.npz`` plus a code
@@ -39,7 +40,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from semid_assets.core.durable import FileLock
+from semid_assets.core.durable import FileLock, Writer, tag_state, writer_tag
 from semid_assets.core.markdown import markdown_table
 from semid_assets.core.storage import content_sha256, load_artifact
 from semid_assets.pyfunc.models import (
@@ -58,6 +59,7 @@ IDENTITY_TAGS = ("dataset", "month", "method")
 CONTENT_TAG = "content_sha256"
 REGISTERED_TAG = "registered_ms"  # when the partition's content was last registered (epoch ms)
 LOCK_FILE = "registry.lock"
+WRITER_TAG = "semid.writer"  # host-pid of the process that opened a run (core/durable.writer_tag)
 _DESCRIPTIONS = {TOKENIZER_ARTIFACT: "semid tokenizer: embeddings ↔ semantic-ID codes",
                  ALIGNER_ARTIFACT: "semid aligner: items → aligned vectors"}
 _TOKENIZER_MODULES = "semid_assets.core.tokenizers."
@@ -147,6 +149,7 @@ class Registry:
             raise FileNotFoundError(f"{artifact} does not exist: write the asset's file before registering it")
         tags = {**tags, CONTENT_TAG: content_sha256(artifact)}
         with self.lock():
+            self.end_killed_runs()
             self._ensure_model(model_name, _DESCRIPTIONS[kind])
             existing = self._same_content(model_name, tags)
             tags[REGISTERED_TAG] = str(int(time.time() * 1000))
@@ -168,7 +171,7 @@ class Registry:
                      log_run: Callable[[], None]) -> RegisteredVersion:
         _use_store(self.tracking_uri)  # the fluent API (start_run, log_model) reads the process-wide store
         experiment_id = self.experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_with_writer(tags)) as run:
             log_run()
             with tempfile.TemporaryDirectory() as tmp:
                 # The model's copy is named after its kind, whatever the partition's file is called.
@@ -178,6 +181,22 @@ class Registry:
         created = self.client.create_model_version(name=model_name, source=info.model_uri,
                                                    run_id=run.info.run_id, tags=tags)
         return RegisteredVersion(run.info.run_id, experiment_id, model_name, str(created.version))
+
+    def end_killed_runs(self) -> list[str]:
+        """Mark KILLED the experiment's runs still RUNNING whose process is gone (a step killed while it
+        logged a version or a report); returns their ids. A live writer's runs are left alone."""
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            return []
+        running = self.client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'")
+        ended = []
+        for run in running:
+            if tag_state(run.data.tags.get(WRITER_TAG)) is Writer.DEAD:
+                self.client.set_tag(run.info.run_id, "semid.ended", "its process was killed; a later "
+                                                                    "registration ended the run")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                ended.append(run.info.run_id)
+        return ended
 
     def _ensure_model(self, name: str, description: str) -> None:
         if self.client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -224,6 +243,18 @@ class Registry:
         run = self.client.get_run(newest.run_id)
         return RegisteredVersion(newest.run_id, run.info.experiment_id, model_name, str(newest.version))
 
+    def version_holding(self, model_name: str, month: str, artifact: Path) -> RegisteredVersion | None:
+        """The version of ``model_name`` for ``month`` whose content is the stored file ``artifact``'s
+        (:func:`~semid_assets.core.storage.content_sha256`), or None when no registration holds it."""
+        digest = content_sha256(Path(artifact))
+        versions = self.client.search_model_versions(filter_string=f"name = '{model_name}'")
+        same = [v for v in versions if (v.tags or {}).get("month") == month and (v.tags or {}).get(CONTENT_TAG) == digest]
+        if not same:
+            return None
+        first = min(same, key=lambda v: int(v.version))
+        run = self.client.get_run(first.run_id)
+        return RegisteredVersion(first.run_id, run.info.experiment_id, model_name, str(first.version))
+
     def version_by_alias(self, model_name: str, alias: str) -> ModelVersion | None:
         """The model version ``alias`` points at, or None (also when the model does not exist yet)."""
         try:
@@ -264,7 +295,7 @@ class Registry:
         ``(experiment_id, run_id)``."""
         _use_store(self.tracking_uri)
         experiment_id = self.experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_with_writer(tags)) as run:
             if metrics:
                 mlflow.log_metrics(metrics)
             _log_tables(tables, csv=True)
@@ -277,7 +308,7 @@ class Registry:
         ``reports/`` and files (e.g. plots) under ``plots/``. Returns (run id, experiment id)."""
         _use_store(self.tracking_uri)
         experiment_id = self.experiment_id()
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=_with_writer(tags)) as run:
             mlflow.log_params({k: (json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
                                for k, v in params.items()})
             mlflow.log_metrics(metrics)
@@ -356,6 +387,10 @@ def _reading_client(tracking_uri: str) -> MlflowClient:
 
 
 # ---------------------------------------------------------------------- run contents
+def _with_writer(tags: dict[str, str]) -> dict[str, str]:
+    return {**tags, WRITER_TAG: writer_tag()}
+
+
 def _use_store(tracking_uri: str) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import dagster as dg
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from semid_assets.config import resource_class
 from semid_assets.core.data.sources import CatalogSource, open_source
@@ -43,10 +43,10 @@ class AssetStoreResource(dg.ConfigurableResource):
 
 
 @lru_cache(maxsize=2)
-def _shared_encoder(model_path: str | None, batch_size: int):
+def _shared_encoder(model_path: str | None, batch_size: int, threads: int):
     from semid_assets.core.features.text_encoder import TextEncoder
 
-    return TextEncoder(model_path=model_path, batch_size=batch_size)
+    return TextEncoder(model_path=model_path, batch_size=batch_size, threads=threads)
 
 
 class TextEncoderResource(dg.ConfigurableResource):
@@ -55,10 +55,12 @@ class TextEncoderResource(dg.ConfigurableResource):
     cache_dir: str
     model_path: str | None = None
     batch_size: int = 64
+    threads: int = Field(default=1, ge=1, description="torch threads while encoding texts (set for each "
+                                                      "encode call and restored; never the process's own).")
 
     def encoder(self):
         # One loaded model per process: each materialisation would otherwise reload ~90 MB of weights.
-        return _shared_encoder(self.model_path, self.batch_size)
+        return _shared_encoder(self.model_path, self.batch_size, self.threads)
 
     def store(self):
         from semid_assets.core.features.token_store import TokenStore

@@ -83,6 +83,26 @@ def one_month_home(tiny_run, tiny_settings, tmp_path, monkeypatch):
     return settings, build_one_month(settings, seed_cache_from=tiny_settings.cache_dir)
 
 
+@pytest.fixture
+def two_month_home(tiny_run, tiny_settings, tmp_path, monkeypatch):
+    """``(settings, months)``: a fresh home (its own Dagster instance and MLflow store) holding the
+    monthly stages' files of both tiny months, copied from ``tiny_run``'s home with its text cache:
+    ready for tokenizer runs, nothing tokenized, registered or published yet."""
+    from semid_assets.defs.automation import MONTHLY_ASSETS
+    from semid_assets.home import prepare_home
+
+    monkeypatch.setenv("SEMID_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    settings = Settings.from_env({"SEMID_HOME": str(tmp_path / "home"), "SEMID_SIZE": "tiny"})
+    prepare_home(settings)
+    shutil.copytree(tiny_settings.cache_dir, settings.cache_dir, dirs_exist_ok=True)
+    name = tiny_settings.source().name
+    for asset in MONTHLY_ASSETS:
+        if (tiny_settings.assets_dir(name) / asset).is_dir():
+            shutil.copytree(tiny_settings.assets_dir(name) / asset, settings.assets_dir(name) / asset)
+    return settings, tiny_run[3]
+
+
 @pytest.fixture(scope="session")
 def tiny_default_sids(tiny_run, tiny_settings) -> Path:
     """The folder of ``semantic_ids`` (``month=…/method=….parquet``) exactly as ``tiny_run``'s lineage wrote them."""

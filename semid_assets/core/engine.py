@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from semid_assets.core.threads import faiss_threads, torch_threads
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.validation import check_int
 
 __all__ = ["Engine", "LocalEngine", "chunk_bounds", "concatenate_outputs", "run_chunk", "slice_columns"]
@@ -54,8 +54,8 @@ def chunk_bounds(n_rows: int, chunk_rows: int, min_rows: int = 1) -> list[tuple[
 
 
 def run_chunk(function: Callable[..., Any], threads: int, columns: Sequence[Any], shared: Sequence[Any]) -> Any:
-    """``function(*columns, *shared)`` with ``threads`` torch and faiss threads, restored afterwards."""
-    with torch_threads(threads), faiss_threads(threads):
+    """``function(*columns, *shared)`` with ``threads`` torch, faiss and BLAS threads, restored afterwards."""
+    with compute_threads(threads):
         return function(*columns, *shared)
 
 

@@ -92,21 +92,22 @@ class Shipped:
 
 # ---------------------------------------------------------------------- text encoding
 def _encoder_spec(encoder: TextEncoder) -> tuple:
-    # The task sets the thread count itself (engine.run_chunk), so the encoder must not.
+    # The chunk runs with the engine's thread count (engine.run_chunk), not the caller's encoder's.
     return (encoder.model_path, encoder.max_tokens, encoder.batch_size, encoder.name)
 
 
 @lru_cache(maxsize=4)
-def _encoder_from_spec(spec: tuple) -> TextEncoder:
+def _encoder_from_spec(spec: tuple, threads: int) -> TextEncoder:
     model_path, max_tokens, batch_size, name = spec
-    encoder = TextEncoder(model_path=model_path, max_tokens=max_tokens, batch_size=batch_size)
+    encoder = TextEncoder(model_path=model_path, max_tokens=max_tokens, batch_size=batch_size, threads=threads)
     if encoder.name != name:
         raise ValueError(f"the rebuilt text encoder is {encoder.name!r}, the caller's {name!r}")
     return encoder
 
 
 def _encode_text_chunk(texts: list[str], spec: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tokens, pooled = _encoder_from_spec(spec).encode(texts)
+    # The thread count run_chunk set, passed on: the encoder would otherwise set its default.
+    tokens, pooled = _encoder_from_spec(spec, torch.get_num_threads()).encode(texts)
     lengths = np.array([len(t) for t in tokens], dtype=np.int64)
     flat = np.concatenate(tokens, axis=0) if tokens else np.zeros((0, pooled.shape[1]), np.float32)
     return flat, lengths, pooled

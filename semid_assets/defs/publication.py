@@ -1,5 +1,7 @@
 """Stage 6 — published IDs: what a new generation would gain, the verdict, the table, and migration on a cut."""
 
+import dataclasses
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -10,10 +12,10 @@ from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures
-from semid_assets.core.lifecycle.archive import GenerationArchive
+from semid_assets.core.lifecycle.archive import TOKENIZER, GenerationArchive
 from semid_assets.core.lifecycle.generations import FIRST_MONTH, GENERATION, published
 from semid_assets.core.lifecycle.migration import migration_summary, migration_table, prefix_flows
-from semid_assets.core.lifecycle.month import heldout_recall, judge, month_state, publish
+from semid_assets.core.lifecycle.month import Basis, heldout_recall, judge, month_state, publication_lock, publish
 from semid_assets.core.lifecycle.publish import PublishOptions
 from semid_assets.core.lifecycle.staleness import FIGURES
 from semid_assets.core.lifecycle.versions import CHAMPION_ALIAS, VersionKey, generation_alias
@@ -45,18 +47,41 @@ def _state(context, tokenizer, aligned_embeddings: pa.Table, features: Multimoda
                        encode_catalogue=compute_engine.encode_catalogue())
 
 
-def _recall(state, pairs: pd.DataFrame, config) -> tuple[float, float]:
-    """Held-out Recall@10 in the generation's space and the serving one's; NaN when they are one space."""
+def _recall(state, pairs, holdout: float, seed: int) -> tuple[float, float]:
+    """Held-out Recall@10 in the generation's space and the serving one's; NaN when they are one space.
+    ``pairs()``: the month's item pairs (read only when the two spaces differ)."""
     if state.models is None or state.view.generation_vectors is state.view.serving_vectors:
         return float("nan"), float("nan")
-    ids = state.view.item_ids
-    return (heldout_recall(state.view.generation_vectors, ids, pairs, config.holdout, config.seed),
-            heldout_recall(state.view.serving_vectors, ids, pairs, config.holdout, config.seed))
+    ids, pairs = state.view.item_ids, pairs()
+    return (heldout_recall(state.view.generation_vectors, ids, pairs, holdout, seed),
+            heldout_recall(state.view.serving_vectors, ids, pairs, holdout, seed))
 
 
 def _figures_table(judgement) -> pd.DataFrame:
     rows = judgement.verdict.rows()
     return pd.DataFrame(rows, columns=["kind", "figure", "value", "limit", "rule", "met"])
+
+
+# What semantic_ids needs to judge the month again when the history changed after sid_staleness judged it.
+_JUDGED_WITH = ("cut_requested", "recall_holdout", "recall_seed")
+
+
+def _verdict(context, sid_staleness: pd.DataFrame, state, store, policy, options: PublishOptions):
+    """``(decision, reason)`` to publish: sid_staleness's verdict while the publications it was judged against
+    are still the ones stored, else the month judged again against what is stored now."""
+    decision, reason = sid_staleness["decision"].iloc[0], sid_staleness["summary"].iloc[0]
+    judged, now = Basis.from_table(sid_staleness), Basis.of(state)
+    if judged is None or judged == now:
+        return decision, reason
+    row = sid_staleness.iloc[0]
+    options = dataclasses.replace(options, cut_generation=bool(row["cut_requested"]))
+    # item_pairs is sid_staleness's input, so it is stored; read it only on this rare path.
+    recall = _recall(state, lambda: store.read_table("item_pairs", month=state.month).to_pandas(),
+                     float(row["recall_holdout"]), int(row["recall_seed"]))
+    verdict = judge(state, policy, options, recall).verdict
+    context.log.warning(f"sid_staleness judged {state.month} against {judged.describe()}; another run has "
+                        f"published since ({now.describe()}): judged again, {verdict.decision} instead of {decision}")
+    return verdict.decision, verdict.summary
 
 
 def _staleness_asset(parts: SemidPartitions):
@@ -75,16 +100,18 @@ def _staleness_asset(parts: SemidPartitions):
                                  cut_generation=config.cut_generation)
         state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
                        text_encoder, options, compute_engine)
-        judgement = judge(state, generation_policy.options(), options, _recall(state, item_pairs, config))
+        judgement = judge(state, generation_policy.options(), options,
+                          _recall(state, lambda: item_pairs, config.holdout, config.seed))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
         _log_to_mlflow(mlflow_registry, catalog, state, figures)
-        table = _figures_table(judgement).assign(decision=judgement.verdict.decision,
-                                                 summary=judgement.verdict.summary)
+        table = _figures_table(judgement).assign(
+            decision=judgement.verdict.decision, summary=judgement.verdict.summary, **Basis.of(state).columns(),
+            **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed))))
         return dg.MaterializeResult(value=table, metadata={
             "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
-            "figures": md.table(table.drop(columns=["decision", "summary"]))})
+            "figures": md.table(table.drop(columns=["decision", "summary", *Basis.COLUMNS, *_JUDGED_WITH]))})
 
     return sid_staleness
 
@@ -95,24 +122,30 @@ def _semantic_ids_asset(parts: SemidPartitions):
     def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
                      tokenizer, aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, aligner,
                      asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
-                     mlflow_registry: MlflowRegistry, catalog: CatalogResource,
-                     compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
+                     generation_policy: GenerationPolicyResource, mlflow_registry: MlflowRegistry,
+                     catalog: CatalogResource, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """The published IDs: ``item_id, c1 … cL, suffix, generation, first_month``. Within a generation an
         item keeps its SID literally month after month; new items are encoded by the generation's models.
-        On a cut (``sid_staleness``'s verdict) the month's candidate starts the next generation."""
+        On a cut (``sid_staleness``'s verdict) the month's candidate starts the next generation.
+
+        Publishing holds the method's publication lock from reading the history to the last write: the
+        generation's models and record first, then this table (durable), then the MLflow aliases."""
         options = to_options(config, PublishOptions, hysteresis=tokenizer.fit_info.get("hysteresis", 0.0))
-        decision, reason = sid_staleness["decision"].iloc[0], sid_staleness["summary"].iloc[0]
-        state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
-                       text_encoder, options, compute_engine)
-        table, record = publish(state, decision, reason, options)
-        links = {}
-        if record is not None:
-            GenerationArchive(asset_store.store()).save(record, tokenizer, aligner)
-            links = _promote(mlflow_registry, catalog, state, record.number, context)
+        store = asset_store.store()
+        with publication_lock(store, method_of(context)):
+            state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
+                           text_encoder, options, compute_engine)
+            decision, reason = _verdict(context, sid_staleness, state, store, generation_policy.options(), options)
+            table, record = publish(state, decision, reason, options)
+            if record is not None:
+                GenerationArchive(store).save(record, tokenizer, aligner)
+            path = store.write_table("semantic_ids", table, month=state.month, method=state.method)
+            links = {} if record is None else _promote(mlflow_registry, catalog, state, record, store, context)
         generation = int(table[GENERATION].max()) if len(table) else 0
         context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
-        return dg.MaterializeResult(value=table, metadata={
-            **links, "generation": generation, "decision": decision, "dagster/row_count": len(table),
+        return dg.MaterializeResult(metadata={
+            **links, "path": dg.MetadataValue.path(str(path)),
+            "generation": generation, "decision": decision, "dagster/row_count": len(table),
             "new_this_month": int((table[FIRST_MONTH] == month_of(context)).sum()),
             "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
             "sample": md.table(table.head(8))})
@@ -165,14 +198,18 @@ def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, st
                            {f"staleness_{k}": v for k, v in figures.items()}, artifact_path="staleness")
 
 
-def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, number: int, context) -> dict:
-    """A cut month's candidate becomes the champion and carries the generation's alias (``gen-N``)."""
+def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, record, store, context) -> dict:
+    """A cut month's candidate becomes the champion and carries the generation's alias (``gen-N``): the
+    version that holds the generation's archived tokenizer, whichever registration came last."""
     key = VersionKey(catalog.source().name, state.month, state.method)
     registry = mlflow_registry.registry()
-    version = registry.find_version(key.model_name, state.month)
+    frozen = store.path(TOKENIZER, record.origin_month, record.method, suffix=".npz")
+    version = registry.version_holding(key.model_name, state.month, frozen)
     if version is None:
-        context.log.warning(f"{key.model_name} has no version of {state.month}; aliases not moved")
+        context.log.warning(f"no version of {key.model_name} [{state.month}] holds the generation's tokenizer "
+                            f"({frozen}); aliases not moved: rematerialise this month's tokenizer")
         return {}
+    number = record.number
     registry.set_alias(key.model_name, generation_alias(number), version.version)
     registry.move_alias_if_newer(key.model_name, version.version, state.month, alias=CHAMPION_ALIAS)
     context.log.info(f"{key.model_name}@{generation_alias(number)} → version {version.version}")

@@ -104,3 +104,20 @@ def test_truncation():
     enc = TextEncoder(max_tokens=8)
     tokens, _ = enc.encode(["one two three four five six seven eight nine ten eleven"])
     assert tokens[0].shape == (8, 384)
+
+
+def test_encode_runs_with_its_own_thread_count_and_restores_the_process(encoder):
+    import torch
+
+    seen = []
+    encoder.encode(["warm up"])  # loads the model
+    hook = encoder._model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        encoder.encode(SENTENCES[:2])
+        assert torch.get_num_threads() == 2
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {encoder.threads} == {1}

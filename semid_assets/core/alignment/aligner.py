@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,34 +44,9 @@ from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.captions import CaptionData
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.alignment.qformer import PAD, AlignerNet, QFormerConfig
+from semid_assets.core.threads import compute_threads
 
 EMBED_BATCH = 256  # fixed inference batch: part of the numerics (see QFormerConfig.max_tokens)
-
-
-DEFAULT_THREADS = 1
-
-
-def set_threads(threads: int | None) -> int:
-    """``torch.set_num_threads``: the explicit value, else ``DEFAULT_THREADS`` (a process-wide torch setting).
-
-    One thread by default: this model runs many small ops per step, and when the cores are
-    shared (other jobs, or Dagster running steps side by side) each OpenMP region waits for
-    its descheduled sibling thread. Measured on the 2-core machine under load: 2 threads
-    took 5.5 s per training step, 1 thread 0.55 s.
-    """
-    n = int(threads) if threads else DEFAULT_THREADS
-    torch.set_num_threads(n)
-    return n
-
-
-@contextmanager
-def torch_threads(threads: int | None):
-    """:func:`set_threads` for the duration of a block, then the previous setting again."""
-    previous = torch.get_num_threads()
-    try:
-        yield set_threads(threads)
-    finally:
-        torch.set_num_threads(previous)
 
 
 @dataclass(eq=False)
@@ -118,14 +92,14 @@ class Aligner:
         Every forward pass has the same shape (``EMBED_BATCH`` rows, each modality padded
         or truncated to ``config.max_tokens``; a short last batch is topped up with copies
         of its first row), so an item's vector is bit-identical whichever items it is
-        embedded with.
+        embedded with. ``threads``: torch threads for the call (None: 1), restored afterwards.
         """
         self.check_features(features)
         rows = np.arange(features.n_items) if rows is None else np.asarray(rows, np.int64)
         net = self.net()
         pad_to = dict(zip(self.config.modalities, self.config.max_tokens))
         out = np.zeros((len(rows), self.out_dim), np.float32)
-        with torch.inference_mode(), torch_threads(threads):
+        with torch.inference_mode(), compute_threads(threads):
             for start in range(0, len(rows), EMBED_BATCH):
                 chunk = rows[start : start + EMBED_BATCH]
                 filled = np.concatenate([chunk, np.repeat(chunk[:1], EMBED_BATCH - len(chunk))])
@@ -236,7 +210,7 @@ def train_aligner(
     if len(pairs_a) < 2 and config.contrastive_weight > 0:
         raise ValueError(f"the contrastive loss needs at least 2 training pairs, got {len(pairs_a)}; "
                          f"check item_pairs for this month or use aligner='none'.")
-    with torch_threads(config.threads) as threads:
+    with compute_threads(config.threads) as threads:
         return _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_targets, store, log,
                       threads)
 
@@ -380,7 +354,7 @@ def _stability_targets(warm_start, targets, features, qconfig, config, store, lo
         except ValueError as error:  # other modalities: a new space again
             log(f"stability term off: the previous aligner cannot embed these items ({error})")
             return None
-        targets = warm_start.embed(features, store=store)
+        targets = warm_start.embed(features, store=store, threads=config.threads)
     targets = np.asarray(targets, np.float32)
     if targets.shape != (features.n_items, qconfig.out_dim):
         raise ValueError(f"stability_targets has shape {targets.shape}, expected {(features.n_items, qconfig.out_dim)}: "
@@ -401,8 +375,9 @@ def caption_loss(net: AlignerNet, q: torch.Tensor, ids: np.ndarray, mask: np.nda
 
 
 def caption_metrics(aligner: Aligner, features: MultimodalFeatures, rows: np.ndarray, captions: CaptionData,
-                    store=None, batch: int = 256) -> dict[str, float]:
-    """Caption cross-entropy (nats/token) and next-token accuracy on the items at ``rows``."""
+                    store=None, batch: int = 256, threads: int | None = None) -> dict[str, float]:
+    """Caption cross-entropy (nats/token) and next-token accuracy on the items at ``rows``, with
+    ``threads`` torch threads (None: 1)."""
     net = aligner.net()
     rows = np.asarray(rows, np.int64)
     rows = rows[captions.mask[rows, 1:].any(axis=1)]
@@ -410,7 +385,7 @@ def caption_metrics(aligner: Aligner, features: MultimodalFeatures, rows: np.nda
         return {"caption_loss": float("nan"), "token_accuracy": float("nan"), "tokens": 0}
     pad_to = dict(zip(aligner.config.modalities, aligner.config.max_tokens))
     total_loss, total_correct, total = 0.0, 0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), compute_threads(threads):
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
             tokens, masks = _tensors(features.token_matrices(chunk, store, pad_to=pad_to), features)

@@ -59,7 +59,7 @@ class AlignerTrainConfig:
     seed: int = 0
     """Seeds initialisation, batch order and the held-out split."""
     threads: int | None = None
-    """torch threads during training and embedding (None: 1)."""
+    """torch, faiss and BLAS threads during training and embedding (None: 1), set for the call and restored."""
     log_every: int = 50
     """Steps between progress lines in the run log."""
 

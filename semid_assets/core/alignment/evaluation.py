@@ -53,10 +53,11 @@ def hash_fraction(item_ids: np.ndarray, fraction: float, seed: int = 0) -> np.nd
 def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
               threads: int | None = None) -> dict[int, np.ndarray]:
     """Per pair and K, the share of its two directions (a finds b, b finds a) whose partner is among
-    the K nearest items by inner product (faiss, exact), the query item itself excluded: 0, 0.5 or 1."""
+    the K nearest items by inner product (faiss, exact, ``threads`` threads; None: 1), the query item
+    itself excluded: 0, 0.5 or 1."""
     import faiss
 
-    from semid_assets.core.threads import faiss_threads
+    from semid_assets.core.threads import compute_threads
 
     if len(a) == 0:
         return {k: np.zeros(0) for k in ks}
@@ -64,9 +65,9 @@ def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, 
     queries = np.concatenate([a, b])
     targets = np.concatenate([b, a])
     k_max = min(max(ks) + 1, len(x))
-    # One thread unless told otherwise: the search is exact either way, and a shared machine's
-    # second core is often busy.
-    with faiss_threads(int(threads) if threads else 1):
+    # One thread unless told otherwise: a shared machine's second core is often busy, and the
+    # distances' last bits (so the order of near-ties) depend on the count.
+    with compute_threads(threads):
         index = faiss.IndexFlatIP(x.shape[1])
         index.add(x)
         _, found = index.search(x[queries], k_max)

@@ -45,7 +45,7 @@ class AlignmentResult:
 
 
 def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, store,
-                      log: Callable[[str], None]) -> np.ndarray | None:
+                      log: Callable[[str], None], threads: int | None) -> np.ndarray | None:
     """The warm-start aligner's vectors of this month's items, or None (no warm start, other modalities)."""
     if warm_start is None:
         return None
@@ -54,7 +54,7 @@ def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, 
     except ValueError as error:
         log(f"the previous aligner cannot embed this month's items ({error}); no stability term or comparison")
         return None
-    return warm_start.embed(features, store=store)
+    return warm_start.embed(features, store=store, threads=threads)
 
 
 def align_month(
@@ -94,16 +94,16 @@ def align_month(
         log(f"captions from {captions.column!r}: {len(captions.vocabulary) + 2} compact vocabulary rows, "
             f"{int(caption_train.sum())} training items, {int((~caption_train).sum())} held out")
 
-    previous = _previous_vectors(warm_start, features, store, log)
+    previous = _previous_vectors(warm_start, features, store, log, config.threads)
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
                                      stability_targets=previous, store=store, log=log)
-    vectors = aligner.embed(features, store=store, log=log)
+    vectors = aligner.embed(features, store=store, log=log, threads=config.threads)
     representations = {"none": features.content_embedding(), "qformer": vectors}
     if previous is not None:
         # What retraining bought over keeping last month's aligner, and how far it moved the space.
         representations["previous"] = previous
     if serving is not None:
-        representations["serving"] = serving.embed(features, store=store)
+        representations["serving"] = serving.embed(features, store=store, threads=config.threads)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
     retrieval, metrics, hits = _retrieval(representations, (a[held], b[held]), (train_a[sample], train_b[sample]),
                                           topics, config.seed)
@@ -113,7 +113,7 @@ def align_month(
         train_items, held_items = np.flatnonzero(caption_train), np.flatnonzero(~caption_train)
         train_sample = np.sort(np.random.default_rng(config.seed).permutation(train_items)[:TRAIN_RECALL_SAMPLE])
         for subset, where in (("held-out items", held_items), ("training items (sample)", train_sample)):
-            m = caption_metrics(aligner, features, where, captions, store=store)
+            m = caption_metrics(aligner, features, where, captions, store=store, threads=config.threads)
             caption_rows.append({"model": "qformer decoder", "items": subset, **m})
             key = "heldout" if subset.startswith("held") else "train"
             metrics[f"caption_loss_{key}"] = m["caption_loss"]

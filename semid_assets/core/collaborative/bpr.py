@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from semid_assets.core.data import schema
-from semid_assets.core.threads import torch_threads
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.validation import check_int
 
 __all__ = ["BPROptions", "BPRMF", "collaborative_item_embeddings"]
@@ -48,7 +48,7 @@ class BPROptions:
     seed: int = 0
     """Same seed and threads give the same factors."""
     n_threads: int = 1
-    """torch threads while training."""
+    """torch and BLAS threads while training (set for the fit and restored, never the process's own)."""
 
     def __post_init__(self) -> None:
         for name, low in (("dim", 1), ("epochs", 1), ("batch_size", 1), ("negatives", 1), ("seed", 0),
@@ -85,7 +85,7 @@ class BPRMF:
             raise ValueError("user/item indices out of range for n_users/n_items")
         rng = np.random.default_rng(self.seed)
         t0 = time.perf_counter()
-        with torch_threads(self.n_threads):
+        with compute_threads(self.n_threads):
             torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
             user_emb = nn.Embedding(n_users, self.dim)
             item_emb = nn.Embedding(n_items, self.dim)

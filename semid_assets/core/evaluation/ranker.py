@@ -28,7 +28,7 @@ from torch import nn
 
 from semid_assets.core.evaluation.ranker_config import RankerOptions
 from semid_assets.core.evaluation.ranking_features import ItemInput
-from semid_assets.core.threads import torch_threads
+from semid_assets.core.threads import compute_threads
 
 INIT_STD = 0.05
 
@@ -130,7 +130,7 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
         raise ValueError(f"validation_share must be in [0, 1) and leave at least one row, got "
                          f"{config.validation_share} of {len(labels)} rows")
     fit = slice(0, len(labels) - n_valid)
-    with torch_threads(config.threads):
+    with compute_threads(config.threads):
         torch.manual_seed(config.seed)
         model = CtrModel(n_users, item_input, config.dim, config.hidden)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -167,7 +167,7 @@ def train_ranker(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_use
                     progress(message)
                 continue
             valid = _logloss(model, users[-n_valid:], items[-n_valid:], labels[-n_valid:],
-                             None if history is None else history[-n_valid:])
+                             None if history is None else history[-n_valid:], config.threads)
             if progress is not None:
                 progress(f"{message}, validation {valid:.4f}")
             if valid < best - 1e-5:
@@ -196,8 +196,8 @@ def _check_history(history: np.ndarray | None, n_rows: int, n_items: int) -> np.
 
 
 def _logloss(model: CtrModel, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
-             history: np.ndarray | None = None) -> float:
-    p = np.clip(predict(model, users, items, threads=torch.get_num_threads(), history=history), 1e-7, 1 - 1e-7)
+             history: np.ndarray | None, threads: int | None) -> float:
+    p = np.clip(predict(model, users, items, threads=threads, history=history), 1e-7, 1 - 1e-7)
     return float(-(labels * np.log(p) + (1 - labels) * np.log1p(-p)).mean())
 
 
@@ -211,7 +211,7 @@ def predict(model: CtrModel, users: np.ndarray, items: np.ndarray, batch_size: i
     _check_rows(users, items, n_users, n_items)
     history = _check_history(history, len(users), n_items)
     out = np.empty(len(users), dtype=np.float64)
-    with torch_threads(threads), torch.no_grad():
+    with compute_threads(threads), torch.no_grad():
         for start in range(0, len(users), batch_size):
             u = torch.from_numpy(users[start : start + batch_size])
             i = torch.from_numpy(items[start : start + batch_size])

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.tokenizers.matching import PrefixMatching, cell_counts, match_prefixes
 
 __all__ = [
@@ -256,11 +257,13 @@ def align_common(ids_a, ids_b) -> tuple[np.ndarray, np.ndarray]:
     return rows_a[rows_b], rows_b
 
 
-def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int = 10, seed: int = 0) -> float:
+def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int = 10, seed: int = 0,
+                threads: int | None = None) -> float:
     """Mean share of a sampled item's ``k`` nearest neighbours (L2) that both embeddings agree on.
 
     Rows of ``emb_a`` and ``emb_b`` are the same items (the dimensions may differ); the
     item itself is excluded from its neighbours; ``sample`` items are drawn with ``seed``.
+    The searches run with ``threads`` faiss threads (None: 1).
     """
     emb_a, emb_b = knn_inputs(emb_a, emb_b, k)
     if emb_a.shape == emb_b.shape and np.array_equal(emb_a, emb_b):
@@ -268,7 +271,8 @@ def knn_overlap(emb_a: np.ndarray, emb_b: np.ndarray, sample: int = 1000, k: int
         # searches over every item, the bulk of the cost at 1M items (aligner="none").
         return 1.0
     queries = knn_queries(emb_a.shape[0], sample, seed)
-    found_a, found_b = (nearest_neighbours(queries, emb, k) for emb in (emb_a, emb_b))
+    with compute_threads(threads):
+        found_a, found_b = (nearest_neighbours(queries, emb, k) for emb in (emb_a, emb_b))
     return neighbour_overlap(queries, found_a, found_b, k)
 
 
@@ -292,7 +296,8 @@ def knn_queries(n: int, sample: int, seed: int) -> np.ndarray:
 def nearest_neighbours(queries: np.ndarray, emb: np.ndarray, k: int) -> np.ndarray:
     """int64 [len(queries), k + 1]: the rows of ``emb`` nearest (exact L2) to the rows ``queries``,
     nearest first (the query itself usually among them). Each query's row depends only on that
-    query and ``emb``, so the queries can be searched in chunks."""
+    query and ``emb``, so the queries can be searched in chunks. Runs with the caller's thread
+    settings (:func:`knn_overlap` and ``core/engine.run_chunk`` set them)."""
     index = faiss.IndexFlatL2(emb.shape[1])
     index.add(emb)
     _, found = index.search(np.ascontiguousarray(emb[queries]), k + 1)

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from semid_assets.core.threads import compute_threads
+
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_DIM = 384
 DEFAULT_MAX_TOKENS = 64
@@ -96,8 +98,8 @@ class TextEncoder:
     most ``max_tokens`` tokens. Because truncation changes the vectors, a non-default
     ``max_tokens`` is folded into :attr:`name`, which keys the token cache.
 
-    ``threads``: if given, ``torch.set_num_threads(threads)`` is called when the model
-    loads (a process-wide torch setting).
+    ``threads``: torch threads of every :meth:`encode` call, set for the call and restored
+    after it (never the process's own setting, which depends on how the run was launched).
 
     The tokenizer and weights are shared by all encoders of one model folder in the process;
     an encoder is not meant to be called from several threads at once.
@@ -108,18 +110,18 @@ class TextEncoder:
         model_path: str | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         batch_size: int = 64,
-        threads: int | None = None,
+        threads: int = 1,
     ) -> None:
         if not 2 <= max_tokens <= _MODEL_MAX_POSITIONS:
             raise ValueError(f"max_tokens must be in [2, {_MODEL_MAX_POSITIONS}], got {max_tokens}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.model_path = model_path
         self.max_tokens = int(max_tokens)
         self.batch_size = int(batch_size)
-        self.threads = threads
+        self.threads = int(threads)
         self.name = MODEL_NAME if self.max_tokens == DEFAULT_MAX_TOKENS else f"{MODEL_NAME}-max{self.max_tokens}"
         self.dim = MODEL_DIM
         self._tokenizer: Any = None
@@ -138,10 +140,6 @@ class TextEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
-
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
         self._tokenizer, self._model = _load_model(self.model_path or default_model_path())
         hidden = int(self._model.config.hidden_size)
         if hidden != self.dim:
@@ -192,7 +190,7 @@ class TextEncoder:
                 by_length[len(row)].append(i)
 
         bs = self.batch_size
-        with torch.inference_mode():
+        with torch.inference_mode(), compute_threads(self.threads):
             for length in sorted(by_length):
                 members = by_length[length]
                 for start in range(0, len(members), bs):

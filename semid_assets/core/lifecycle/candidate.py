@@ -17,6 +17,7 @@ import pandas as pd
 
 from semid_assets.core.lifecycle.generations import PublishedIds
 from semid_assets.core.lifecycle.hysteresis import candidate_codes
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.tokenizers.anchoring import anchored_fit_encode
 from semid_assets.core.tokenizers.base import Anchoring, Tokenizer
 from semid_assets.core.tokenizers.sizing import auto_codebook_size, size_warning
@@ -54,7 +55,17 @@ def fit_candidate(model: Tokenizer, X: np.ndarray, item_ids: np.ndarray, *, prev
     Not anchored (a plain fit) when there is no earlier version or it has another shape; the
     summary says why. ``steps``: Lloyd iterations (k-means family) or epochs (whole model) after
     the warm start; None = the method's default. ``encode_catalogue(tokenizer, X)``: where the
-    catalogue's codes are computed (default: ``tokenizer.encode_catalogue``)."""
+    catalogue's codes are computed (default: ``tokenizer.encode_catalogue``).
+
+    Everything runs with the model's ``n_threads`` (faiss, torch and BLAS), the carried-over
+    partition and the hysteresis included: never with the process's own thread counts."""
+    with compute_threads(model.options.n_threads):
+        return _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis, progress,
+                              encode_catalogue, side)
+
+
+def _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis, progress, encode_catalogue,
+                   side) -> tuple[np.ndarray, dict]:
     reason = _why_not_anchored(model, X, previous, published)
     if reason is not None:
         model.fit_encode(X, progress=progress, **side)

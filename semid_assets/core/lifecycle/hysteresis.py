@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.tokenizers.residual import greedy_encode
 
 __all__ = ["sticky_codes", "kept_after_hysteresis", "candidate_codes"]
@@ -85,8 +86,10 @@ def candidate_codes(tokenizer, X: np.ndarray, previous_codes: np.ndarray | None,
     published codes (``previous_codes``, ``-1`` rows for items never published) by ``margin``.
 
     ``margin = 0`` or no previous codes gives exactly ``tokenizer.encode_catalogue(X)``;
-    ``encode_catalogue(tokenizer, X)`` computes it elsewhere (e.g. in chunks on a compute engine)."""
+    ``encode_catalogue(tokenizer, X)`` computes it elsewhere (e.g. in chunks on a compute engine).
+    The margin's matrix products run with the tokenizer's ``n_threads``, as its own encoding does."""
     proposed = tokenizer.encode_catalogue(X) if encode_catalogue is None else encode_catalogue(tokenizer, X)
     if previous_codes is None or margin == 0:
         return proposed
-    return sticky_codes(tokenizer.codebooks, tokenizer.quantised(X), previous_codes, margin, proposed=proposed)
+    with compute_threads(tokenizer.options.n_threads):
+        return sticky_codes(tokenizer.codebooks, tokenizer.quantised(X), previous_codes, margin, proposed=proposed)

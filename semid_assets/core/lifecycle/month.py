@@ -3,6 +3,13 @@
 ``sid_staleness`` (the figures and the verdict) and ``semantic_ids`` (the table) both start
 from :func:`month_state`: the newest earlier publication, a later one when the month is a
 backfill, the generation's frozen models and origin table, and the month's view.
+
+Several processes may publish months of one method at once (a ``semid demo`` beside the
+daemon's runs, or concurrent runs of a backfill). Publication holds :func:`publication_lock`
+for the method from reading the history to the last write, and a verdict records the
+publications it was judged against (:class:`Basis`): when they changed before the month is
+published, the verdict is judged again, so the outcome is one that publishing the months one
+after another gives.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ from semid_assets.core.lifecycle.publish import (GenerationModels, Judgement, Mo
                                                  ids_from_later, judge_first, judge_month, month_view,
                                                  new_generation_record, publish_month)
 from semid_assets.core.lifecycle.serving import serving_month
+from semid_assets.core.durable import FileLock
 from semid_assets.core.storage import AssetStore
 
-__all__ = ["MonthState", "month_state", "judge", "publish", "heldout_recall"]
+__all__ = ["Basis", "MonthState", "month_state", "judge", "publish", "heldout_recall", "publication_lock"]
+
+LOCKS = ".locks"
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,48 @@ class MonthState:
     origin: pd.DataFrame | None
     view: MonthView
     serving_aligner: object
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The publications a month's verdict was judged against: the newest earlier one (its month and
+    generation) and the oldest later one; ``""``/``0`` when there is none."""
+
+    previous_month: str = ""
+    previous_generation: int = 0
+    later_month: str = ""
+
+    COLUMNS = ("basis_previous_month", "basis_previous_generation", "basis_later_month")
+
+    @classmethod
+    def of(cls, state: MonthState) -> Basis:
+        previous = state.previous
+        return cls(previous_month="" if previous is None else previous.month,
+                   previous_generation=0 if previous is None else int(published(previous.table).generation.max()),
+                   later_month="" if state.later is None else state.later.month)
+
+    def columns(self) -> dict[str, object]:
+        """The basis as constant columns of the verdict's table."""
+        return dict(zip(self.COLUMNS, (self.previous_month, self.previous_generation, self.later_month)))
+
+    @classmethod
+    def from_table(cls, table: pd.DataFrame) -> Basis | None:
+        """The basis recorded in a verdict's table; None for a table written before bases were recorded."""
+        if not set(cls.COLUMNS) <= set(table.columns) or not len(table):
+            return None
+        row = table.iloc[0]
+        return cls(str(row[cls.COLUMNS[0]]), int(row[cls.COLUMNS[1]]), str(row[cls.COLUMNS[2]]))
+
+    def describe(self) -> str:
+        earlier = (f"{self.previous_month} (generation {self.previous_generation})" if self.previous_month
+                   else "no earlier publication")
+        return f"{earlier}, {'later: ' + self.later_month if self.later_month else 'no later publication'}"
+
+
+def publication_lock(store: AssetStore, method: str) -> FileLock:
+    """The cross-process lock that publishing a month of ``method`` holds, from reading the method's
+    history to writing its table, archive and aliases (re-entrant within a process)."""
+    return FileLock.of(store.root / LOCKS / f"publication-{method}.lock")
 
 
 def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndarray, serving_vectors: np.ndarray,

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from semid_assets.core.options import replace_options
-from semid_assets.core.threads import faiss_threads
+from semid_assets.core.threads import compute_threads
 from semid_assets.core.tokenizers.codes import check_codes
 from semid_assets.core.tokenizers.metrics import level_report
 from semid_assets.core.tokenizers.residual import beam_encode, last_level_candidates
@@ -82,7 +82,8 @@ class QuantiserOptions:
     reconstruction error at B times the search cost. Training is unchanged;
     ``encode(X, beam_size=...)`` overrides it for one call."""
     n_threads: int = 1
-    """faiss and torch threads during ``fit`` and ``encode``, set for the call and restored after it.
+    """faiss, torch and BLAS threads during ``fit`` and ``encode``, set for the call and restored after it
+    (never the process's own setting, which depends on how the run was launched).
     Another thread count changes floating-point rounding, which can flip near-tie assignments while
     training and send a fit to a different, equally good optimum: keep it fixed to reproduce a fit.
     Encoding with stored codebooks is unaffected except at exact ties. On a machine shared with other
@@ -172,8 +173,8 @@ class Tokenizer(abc.ABC):
         return self.codebooks is not None
 
     def _threads(self) -> AbstractContextManager:
-        """The thread settings of one call (restored on exit)."""
-        return faiss_threads(self.options.n_threads)
+        """The thread settings of one call: ``n_threads`` for faiss, torch and BLAS, restored on exit."""
+        return compute_threads(self.options.n_threads)
 
     def _check_fitted(self, action: str) -> None:
         if not self.is_fitted:

@@ -30,8 +30,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +38,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from semid_assets.core.threads import faiss_threads, torch_threads
 from semid_assets.core.tokenizers.base import (Anchoring, Progress, QuantiserOptions, Tokenizer, WarmStart,
                                                store_checked)
 from semid_assets.core.tokenizers.metrics import decoded_level_report
@@ -166,11 +163,6 @@ class RQVAE(Tokenizer):
     @property
     def is_fitted(self) -> bool:
         return self.net is not None
-
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        with faiss_threads(self.options.n_threads), torch_threads(self.options.n_threads):
-            yield
 
     @property
     def codebooks(self) -> np.ndarray | None:
