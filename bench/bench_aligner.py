@@ -26,7 +26,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.alignment.aligner import AlignerTrainConfig, set_threads, train_aligner  # noqa: E402
+from semid_assets.core.alignment.aligner import set_threads  # noqa: E402
+from semid_assets.core.alignment.config import AlignerTrainConfig  # noqa: E402
+from semid_assets.core.alignment.training import train_aligner  # noqa: E402
 from semid_assets.core.alignment.evaluation import unique_pairs  # noqa: E402
 from semid_assets.core.alignment.captions import caption_column, prepare_captions  # noqa: E402
 from semid_assets.core.features.multimodal import build_multimodal_features, text_columns_of  # noqa: E402

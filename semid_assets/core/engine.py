@@ -17,6 +17,7 @@ with the same shapes and the same thread counts: the engine is not part of the n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -54,8 +55,13 @@ def chunk_bounds(n_rows: int, chunk_rows: int, min_rows: int = 1) -> list[tuple[
 
 
 def run_chunk(function: Callable[..., Any], threads: int, columns: Sequence[Any], shared: Sequence[Any]) -> Any:
-    """``function(*columns, *shared)`` with ``threads`` torch and faiss threads, restored afterwards."""
-    with torch_threads(threads), faiss_threads(threads):
+    """``function(*columns, *shared)`` with ``threads`` faiss threads, and ``threads`` torch threads if the
+    function is marked :func:`~semid_assets.core.threads.uses_torch`; both restored afterwards.
+
+    A model that runs torch inside an unmarked function sets its own count (the tokenizers do,
+    from their ``n_threads`` option), so an unmarked chunk never has to import torch."""
+    torch_setting = torch_threads(threads) if getattr(function, "uses_torch", False) else nullcontext()
+    with torch_setting, faiss_threads(threads):
         return function(*columns, *shared)
 
 

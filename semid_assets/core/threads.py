@@ -3,16 +3,29 @@
 Both libraries keep a process-wide setting. A step that changes it and does not restore it
 changes what every later step of the same process computes, so every setter here is a
 context manager.
+
+torch is imported only by a setter that is used: a function that runs torch says so with
+:func:`uses_torch`, and code that never touches torch (an RQ-Kmeans month) never imports it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import faiss
 
-__all__ = ["faiss_threads", "torch_threads"]
+__all__ = ["faiss_threads", "torch_threads", "uses_torch"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses_torch(function: _F) -> _F:
+    """Mark ``function`` as running torch ops whose thread count its caller sets
+    (:func:`semid_assets.core.engine.run_chunk` sets torch threads for marked functions only)."""
+    function.uses_torch = True
+    return function
 
 
 @contextmanager
