@@ -79,11 +79,11 @@ def build(parts: SemidPartitions) -> list:
         judgement = judge(state, generation_policy.options(), options, _recall(state, item_pairs, config))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
-        _log_to_mlflow(mlflow_registry, catalog, state, figures)
+        links = _log_to_mlflow(mlflow_registry, catalog, state, figures)
         table = _figures_table(judgement).assign(decision=judgement.verdict.decision,
                                                  summary=judgement.verdict.summary)
         return dg.MaterializeResult(value=table, metadata={
-            "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
+            **links, "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
             "figures": md.table(table.drop(columns=["decision", "summary"]))})
 
@@ -102,11 +102,11 @@ def build(parts: SemidPartitions) -> list:
         state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
                        text_encoder, options, compute_engine)
         table, record = publish(state, decision, reason, options)
-        links = {}
         if record is not None:
             GenerationArchive(asset_store.store()).save(record, tokenizer, aligner)
-            links = _promote(mlflow_registry, catalog, state, record.number, context)
+            _promote(mlflow_registry, catalog, state, record.number, context)
         generation = int(table[GENERATION].max()) if len(table) else 0
+        links = _generation_links(mlflow_registry, catalog, state, generation)
         context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
         return dg.MaterializeResult(value=table, metadata={
             **links, "generation": generation, "decision": decision, "dagster/row_count": len(table),
@@ -148,24 +148,36 @@ def build(parts: SemidPartitions) -> list:
     return [sid_staleness, semantic_ids, sid_migration, sid_prefix_migration]
 
 
-def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> None:
-    """The staleness figures as metrics of the month's candidate tokenizer run."""
+def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> dict:
+    """The staleness figures as metrics of the month's candidate tokenizer run; the links to that run
+    and its model version."""
     key = VersionKey(catalog.source().name, state.month, state.method)
     version = mlflow_registry.registry().find_version(key.model_name, state.month)
-    if version is not None:
-        finite = {f"staleness_{k}": v for k, v in figures.items() if np.isfinite(v)}
-        mlflow_registry.registry().attach_evaluation(version, finite, [], artifact_path="staleness")
+    if version is None:
+        return {}
+    finite = {f"staleness_{k}": v for k, v in figures.items() if np.isfinite(v)}
+    mlflow_registry.registry().attach_evaluation(version, finite, [], artifact_path="staleness")
+    return md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version),
+                    mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id))
 
 
-def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, number: int, context) -> dict:
+def _generation_links(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, generation: int) -> dict:
+    """The link to the model version that holds the published IDs' generation (alias ``gen-N``)."""
+    name = VersionKey(catalog.source().name, state.month, state.method).model_name
+    version = mlflow_registry.registry().version_by_alias(name, generation_alias(generation)) if generation else None
+    if version is None:
+        return {}
+    return md.links(mlflow_model_version=mlflow_registry.model_version_url(name, str(version.version)))
+
+
+def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, number: int, context) -> None:
     """A cut month's candidate becomes the champion and carries the generation's alias (``gen-N``)."""
     key = VersionKey(catalog.source().name, state.month, state.method)
     registry = mlflow_registry.registry()
     version = registry.find_version(key.model_name, state.month)
     if version is None:
         context.log.warning(f"{key.model_name} has no version of {state.month}; aliases not moved")
-        return {}
+        return
     registry.set_alias(key.model_name, generation_alias(number), version.version)
     registry.move_alias_if_newer(key.model_name, version.version, state.month, alias=CHAMPION_ALIAS)
     context.log.info(f"{key.model_name}@{generation_alias(number)} → version {version.version}")
-    return md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version))
