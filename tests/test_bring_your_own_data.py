@@ -11,7 +11,7 @@ import pytest
 from semid_assets.cli import main
 from semid_assets.core.data.errors import ContractError
 from semid_assets.core.data.sources import MovieLensSource, ParquetSource
-from semid_assets.core.evaluation.ranking import split_month
+from semid_assets.core.evaluation.ranking_data import split_month
 from semid_assets.definitions import build_definitions
 from semid_assets.demo import run_demo
 from semid_assets.io_manager import write_parquet_atomically
