@@ -26,7 +26,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from semid_assets.core.alignment.aligner import AlignerTrainConfig, train_aligner  # noqa: E402
+from semid_assets.core.alignment.config import AlignerTrainConfig  # noqa: E402
+from semid_assets.core.alignment.training import train_aligner  # noqa: E402
 from semid_assets.core.threads import wanted_threads  # noqa: E402
 from semid_assets.core.alignment.evaluation import unique_pairs  # noqa: E402
 from semid_assets.core.alignment.captions import caption_column, prepare_captions  # noqa: E402

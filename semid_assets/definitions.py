@@ -11,7 +11,7 @@ import dagster as dg
 from semid_assets.compute import ComputeEngineResource
 from semid_assets.defs import (alignment, automation, checks, collaborative, comparison, features, hierarchy, ingest,
                                pairs, publication, ranking, stability, tokenizer)
-from semid_assets.core.tokenizers.methods import tokenizer_class
+from semid_assets.core.tokenizers.methods import declared
 from semid_assets.io_manager import SemidIOManager
 from semid_assets.partitions import build_partitions
 from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, GenerationPolicyResource,
@@ -44,7 +44,7 @@ def build_definitions(settings: Settings, resource_overrides: dict | None = None
     source = settings.source()
     parts = build_partitions(source.months(), settings.methods, open_ended=getattr(source, "growing", False))
     # BPR factors are computed only when a method that reads them is run.
-    collaborative_needed = any("collaborative" in tokenizer_class(m).side_inputs for m in settings.methods)
+    collaborative_needed = any("collaborative" in declared(m).side_inputs for m in settings.methods)
     jobs, schedules, sensors = automation.build(parts, source.months, collaborative_needed)
     return dg.Definitions(
         executor=dg.in_process_executor,

@@ -8,13 +8,14 @@ metadata across partitions), one table per subject, and no JSON copy of a table.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-__all__ = ["round_sig", "table", "links", "number"]
+__all__ = ["round_sig", "cell", "table", "links", "number"]
 
 
 def round_sig(value: Any, digits: int = 4) -> Any:
@@ -27,42 +28,45 @@ def round_sig(value: Any, digits: int = 4) -> Any:
     return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
 
 
-def _column_type(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series):
-        return "bool"
-    if pd.api.types.is_integer_dtype(series):
-        return "int"
-    if pd.api.types.is_float_dtype(series):
-        return "float"
-    return "string"
-
-
-def _cell(value: Any, kind: str) -> Any:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def cell(value: Any, digits: int = 4) -> Any:
+    """A table cell as a JSON-able Python value: ints as ints, floats rounded, NaN/NA as None, text as text."""
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if kind == "float":
-        return round_sig(float(value))
-    if kind == "int":
-        return int(value)
-    if kind == "bool":
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return None if math.isnan(value) else round_sig(value, digits)
     return str(value)
 
 
-def table(frame: pd.DataFrame) -> dg.MetadataValue:
-    """A typed Dagster table of ``frame``, floats at 4 significant figures, missing cells empty."""
-    kinds = {c: _column_type(frame[c]) for c in frame.columns}
-    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), kinds[c]) for c in frame.columns])
-    records = [dg.TableRecord({str(c): _cell(v, kinds[c]) for c, v in zip(frame.columns, row)})
-               for row in frame.itertuples(index=False, name=None)]
-    return dg.MetadataValue.table(records=records, schema=schema)
+def _column_type(values: list) -> str:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "bool"
+    numeric = [v for v in present if not isinstance(v, (str, bool))]
+    if numeric and all(isinstance(v, int) for v in numeric):
+        return "int"
+    # A column of numbers in which a cell says why it holds none ("too few to decide") stays numeric.
+    return "float" if numeric else "string"
+
+
+def table(frame: pd.DataFrame, digits: int = 4) -> dg.TableMetadataValue:
+    """A typed Dagster table of ``frame``: one record per row, each column typed by its values,
+    floats at ``digits`` significant figures, missing cells empty."""
+    columns = [str(c) for c in frame.columns]
+    records = [dict(zip(columns, (cell(v, digits) for v in row))) for row in frame.itertuples(index=False, name=None)]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, _column_type([r[c] for r in records])) for c in columns])
+    return dg.MetadataValue.table(records=[dg.TableRecord(r) for r in records], schema=schema)
 
 
 def number(value: float | int | None) -> dg.MetadataValue | None:
     """A typed number for plotting (ints as ints, floats at 4 significant figures); None stays None."""
     if value is None:
         return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         return dg.MetadataValue.int(int(value))
     value = float(value)
     return dg.MetadataValue.float(round_sig(value)) if math.isfinite(value) else None

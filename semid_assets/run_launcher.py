@@ -1,24 +1,33 @@
-"""Dagster's default run launcher, plus a check that a run's process is still alive.
+"""Dagster's default run launcher with warm run workers, plus a check that a run's process is still alive.
 
-Dagster's run monitoring fails a run whose worker is gone only if the launcher can say so,
-and ``DefaultRunLauncher`` cannot. The code server that launched a run notices when that
-run's process dies, but only while the code server itself lives: when both go down (the
-`semid ui` terminal closed hard, the machine out of memory), the run stayed STARTED for
-ever and, with one run at a time, every queued run waited behind it.
+**Warm workers.** ``DefaultRunLauncher`` asks the code server to start each run in a new
+Python process, which imports dagster, the definitions and MLflow again before its first
+step. With ``warm_runs`` (on in the repository's ``dagster.yaml``), a run of this package's
+definitions is forked instead from one process that has imported them once
+(``semid_assets/warm_runs.py``); other runs, or ``warm_runs: false``, launch as
+``DefaultRunLauncher`` does. Terminating a forked run interrupts its process (Dagster marks
+it canceled), as the code server does for the runs it started.
 
-:class:`LocalRunLauncher` launches exactly as ``DefaultRunLauncher`` does and reports a
-run's worker as failed once the process that recorded itself as the run's process is gone.
-It looks the process up on this machine, so the daemon must run on the host that runs the
-runs, as it does under ``semid ui`` / ``dagster dev``.
+**Run health.** Dagster's run monitoring fails a run whose worker is gone only if the
+launcher can say so, and ``DefaultRunLauncher`` cannot. The code server that launched a run
+notices when that run's process dies, but only while the code server itself lives: when
+both go down (the `semid ui` terminal closed hard, the machine out of memory), the run stayed
+STARTED for ever and, with one run at a time, every queued run waited behind it.
+:class:`LocalRunLauncher` reports a run's worker as failed once the process that recorded
+itself as the run's process is gone. It looks the process up on this machine, so the daemon
+must run on the host that runs the runs, as it does under ``semid ui`` / ``dagster dev``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
-from dagster import DagsterEventType, DefaultRunLauncher
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster import DagsterEventType, DefaultRunLauncher, Field
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+
+WORKER_PID_TAG = "semid/warm_worker_pid"
 
 # Slack between a process's start and the event it logged about itself: /proc gives start
 # times in clock ticks, and the two clocks are read by different processes.
@@ -26,7 +35,47 @@ _CLOCK_SLACK_SECONDS = 2.0
 
 
 class LocalRunLauncher(DefaultRunLauncher):
-    """``DefaultRunLauncher`` whose run workers run monitoring can check (same host only)."""
+    """``DefaultRunLauncher`` with warm run workers (``warm_runs``), whose workers run monitoring can
+    check (same host only)."""
+
+    def __init__(self, inst_data=None, warm_runs: bool = False):
+        super().__init__(inst_data=inst_data)
+        self.warm_runs = warm_runs
+
+    @classmethod
+    def config_type(cls):
+        return {"warm_runs": Field(bool, is_required=False, default_value=False, description=(
+            "Fork each run of semid's definitions from a process that has imported them once, instead "
+            "of starting a new Python process per run."))}
+
+    @classmethod
+    def from_config_value(cls, inst_data, config_value):
+        return cls(inst_data=inst_data, warm_runs=config_value.get("warm_runs", False))
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        from semid_assets import warm_runs
+
+        run = context.dagster_run
+        if not (self.warm_runs and warm_runs.can_fork(run)):
+            super().launch_run(context)
+            return
+        pid = warm_runs.start_worker(run.run_id, self._instance.get_ref())
+        self._instance.add_run_tags(run.run_id, {WORKER_PID_TAG: str(pid)})
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id) if self.has_instance else None
+        if run is None or WORKER_PID_TAG not in run.tags:
+            return super().terminate(run_id)
+        if run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        try:
+            # The worker takes SIGINT as Dagster's run workers do: the run stops at its next
+            # interruption point and is marked canceled.
+            os.kill(int(run.tags[WORKER_PID_TAG]), signal.SIGINT)
+        except ProcessLookupError:
+            return False
+        return True
 
     @property
     def supports_check_run_worker_health(self) -> bool:

@@ -128,10 +128,10 @@ def test_pairs_metadata_counts_each_source_and_their_overlap(tiny_run, tiny_sett
     pairs = pd.read_parquet(_path(tiny_settings, "item_pairs", months[-1], ".parquet"))
     keys = {s: set(zip(part["item_a"], part["item_b"])) for s, part in pairs.groupby("source", observed=True)}
     overlap = len(keys["swing"] & keys["u2i"])
-    assert meta["overlap_between_sources"] == overlap
     assert meta["distinct_pairs"] == len(keys["swing"] | keys["u2i"])
-    table = meta["pairs_by_source"]
-    assert f"| both (overlap) | {overlap} |" in table and f"| u2i | {len(keys['u2i'])} |" in table
+    table = _rows(meta["pairs_by_source"], "source")
+    assert table["both (overlap)"]["pairs"] == overlap and table["u2i"]["pairs"] == len(keys["u2i"])
+    assert table["distinct (union)"]["pairs"] == meta["distinct_pairs"] and table["u2i"]["mean_score"] is not None
     assert meta["u2i_targets_with_partner"] == int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
     assert 0 < meta["u2i_targets_with_partner"] <= meta["u2i_targets"]
 

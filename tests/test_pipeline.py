@@ -11,6 +11,7 @@ import pytest
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.archive import GenerationArchive
 from semid_assets.core.storage import AssetStore, load_artifact
+from semid_assets.defs.checks import figure_key
 from semid_assets.partitions import METHOD, MONTH
 from semid_assets.settings import METHODS
 
@@ -89,7 +90,10 @@ def test_checks_judge_every_version_by_its_thresholds(tiny_run, tiny_settings):
         sids = pd.read_parquet(_asset_file(tiny_settings, "semantic_ids", f"month={month}/method=rq_kmeans", ".parquet"))
         rate = float((sids["suffix"] > 0).mean())
         assert evaluations["sid_collision_rate"].passed == (rate <= thresholds.max_collision_rate)
-        assert evaluations["sid_collision_rate"].metadata["collision_rate"].value == pytest.approx(rate)
+        # Each method's figure is a number of its own (one plot per method); the threshold is text.
+        check_metadata = evaluations["sid_collision_rate"].metadata
+        assert check_metadata[figure_key("collision_rate", "rq_kmeans")].value == pytest.approx(rate, rel=1e-3)
+        assert check_metadata["threshold"].value == f"<= {thresholds.max_collision_rate}"
         size = load_artifact(_asset_file(tiny_settings, "tokenizer", f"month={month}/method=rq_kmeans", ".npz")).codebook_size
         utilisation = sids["c1"].nunique() / size
         assert evaluations["sid_level1_utilisation"].passed == (utilisation >= thresholds.min_level1_utilisation)

@@ -12,7 +12,7 @@ from semid_assets.core.evaluation.ranker_config import RankerOptions
 from semid_assets.core.evaluation.ranking_options import RankingOptions
 from semid_assets.core.options import options_of
 from semid_assets.defs.ranking import RankerConfig, RankingEvalConfig, ranking_options, summary_of
-from semid_assets.metadata_tables import significant
+from semid_assets.metadata import round_sig
 from semid_assets.partitions import METHOD, MONTH
 
 FAST = {"n_boot": 30, "max_train_rows": 20_000, "ranker": {"max_epochs": 2}}
@@ -46,7 +46,7 @@ def test_ranking_eval_materialises_typed_tables_plot_and_stability(tiny_run, tin
     assert expected | {f"{v}@{months[0]}" for v in ("sid_unigram", "sid_bigram", "sid_spm")} == set(auc["model"])
     assert set(auc["slice"]) == {"all", "strictly cold", "new this month"}
     # Numbers are numbers (rounded to 4 significant figures), or the words saying why there is none.
-    assert all(isinstance(v, float) and v == significant(v, 4) or v == "too few to decide" for v in auc["auc"])
+    assert all(isinstance(v, float) and v == round_sig(v, 4) or v == "too few to decide" for v in auc["auc"])
     assert any(isinstance(v, float) for v in auc["auc"])
     columns = {c.name: c.type for c in metadata["auc"].schema.columns}
     assert columns["users low"] == columns["items high"] == "float" and columns["table rows"] == "int"

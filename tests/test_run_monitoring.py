@@ -1,5 +1,6 @@
 """A run killed mid-step is marked failed within a bound, the queue behind it moves on, and the
-rerun of its partition gives the same output as an uninterrupted run.
+rerun of its partition gives the same output as an uninterrupted run. A run terminated from the
+UI is canceled and its worker (forked by ``LocalRunLauncher``'s warm fork server) ends.
 
 The kill is the hard one: `semid ui`'s Dagster side (webserver, daemon, code server and the
 run's process) dies with SIGKILL while the run is inside its ``tokenizer`` step, as when the
@@ -23,6 +24,7 @@ from semid_assets.defs.automation import TOKENIZER_JOB
 from semid_assets.io_manager import partition_path
 from semid_assets.partitions import METHOD as METHOD_DIM
 from semid_assets.partitions import MONTH
+from semid_assets.run_launcher import WORKER_PID_TAG, process_alive_since
 from semid_assets.settings import Settings
 
 METHOD = "rq_kmeans_balanced"
@@ -30,6 +32,7 @@ METHOD = "rq_kmeans_balanced"
 # in dagster.yaml, plus the daemon's own start under a loaded machine.
 FAILED_WITHIN_SECONDS = 120
 RUN_SECONDS = 420
+CANCELED_WITHIN_SECONDS = 120
 LAUNCH = """
 mutation($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -49,6 +52,22 @@ def _launch(servers: UiServers, key: dg.MultiPartitionKey) -> str:
     launched = graphql(servers.dagster_port, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
+
+
+TERMINATE = """mutation($runId: String!) { terminateRun(runId: $runId) {
+  __typename ... on TerminateRunFailure { message } ... on PythonError { message } } }"""
+
+
+def _terminate_and_wait(servers: UiServers, instance: dg.DagsterInstance, run_id: str) -> None:
+    """Terminate ``run_id`` as the run page's button does; it must end canceled and its worker exit."""
+    terminated = graphql(servers.dagster_port, TERMINATE, {"runId": run_id})["terminateRun"]
+    assert terminated["__typename"] == "TerminateRunSuccess", terminated
+    assert servers.wait_for_status(run_id, {"SUCCESS", "FAILURE", "CANCELED"}, CANCELED_WITHIN_SECONDS) == "CANCELED"
+    pid = int(instance.get_run_by_id(run_id).tags[WORKER_PID_TAG])
+    deadline = time.monotonic() + CANCELED_WITHIN_SECONDS
+    while process_alive_since(pid, time.time()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not process_alive_since(pid, time.time()), f"the canceled run's worker {pid} is still running"
 
 
 def _step_events(instance: dg.DagsterInstance, run_id: str, step: str) -> set[str]:
@@ -73,7 +92,7 @@ def _outputs(settings: Settings, key: dg.MultiPartitionKey) -> tuple:
     return sids, arrays
 
 
-def test_a_run_killed_mid_step_is_failed_and_the_queue_moves_on(one_month_home, tmp_path):
+def test_a_killed_run_fails_the_queue_moves_on_and_a_terminated_run_is_canceled(one_month_home, tmp_path):
     settings, month = one_month_home
     key = dg.MultiPartitionKey({MONTH: month, METHOD_DIM: METHOD})
     servers = UiServers(settings, tmp_path / "servers.log", dict(os.environ, SEMID_SIZE="tiny"))
@@ -95,6 +114,11 @@ def test_a_run_killed_mid_step_is_failed_and_the_queue_moves_on(one_month_home, 
         failed = time.monotonic()
         assert servers.wait_for_status(queued, {"SUCCESS", "FAILURE", "CANCELED"}, RUN_SECONDS) == "SUCCESS", \
             servers.log()[-3000:]
+        assert WORKER_PID_TAG in instance.get_run_by_id(queued).tags, "the run was not forked from the warm server"
+
+        terminated = _launch(servers, dg.MultiPartitionKey({MONTH: month, METHOD_DIM: "rq_kmeans"}))
+        _wait_until_inside_step(instance, terminated, "tokenizer", RUN_SECONDS)
+        _terminate_and_wait(servers, instance, terminated)
     finally:
         servers.stop()
     rerun = _outputs(settings, key)
@@ -146,3 +170,16 @@ def test_a_run_with_no_recorded_process_is_left_alone(tmp_path, monkeypatch):
     with dg.DagsterInstance.get() as instance:
         run = instance.create_run_for_job(dg.GraphDefinition("empty").to_job(), status=dg.DagsterRunStatus.STARTED)
         assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+
+
+def test_a_changed_source_file_renews_the_fork_servers_fingerprint(tmp_path):
+    from semid_assets.warm_runs import source_fingerprint
+
+    (tmp_path / "stage.py").write_text("SIZE = 1\n")
+    before = source_fingerprint(tmp_path)
+    assert source_fingerprint(tmp_path) == before
+    (tmp_path / "stage.py").write_text("SIZE = 16\n")
+    assert source_fingerprint(tmp_path) != before
+    edited = source_fingerprint(tmp_path)
+    (tmp_path / "new_stage.py").write_text("")
+    assert source_fingerprint(tmp_path) != edited

@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
@@ -54,8 +55,14 @@ def test_comparison_covers_every_method_with_ground_truth(tiny_run, tiny_setting
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("tokenizer_comparison"), asset_partitions=[months[-1]]),
         limit=1).records[0]
     metadata = record.asset_materialization.metadata
-    assert "rq_kmeans vs rq_vae" in metadata["rq_kmeans_vs_rq_vae"].value
+    assert list(metadata)[0] == "mlflow_run"
     assert metadata["mlflow_run"].value.startswith("http://127.0.0.1:5000/#/experiments/")
+    relative = metadata["rq_kmeans_vs_rq_vae"].value
+    assert "rq_kmeans vs rq_vae" in [c.name for c in relative.schema.columns]
+    assert {r.data["method"] for r in metadata["comparison"].value.records} == set(METHODS)
+    best = frame.loc[frame["relative_mse"].idxmin()]
+    assert metadata["lowest_relative_mse_method"].value == best["method"]
+    assert metadata["lowest_relative_mse"].value == pytest.approx(best["relative_mse"], rel=1e-3)
     assert metadata["ground_truth"].value.startswith("NMI")
 
 

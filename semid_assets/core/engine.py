@@ -54,7 +54,12 @@ def chunk_bounds(n_rows: int, chunk_rows: int, min_rows: int = 1) -> list[tuple[
 
 
 def run_chunk(function: Callable[..., Any], threads: int, columns: Sequence[Any], shared: Sequence[Any]) -> Any:
-    """``function(*columns, *shared)`` with ``threads`` torch, faiss and BLAS threads, restored afterwards."""
+    """``function(*columns, *shared)`` with ``threads`` torch, faiss and BLAS threads, restored afterwards.
+
+    torch is imported first only for a function marked :func:`~semid_assets.core.threads.uses_torch`,
+    so an unmarked chunk (RQ-Kmeans codes, the stability kNN) never loads it."""
+    if getattr(function, "uses_torch", False):
+        import torch  # noqa: F401  (compute_threads pins torch once it is imported)
     with compute_threads(threads):
         return function(*columns, *shared)
 

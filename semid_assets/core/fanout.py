@@ -48,15 +48,15 @@ from typing import Any
 
 import faiss
 import numpy as np
-import torch
 
-from semid_assets.core.alignment.aligner import EMBED_BATCH
+from semid_assets.core.alignment.config import EMBED_BATCH
 from semid_assets.core.engine import Engine
 from semid_assets.core.evaluation.stability import (knn_inputs, knn_queries, nearest_neighbours,
                                                     neighbour_overlap)
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.features.text_encoder import TextEncoder
 from semid_assets.core.features.token_store import TokenStore
+from semid_assets.core.threads import uses_torch
 from semid_assets.core.validation import check_int
 
 __all__ = ["SID_CHUNK_ALIGN", "Shipped", "embed_items", "encode_catalogue", "encode_texts", "feature_rows",
@@ -105,7 +105,10 @@ def _encoder_from_spec(spec: tuple, threads: int) -> TextEncoder:
     return encoder
 
 
+@uses_torch
 def _encode_text_chunk(texts: list[str], spec: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import torch  # already imported by run_chunk (uses_torch); the name is needed here
+
     # The thread count run_chunk set, passed on: the encoder would otherwise set its default.
     tokens, pooled = _encoder_from_spec(spec, torch.get_num_threads()).encode(texts)
     lengths = np.array([len(t) for t in tokens], dtype=np.int64)
@@ -157,7 +160,10 @@ class _FeatureChunks:
         return Shipped.of(feature_rows(self.features, self.rows[part]))
 
 
+@uses_torch
 def _embed_chunk(features: Shipped, aligner: Shipped, store: tuple[str, str] | None) -> np.ndarray:
+    import torch
+
     opened = TokenStore(*store) if store is not None else None
     # The thread count run_chunk set, passed on: Aligner.embed would otherwise set its default.
     return aligner.rebuild().embed(features.rebuild(), store=opened, threads=torch.get_num_threads())

@@ -9,16 +9,31 @@ and every setter here is a context manager that puts the previous setting back: 
 never changes what a later step of the same process computes.
 
 ``None`` means one thread everywhere, never "whatever the process has".
+
+torch is pinned only once it is imported: a torch model's module imports it before its fit or
+encode starts, and a step that never imported torch (an RQ-Kmeans month) runs no torch op, so
+it never has to pay for the import. A function that imports torch itself says so with
+:func:`uses_torch`, and :func:`semid_assets.core.engine.run_chunk` imports torch before it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any, TypeVar
 
 import faiss
 
-__all__ = ["blas_threads", "compute_threads", "faiss_threads", "torch_threads", "wanted_threads"]
+__all__ = ["blas_threads", "compute_threads", "faiss_threads", "torch_threads", "uses_torch", "wanted_threads"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def uses_torch(function: _F) -> _F:
+    """Mark ``function`` as importing and running torch itself, so its caller imports torch first."""
+    function.uses_torch = True
+    return function
 
 
 def wanted_threads(n_threads: int | None) -> int:
@@ -75,11 +90,12 @@ def blas_threads(n_threads: int | None) -> Iterator[int]:
 
 @contextmanager
 def compute_threads(n_threads: int | None) -> Iterator[int]:
-    """faiss, torch and BLAS all with ``n_threads`` threads (None: 1) for one fit or encode; yields the count."""
+    """faiss, BLAS and (once imported) torch with ``n_threads`` threads (None: 1) for one fit or encode."""
     wanted = wanted_threads(n_threads)
     with ExitStack() as stack:
         # BLAS first: faiss' OpenBLAS is the OpenMP build, whose thread count faiss_threads sets last.
         stack.enter_context(blas_threads(wanted))
         stack.enter_context(faiss_threads(wanted))
-        stack.enter_context(torch_threads(wanted))
+        if "torch" in sys.modules:
+            stack.enter_context(torch_threads(wanted))
         yield wanted

@@ -64,6 +64,19 @@ def _register(context, mlflow_registry, path, done, month: str, dataset: str) ->
                     mlflow_model_version=mlflow_registry.model_version_url(version.model_name, version.version))
 
 
+def _serving_links(mlflow_registry, dataset: str, serving) -> dict:
+    """The registered version of the serving aligner (none while the content embedding serves)."""
+    month = serving_month(serving)
+    if month is None:
+        return {}
+    key = VersionKey(dataset, month, ALIGNER)
+    version = mlflow_registry.registry().find_version(key.model_name, month)
+    if version is None:
+        return {}
+    return md.links(mlflow_model_version=mlflow_registry.model_version_url(version.model_name, version.version),
+                    mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id))
+
+
 def _candidate_metadata(done) -> dict:
     if not done.trained:
         return {"trained": False, "verdict": done.summary}
@@ -113,6 +126,7 @@ def build(parts: SemidPartitions) -> list:
         serving = done.serving.serving
         path = store.write_artifact(SERVING, serving, month=month)
         yield dg.MaterializeResult(asset_key=SERVING, metadata={
+            **_serving_links(mlflow_registry, catalog.source().name, serving),
             "serving_aligner_month": serving_month(serving) or "none (content embedding)",
             "changed_this_month": done.serving.accepted, "verdict": done.serving.summary,
             "path": dg.MetadataValue.path(str(path))})

@@ -6,8 +6,9 @@ import dataclasses
 import dagster as dg
 import pandas as pd
 
-from semid_assets.core.data import schema
+from semid_assets import metadata as md
 from semid_assets.config import config_class, to_options
+from semid_assets.core.data import schema
 from semid_assets.core.collaborative.bpr import BPROptions, collaborative_item_embeddings
 from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.partitions import SemidPartitions, month_of
@@ -37,13 +38,10 @@ def build(parts: SemidPartitions) -> list:
         context.log.info(f"{month}: BPR on {info['positives']} positives, {int(has.sum())}/{len(item_ids)} items "
                          f"embedded, held-out AUC {info['heldout_auc']:.3f}, {info['seconds']:.1f} s")
         return dg.MaterializeResult(value=embeddings_to_arrow(item_ids, vectors), metadata={
-            "dagster/row_count": len(item_ids),
-            "dim": options.dim,
-            "items_with_embedding": int(has.sum()),
-            "positives": info["positives"],
-            "heldout_auc": float(info["heldout_auc"]),
-            "final_loss": float(info["loss_per_epoch"][-1]),
-            "fit_seconds": float(info["seconds"]),
+            "heldout_auc": md.number(float(info["heldout_auc"])), "dagster/row_count": len(item_ids),
+            "items_with_embedding": md.number(int(has.sum())), "positives": md.number(int(info["positives"])),
+            "dim": md.number(options.dim), "final_loss": md.number(float(info["loss_per_epoch"][-1])),
+            "fit_seconds": md.number(float(info["seconds"])),
         })
 
     return [collaborative_embeddings]

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from semid_assets import metadata as md
 from semid_assets.core.data import schema
 from semid_assets.core.tokenizers.collisions import reassign_collisions
 from semid_assets.core.evaluation.comparison import comparison_row, display_table, relative_differences
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.core.markdown import markdown_table
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -105,14 +105,17 @@ def build(parts: SemidPartitions) -> list:
             tags={"month": month, "dataset": catalog.source().name, "dagster_run_id": context.run.run_id,
                   "dagster_asset": "tokenizer_comparison", "dagster_partition": month},
             metrics={f"{r['method']}_{m}": float(r[m]) for r in rows for m in ("mse", "relative_mse", "collision_rate")})
+        best = frame.loc[frame["relative_mse"].idxmin()]
         metadata = {
-            "comparison": dg.MetadataValue.md(markdown_table(tables["comparison"])),
+            **md.links(mlflow_run=mlflow_registry.run_url(experiment_id, run_id)),
+            "lowest_relative_mse": md.number(float(best["relative_mse"])),
+            "lowest_relative_mse_method": str(best["method"]),
+            "comparison": md.table(tables["comparison"]),
             "methods": len(rows),
             "ground_truth": truth_note,
-            "mlflow_run": dg.MetadataValue.url(mlflow_registry.run_url(experiment_id, run_id)),
         }
         if relative is not None:
-            metadata["rq_kmeans_vs_rq_vae"] = dg.MetadataValue.md(markdown_table(relative))
+            metadata["rq_kmeans_vs_rq_vae"] = md.table(relative)
         return dg.MaterializeResult(value=frame, metadata=metadata)
 
     return [tokenizer_comparison]

@@ -4,8 +4,8 @@
 import dagster as dg
 import pyarrow as pa
 
+from semid_assets import metadata as md
 from semid_assets.core.features.multimodal import build_multimodal_features
-from semid_assets.core.markdown import markdown_table
 from semid_assets.partitions import SemidPartitions
 from semid_assets.resources import TextEncoderResource
 
@@ -27,12 +27,9 @@ def build(parts: SemidPartitions) -> list:
         features, stats = build_multimodal_features(raw_items, text_encoder.encoder(), store, log=context.log.info)
         dims = pd.DataFrame({"modality": list(features.dims), "dim": list(features.dims.values())})
         return dg.MaterializeResult(value=features, metadata={
-            "dagster/row_count": features.n_items,
-            "modalities": dg.MetadataValue.md(markdown_table(dims)),
-            "texts_total": int(stats["texts_total"]),
-            "texts_encoded": int(stats["texts_encoded"]),
-            "texts_from_cache": int(stats["texts_cached"]),
-            "encode_seconds": float(stats["seconds"]),
+            "texts_encoded": md.number(int(stats["texts_encoded"])), "dagster/row_count": features.n_items,
+            "texts_from_cache": md.number(int(stats["texts_cached"])), "texts_total": md.number(int(stats["texts_total"])),
+            "encode_seconds": md.number(float(stats["seconds"])), "modalities": md.table(dims),
         })
 
     return [multimodal_features]

@@ -6,11 +6,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from semid_assets import metadata as md
 from semid_assets.core.data import schema
 from semid_assets.core.data.contracts import embedding_columns, validate_interactions
-from semid_assets.core.features.multimodal import text_columns_of
-from semid_assets.core.markdown import markdown_table
 from semid_assets.core.data.sources import month_start
+from semid_assets.core.features.multimodal import text_columns_of
 from semid_assets.partitions import SemidPartitions, month_of
 from semid_assets.resources import CatalogResource
 
@@ -34,11 +34,10 @@ def build(parts: SemidPartitions) -> list:
         preview = items.select([schema.ITEM_ID, *text_columns[:3]]).slice(max(0, items.num_rows - 5)).to_pandas()
         context.log.info(f"{month}: {items.num_rows} items, {new_items} new this month")
         return dg.MaterializeResult(value=items, metadata={
-            "dagster/row_count": items.num_rows,
-            "new_items_this_month": new_items,
+            "new_items_this_month": md.number(new_items), "dagster/row_count": items.num_rows,
             "text_columns": ", ".join(text_columns),
             "embedding_columns": ", ".join(embedding_columns(items)) or "none",
-            "newest_items": dg.MetadataValue.md(markdown_table(preview)),
+            "newest_items": md.table(preview),
         })
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"parquet"},
@@ -61,12 +60,11 @@ def build(parts: SemidPartitions) -> list:
                 f"unknown to the catalogue, e.g. {report.unknown_examples}")
         this_month = interactions[schema.TS] >= month_start(month)
         return dg.MaterializeResult(value=interactions, metadata={
-            "dagster/row_count": len(interactions),
-            "rows_this_month": int(this_month.sum()),
-            "users": int(interactions[schema.USER_ID].nunique()),
-            "positive_share": float(interactions[schema.LABEL].mean()) if len(interactions) else 0.0,
-            "dropped_unknown_item_rows": report.unknown_item_rows,
-            "dropped_unknown_items": report.unknown_items,
+            "rows_this_month": md.number(int(this_month.sum())), "dagster/row_count": len(interactions),
+            "users": md.number(int(interactions[schema.USER_ID].nunique())),
+            "positive_share": md.number(float(interactions[schema.LABEL].mean()) if len(interactions) else 0.0),
+            "dropped_unknown_item_rows": md.number(report.unknown_item_rows),
+            "dropped_unknown_items": md.number(report.unknown_items),
         })
 
     return [raw_items, raw_interactions]

@@ -5,9 +5,9 @@ import dagster as dg
 import pydantic
 import pandas as pd
 
+from semid_assets import metadata as md
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data import schema
-from semid_assets.core.markdown import markdown_table
 from semid_assets.core.collaborative.pairs import PairConfig, build_item_pairs
 from semid_assets.core.data.sources import month_end, month_start
 from semid_assets.partitions import SemidPartitions, month_of
@@ -60,15 +60,12 @@ def build(parts: SemidPartitions) -> list:
         u2i_targets_paired = int(pairs.loc[pairs["source"] == "u2i", "count"].sum())
         context.log.info(f"{month}: " + "; ".join(f"{r.source}: {r.pairs}" for r in summary.itertuples()))
         return dg.MaterializeResult(value=pairs, metadata={
-            "dagster/row_count": len(pairs),
-            "pairs_by_source": dg.MetadataValue.md(markdown_table(summary)),
-            "overlap_between_sources": int(stats["pairs_overlap"]),
-            "distinct_pairs": int(stats["pairs_total"] - stats["pairs_overlap"]),
-            "u2i_targets": int(stats["n_targets"]),
-            "u2i_targets_with_partner": u2i_targets_paired,
-            "positives_in_window": int(stats["n_positive_interactions"]),
-            "window_start": str(window_start.date()),
-            "seconds": float(stats["seconds"]),
+            "distinct_pairs": md.number(int(stats["pairs_total"] - stats["pairs_overlap"])),
+            "dagster/row_count": len(pairs), "pairs_by_source": md.table(summary),
+            "u2i_targets": md.number(int(stats["n_targets"])),
+            "u2i_targets_with_partner": md.number(u2i_targets_paired),
+            "positives_in_window": md.number(int(stats["n_positive_interactions"])),
+            "window_start": str(window_start.date()), "seconds": md.number(float(stats["seconds"])),
         })
 
     return [item_pairs]

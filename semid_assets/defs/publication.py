@@ -104,12 +104,12 @@ def _staleness_asset(parts: SemidPartitions):
                           _recall(state, lambda: item_pairs, config.holdout, config.seed))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
-        _log_to_mlflow(mlflow_registry, catalog, state, figures)
+        links = _log_to_mlflow(mlflow_registry, catalog, state, figures)
         table = _figures_table(judgement).assign(
             decision=judgement.verdict.decision, summary=judgement.verdict.summary, **Basis.of(state).columns(),
             **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed))))
         return dg.MaterializeResult(value=table, metadata={
-            "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
+            **links, "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
             "figures": md.table(table.drop(columns=["decision", "summary", *Basis.COLUMNS, *_JUDGED_WITH]))})
 
@@ -140,8 +140,10 @@ def _semantic_ids_asset(parts: SemidPartitions):
             if record is not None:
                 GenerationArchive(store).save(record, tokenizer, aligner)
             path = store.write_table("semantic_ids", table, month=state.month, method=state.method)
-            links = {} if record is None else _promote(mlflow_registry, catalog, state, record, store, context)
+            if record is not None:
+                _promote(mlflow_registry, catalog, state, record, store, context)
         generation = int(table[GENERATION].max()) if len(table) else 0
+        links = _generation_links(mlflow_registry, catalog, state, generation)
         context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
         return dg.MaterializeResult(metadata={
             **links, "path": dg.MetadataValue.path(str(path)),
@@ -192,13 +194,28 @@ def build(parts: SemidPartitions) -> list:
     return [_staleness_asset(parts), _semantic_ids_asset(parts), *_migration_assets(parts)]
 
 
-def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> None:
-    """The staleness figures as metrics of the month's candidate tokenizer run."""
-    mlflow_registry.attach(VersionKey(catalog.source().name, state.month, state.method),
-                           {f"staleness_{k}": v for k, v in figures.items()}, artifact_path="staleness")
+def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> dict:
+    """The staleness figures as metrics of the month's candidate tokenizer run; the links to that
+    model version and its run."""
+    key = VersionKey(catalog.source().name, state.month, state.method)
+    run = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, artifact_path="staleness")
+    version = mlflow_registry.registry().find_version(key.model_name, state.month)
+    if version is None:
+        return run
+    return {**md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version)),
+            **run}
 
 
-def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, record, store, context) -> dict:
+def _generation_links(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, generation: int) -> dict:
+    """The link to the model version that holds the published IDs' generation (alias ``gen-N``)."""
+    name = VersionKey(catalog.source().name, state.month, state.method).model_name
+    version = mlflow_registry.registry().version_by_alias(name, generation_alias(generation)) if generation else None
+    if version is None:
+        return {}
+    return md.links(mlflow_model_version=mlflow_registry.model_version_url(name, str(version.version)))
+
+
+def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, record, store, context) -> None:
     """A cut month's candidate becomes the champion and carries the generation's alias (``gen-N``): the
     version that holds the generation's archived tokenizer, whichever registration came last."""
     key = VersionKey(catalog.source().name, state.month, state.method)
@@ -208,9 +225,8 @@ def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, r
     if version is None:
         context.log.warning(f"no version of {key.model_name} [{state.month}] holds the generation's tokenizer "
                             f"({frozen}); aliases not moved: rematerialise this month's tokenizer")
-        return {}
+        return
     number = record.number
     registry.set_alias(key.model_name, generation_alias(number), version.version)
     registry.move_alias_if_newer(key.model_name, version.version, state.month, alias=CHAMPION_ALIAS)
     context.log.info(f"{key.model_name}@{generation_alias(number)} → version {version.version}")
-    return md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version))

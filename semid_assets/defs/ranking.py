@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow as pa
 import pydantic
 
+from semid_assets import metadata as md
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data import schema
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
@@ -18,7 +19,6 @@ from semid_assets.core.evaluation.ranking_tables import display, shown
 from semid_assets.core.evaluation.ranking_verdicts import TOO_FEW
 from semid_assets.core.tokenizers.sids import code_columns
 from semid_assets.core.lifecycle.versions import model_name
-from semid_assets.metadata_tables import table_value
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
 
@@ -75,21 +75,21 @@ def _headline(versus_hash: pd.DataFrame) -> dict:
     if not len(decided):
         return {"strictly_cold_verdict": TOO_FEW if len(cold) else "no SID variant trained"}
     best = decided.loc[decided["auc − hash"].idxmax()]
-    return {"strictly_cold_gain_over_hash": dg.MetadataValue.float(float(best["auc − hash"])),
+    return {"strictly_cold_gain_over_hash": md.number(float(best["auc − hash"])),
             "strictly_cold_verdict": f"{best['model']}: {best['verdict']} than hash"
             if best["verdict"] in ("better", "worse") else f"{best['model']}: {best['verdict']}"}
 
 
 def _metadata(report, run_url: str) -> dict:
     metadata = {
-        "mlflow_run": dg.MetadataValue.url(run_url),
+        **md.links(mlflow_run=run_url),
         **_headline(report.versus_hash),
         **report.budget, **report.counts, "anomalies": len(report.anomalies),
-        "auc": table_value(shown(report.auc)), "slices": table_value(report.slices),
-        "versus_hash": table_value(report.versus_hash), "models": table_value(report.models),
+        "auc": md.table(shown(report.auc)), "slices": md.table(report.slices),
+        "versus_hash": md.table(report.versus_hash), "models": md.table(report.models),
     }
     if len(report.stability):
-        metadata["stability"] = table_value(report.stability)
+        metadata["stability"] = md.table(report.stability)
     if report.anomalies:
         metadata["anomaly_causes"] = dg.MetadataValue.md("\n".join(f"- {a.message()}" for a in report.anomalies))
     return metadata

@@ -17,7 +17,7 @@ from semid_assets.core.lifecycle.serving import serving_month
 from semid_assets.core.lifecycle.versions import VersionKey
 from semid_assets.core.options import options_of
 from semid_assets.core.tokenizers.base import Anchoring, QuantiserOptions
-from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, tokenizer_class
+from semid_assets.core.tokenizers.methods import METHODS, declared, make_tokenizer
 from semid_assets.partitions import SemidPartitions, method_of, month_of
 from semid_assets.resources import AssetStoreResource, CatalogResource, MlflowRegistry
 
@@ -45,10 +45,10 @@ _SHARED = tuple(option.name for option in options_of(QuantiserOptions))
 
 
 def _section(method: str) -> type[dg.Config]:
-    cls = tokenizer_class(method)
-    summary = (cls.__doc__ or "").strip().splitlines()[0]
-    return config_class(f"{cls.__name__}Config", cls.Options, exclude=_SHARED,
-                        doc=f"Options of {method} only ({summary}); shared options are set at the top level.")
+    declaration = declared(method)
+    summary = (declaration.options.__doc__ or "").strip().splitlines()[0]
+    return config_class(f"{declaration.class_name}Config", declaration.options, exclude=_SHARED,
+                        doc=f"{summary} Shared options are set at the top level.")
 
 
 def tokenizer_config_class(default_codebook_size: int | None = None) -> type[dg.Config]:
@@ -73,7 +73,7 @@ TokenizerConfig = tokenizer_config_class()
 def tokenizer_options(config: dg.Config, method: str, codebook_size: int) -> QuantiserOptions:
     """The options of ``method`` from a tokenizer config: the shared fields plus that method's section."""
     shared = {name: getattr(config, name) for name in _SHARED if name != "codebook_size"}
-    return to_options(getattr(config, method), tokenizer_class(method).Options, codebook_size=codebook_size,
+    return to_options(getattr(config, method), declared(method).options, codebook_size=codebook_size,
                       **shared)
 
 
@@ -130,7 +130,7 @@ def _materialise(context, config, aligned_embeddings: pa.Table, collaborative: p
                  catalog, mlflow_registry, compute_engine) -> dg.MaterializeResult:
     month, method, store = month_of(context), method_of(context), asset_store.store()
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-    side = {name: _SIDE_INPUTS[name](item_ids, collaborative, month) for name in tokenizer_class(method).side_inputs}
+    side = {name: _SIDE_INPUTS[name](item_ids, collaborative, month) for name in declared(method).side_inputs}
     model, codes, anchoring = _fit(context, config, method, month, vectors, item_ids, side, store,
                                    compute_engine.encode_catalogue())
     report = model.level_report(vectors, codes)

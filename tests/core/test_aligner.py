@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from semid_assets.core.alignment.aligner import Aligner, AlignerTrainConfig, train_aligner
+from semid_assets.core.alignment.aligner import Aligner
+from semid_assets.core.alignment.config import AlignerTrainConfig
+from semid_assets.core.alignment.training import train_aligner
 from semid_assets.core.alignment.monthly import align_month
 from semid_assets.core.alignment.evaluation import content_similarity, pair_recall, split_pairs, unique_pairs
 from semid_assets.core.artifact import load_npz, save_npz

@@ -11,7 +11,7 @@ import pytest
 from semid_assets.core.artifact import load_npz, save_npz
 from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced, balanced_assign, balanced_capacity
 from semid_assets.core.tokenizers.base import Anchoring, QuantiserOptions, Tokenizer
-from semid_assets.core.tokenizers.methods import METHODS, make_tokenizer, tokenizer_class
+from semid_assets.core.tokenizers.methods import METHODS, declared, make_tokenizer, tokenizer_class
 from semid_assets.core.tokenizers.residual import beam_encode, greedy_encode
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans, RQKMeansOptions
 from semid_assets.core.tokenizers.rq_vae import RQVAE
@@ -210,6 +210,10 @@ def test_every_method_declares_what_sets_it_apart():
     for method, cls in METHODS.items():
         assert issubclass(cls, Tokenizer) and cls.method == method
         assert issubclass(cls.Options, QuantiserOptions) and isinstance(cls.anchoring, Anchoring)
+        # What the definitions read without importing the class (torch, for RQ-VAE and LETTER) is the class's.
+        declaration = declared(method)
+        assert (declaration.options, declaration.side_inputs, declaration.class_name) == \
+            (cls.Options, cls.side_inputs, cls.__name__)
     assert [m for m, cls in METHODS.items() if cls.anchoring is Anchoring.WHOLE_MODEL] == ["rq_vae", "letter"]
     assert [m for m, cls in METHODS.items() if cls.population_codes] == ["rq_kmeans_balanced"]
     assert {m: cls.side_inputs for m, cls in METHODS.items() if cls.side_inputs} == {"letter": ("collaborative",)}

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semid_assets.core.alignment.qformer import PAD, UNK
-
+PAD, UNK = 0, 1  # compact-vocabulary rows reserved before the caption tokens
 DEFAULT_CAPTION_COLUMN = "caption"
 
 

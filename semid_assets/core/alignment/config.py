@@ -1,9 +1,13 @@
-"""The aligner's training options, importable without torch (the Dagster config is generated from them)."""
+"""The aligner's training options and its network's shape, importable without torch (the Dagster config is
+generated from the options; a stored aligner is read without building its network)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
+
+# The fixed inference batch of Aligner.embed: part of the numerics (see QFormerConfig.max_tokens).
+EMBED_BATCH = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,3 +83,59 @@ class AlignerTrainConfig:
                                  f"got {getattr(self, name)!r}.")
         if self.contrastive_weight == 0 and self.caption_weight == 0:
             raise ValueError("at least one of contrastive_weight and caption_weight must be > 0.")
+
+
+@dataclass(frozen=True)
+class QFormerConfig:
+    """Shape of the QFormer and its caption decoder (everything needed to rebuild it).
+
+    ``max_tokens`` caps each modality's token count; at inference every batch is padded to
+    exactly these lengths, so an item's vector does not depend on the other items in its
+    batch (CPU kernels give different bits for different shapes).
+    """
+
+    modalities: tuple[str, ...]
+    modality_dims: tuple[int, ...]
+    max_tokens: tuple[int, ...]
+    n_queries: int = 4
+    n_blocks: int = 4
+    width: int = 128
+    heads: int = 4
+    ffn_mult: int = 2
+    pool: Literal["mean", "concat"] = "mean"
+    vocab_size: int = 2  # compact caption vocabulary incl. PAD and UNK; 2 = no caption head
+    decoder_layers: int = 1
+    caption_max_tokens: int = 24
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.modalities)
+        if n == 0:
+            raise ValueError("the QFormer needs at least one modality (the items have no text and no emb_* column).")
+        if len(self.modality_dims) != n or len(self.max_tokens) != n:
+            raise ValueError("modalities, modality_dims and max_tokens must have the same length.")
+        for name, low in (("n_queries", 1), ("n_blocks", 1), ("width", 8), ("heads", 1), ("ffn_mult", 1),
+                          ("decoder_layers", 1), ("caption_max_tokens", 2), ("vocab_size", 2)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"QFormerConfig.{name} must be >= {low}, got {getattr(self, name)!r}.")
+        if self.pool not in ("mean", "concat"):
+            raise ValueError(f"QFormerConfig.pool must be 'mean' or 'concat', got {self.pool!r}.")
+        if self.width % self.heads:
+            raise ValueError(f"QFormerConfig.width ({self.width}) must be a multiple of heads ({self.heads}).")
+
+    @property
+    def out_dim(self) -> int:
+        return self.width * (self.n_queries if self.pool == "concat" else 1)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("modalities", "modality_dims", "max_tokens"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> QFormerConfig:
+        d = dict(d)
+        for k in ("modalities", "modality_dims", "max_tokens"):
+            d[k] = tuple(d[k])
+        return cls(**d)

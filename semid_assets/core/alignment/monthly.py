@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semid_assets.core.alignment.aligner import Aligner, AlignerTrainConfig, caption_metrics, train_aligner, unigram_baseline
+from semid_assets.core.alignment.aligner import Aligner
+from semid_assets.core.alignment.config import AlignerTrainConfig
+from semid_assets.core.alignment.training import caption_metrics, train_aligner, unigram_baseline
 from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, pair_hits, pair_recall,
                                                     split_pairs, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions

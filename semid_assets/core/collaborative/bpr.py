@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from semid_assets.core.data import schema
 from semid_assets.core.threads import compute_threads
@@ -83,6 +81,9 @@ class BPRMF:
             raise ValueError("no positive interactions to train BPR on")
         if users.min() < 0 or users.max() >= n_users or items.min() < 0 or items.max() >= n_items:
             raise ValueError("user/item indices out of range for n_users/n_items")
+        import torch  # only here: loading the pipeline's definitions must not import torch
+        from torch import nn
+
         rng = np.random.default_rng(self.seed)
         t0 = time.perf_counter()
         with compute_threads(self.n_threads):

@@ -24,7 +24,6 @@ copies encoder, decoder and codebooks but trains a fresh head against this month
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,36 +31,10 @@ import torch
 from torch import nn
 
 from semid_assets.core.tokenizers.balanced_kmeans import RQKMeansBalanced
-from semid_assets.core.tokenizers.base import store_checked
-from semid_assets.core.tokenizers.rq_vae import RQVAE, RQVAEOptions
-from semid_assets.core.validation import check_float, check_int
+from semid_assets.core.tokenizers.rq_vae import RQVAE
+from semid_assets.core.tokenizers.vae_options import LETTEROptions
 
 __all__ = ["LETTER", "LETTEROptions"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class LETTEROptions(RQVAEOptions):
-    """Options of LETTER (``letter``): RQ-VAE's, plus the weights of its two regularisers."""
-
-    cf_weight: float = 0.1
-    """Weight of the collaborative term (0: none): InfoNCE over the batch between an item's quantised
-    latent (through a learned linear head) and its collaborative embedding, so items users co-consume
-    get nearby codes. Items without a collaborative embedding take no part."""
-    diversity_weight: float = 0.01
-    """Weight of the code-diversity term, summed over levels (0: none): the code an item chose is pulled
-    towards another code of its group and away from the level's other codes, spreading items over codes."""
-    diversity_clusters: int = 10
-    """Groups of code vectors per level for the diversity term (capped at ``codebook_size // 2`` so every
-    group has two or more codes)."""
-    temperature: float = 0.1
-    """Softmax temperature of both contrastive terms."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        store_checked(self, cf_weight=check_float("cf_weight", self.cf_weight),
-                      diversity_weight=check_float("diversity_weight", self.diversity_weight),
-                      diversity_clusters=check_int("diversity_clusters", self.diversity_clusters, 1),
-                      temperature=check_float("temperature", self.temperature, inclusive=False))
 
 
 class LETTER(RQVAE):
