@@ -66,6 +66,14 @@ def test_staleness_figures_reach_metadata_and_mlflow(tiny_run, tiny_settings):
     registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
     metrics = registry.run_metrics(registry.find_version(MODEL, months[1]).run_id)
     assert metrics["staleness_mse_gain"] == meta["mse_gain"] or abs(metrics["staleness_mse_gain"] - meta["mse_gain"]) < 1e-3
+    # The report over the months: one row per month so far, as metadata and as a plot on the run.
+    over = meta["over_months"].records
+    assert [row.data["month"] for row in over] == months[:2]
+    assert [row.data["decision"] for row in over][0] == "first"
+    assert abs(over[-1].data["mse_gain"] - meta["mse_gain"]) < 1e-3
+    run_id = registry.find_version(MODEL, months[1]).run_id
+    names = [a.path for a in registry.client.list_artifacts(run_id, "staleness")]
+    assert "staleness/staleness_over_months.png" in names
 
 
 def test_stability_and_hierarchy_read_the_published_ids(tiny_run, tiny_settings):

@@ -1,6 +1,8 @@
 """Stage 6 — published IDs: what a new generation would gain, the verdict, the table, and migration on a cut."""
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -11,18 +13,43 @@ from semid_assets import metadata as md
 from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.evaluation.plots import staleness_plot
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.lifecycle.archive import TOKENIZER, GenerationArchive
 from semid_assets.core.lifecycle.generations import FIRST_MONTH, GENERATION, published
-from semid_assets.core.lifecycle.migration import migration_summary, migration_table, prefix_flows
-from semid_assets.core.lifecycle.month import Basis, heldout_recall, judge, month_state, publication_lock, publish
+from semid_assets.core.lifecycle.migration import (
+    migration_summary,
+    migration_table,
+    prefix_flows,
+)
+from semid_assets.core.lifecycle.month import (
+    Basis,
+    heldout_recall,
+    judge,
+    month_state,
+    publication_lock,
+    publish,
+)
 from semid_assets.core.lifecycle.publish import PublishOptions
-from semid_assets.core.lifecycle.staleness import FIGURES
-from semid_assets.core.lifecycle.versions import CHAMPION_ALIAS, VersionKey, generation_alias
+from semid_assets.core.lifecycle.staleness import (
+    FIGURE_COLUMN,
+    FIGURES,
+    staleness_over_months,
+)
+from semid_assets.core.lifecycle.versions import (
+    CHAMPION_ALIAS,
+    VersionKey,
+    generation_alias,
+)
 from semid_assets.core.tokenizers.sids import SUFFIX
 from semid_assets.partitions import SemidPartitions, method_of, month_of
-from semid_assets.resources import (AssetStoreResource, CatalogResource, GenerationPolicyResource, MlflowRegistry,
-                                    TextEncoderResource)
+from semid_assets.resources import (
+    AssetStoreResource,
+    CatalogResource,
+    GenerationPolicyResource,
+    MlflowRegistry,
+    TextEncoderResource,
+)
 
 GROUP = "publication"
 
@@ -104,14 +131,18 @@ def _staleness_asset(parts: SemidPartitions):
                           _recall(state, lambda: item_pairs, config.holdout, config.seed))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
-        links = _log_to_mlflow(mlflow_registry, catalog, state, figures)
         table = _figures_table(judgement).assign(
             decision=judgement.verdict.decision, summary=judgement.verdict.summary, **Basis.of(state).columns(),
-            **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed))))
+            **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed))),
+            **{FIGURE_COLUMN.format(k): float(judgement.figures.get(k, float("nan"))) for k in FIGURES})
+        history = _history(asset_store.store(), state, table)
+        links = _log_to_mlflow(mlflow_registry, catalog, state, figures, history)
+        shown = table.drop(columns=["decision", "summary", *Basis.COLUMNS, *_JUDGED_WITH,
+                                    *(FIGURE_COLUMN.format(k) for k in FIGURES)])
         return dg.MaterializeResult(value=table, metadata={
             **links, "decision": judgement.verdict.decision, "verdict": judgement.verdict.summary,
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
-            "figures": md.table(table.drop(columns=["decision", "summary", *Basis.COLUMNS, *_JUDGED_WITH]))})
+            "figures": md.table(shown), "over_months": md.table(history)})
 
     return sid_staleness
 
@@ -194,11 +225,23 @@ def build(parts: SemidPartitions) -> list:
     return [_staleness_asset(parts), _semantic_ids_asset(parts), *_migration_assets(parts)]
 
 
-def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> dict:
-    """The staleness figures as metrics of the month's candidate tokenizer run; the links to that
-    model version and its run."""
+def _history(store, state, table: pd.DataFrame) -> pd.DataFrame:
+    """The staleness report of every stored month up to this one (this month's from ``table``)."""
+    tables = {month: store.read_table("sid_staleness", month=month, method=state.method).to_pandas()
+              for month in store.months("sid_staleness", method=state.method) if month < state.month}
+    return staleness_over_months({**tables, state.month: table})
+
+
+def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict,
+                   history: pd.DataFrame) -> dict:
+    """The staleness figures as metrics of the month's candidate tokenizer run, with the report over the
+    months as a plot (``staleness/staleness_over_months.png``); the links to that model version and run."""
     key = VersionKey(catalog.source().name, state.month, state.method)
-    run = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, artifact_path="staleness")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = staleness_plot(history, f"{state.method}: staleness over months",
+                             Path(tmp) / "staleness_over_months.png")
+        run = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, [png],
+                                     artifact_path="staleness")
     version = mlflow_registry.registry().find_version(key.model_name, state.month)
     if version is None:
         return run

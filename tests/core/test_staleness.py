@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from semid_assets.core.evaluation.plots import staleness_plot
 from semid_assets.core.lifecycle.gate import GenerationPolicy
 from semid_assets.core.lifecycle.generations import Generation, first_generation, published
 from semid_assets.core.lifecycle.publish import (GenerationModels, PublishOptions, judge_month, month_view,
                                                  publish_month)
+from semid_assets.core.lifecycle.staleness import FIGURE_COLUMN, FIGURES, staleness_over_months
 from semid_assets.core.tokenizers.methods import make_tokenizer
 
 DIM = 16
@@ -103,3 +105,20 @@ def test_the_candidate_keeps_published_ids_across_a_change_of_space():
     assert choose_codebook_size(None, 20_000, 3, 128) == (128, None)
     size, warning = choose_codebook_size(256, 1_500, 3, None)
     assert size == 256 and "size rule gives 64" in warning
+
+
+def _stored(decision: str, **figures: float) -> pd.DataFrame:
+    values = {FIGURE_COLUMN.format(k): figures.get(k, float("nan")) for k in FIGURES}
+    return pd.DataFrame({"figure": ["a", "b"], "decision": decision, **values})
+
+
+def test_the_report_over_months_reads_each_stored_month_oldest_first(tmp_path):
+    tables = {"2025-08": _stored("keep", literal_kept=0.7, mse_gain=0.1),
+              "2025-06": _stored("first", literal_kept=1.0, mse_gain=0.0),
+              "2025-07": pd.DataFrame({"figure": ["a"], "decision": ["keep"]})}  # stored before figure columns
+    history = staleness_over_months(tables)
+    assert list(history["month"]) == ["2025-06", "2025-08"], "a month without the figure columns is skipped"
+    assert list(history["literal_kept"]) == [1.0, 0.7] and list(history["decision"]) == ["first", "keep"]
+    assert history["recall_gain"].isna().all()
+    png = staleness_plot(history, "rq_kmeans", tmp_path / "s.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -40,3 +40,42 @@ def agreement_plot(table: pd.DataFrame, title: str, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+STALENESS_LINES = {
+    "literal_kept": "candidate keeps published IDs (literal)",
+    "literal_kept_origin": "candidate keeps origin IDs (literal)",
+    "new_item_collision_rate": "new items colliding under the generation",
+    "mse_gain": "relative MSE gain of the candidate",
+    "recall_gain": "held-out recall gain of the serving aligner",
+}
+
+
+def staleness_plot(history: pd.DataFrame, title: str, path: Path) -> Path:
+    """The staleness report over the months (``staleness_over_months``), one line per figure; a month
+    that cut a new generation is marked with a dashed vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=100)
+    try:
+        x = list(range(len(history)))
+        for column, label in STALENESS_LINES.items():
+            values = history[column].astype(float)
+            if values.notna().any():
+                ax.plot(x, values, marker="o", label=label)
+        for i, decision in enumerate(history["decision"]):
+            if decision in ("first", "cut"):
+                ax.axvline(i, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xticks(x, list(history["month"]), rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel("share / relative gain")
+        ax.set_title(f"{title} (dashed: a generation starts)", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path

@@ -27,11 +27,30 @@ import pandas as pd
 from semid_assets.core.evaluation.stability import compare_codes
 from semid_assets.core.lifecycle.generations import PublishedIds
 
-__all__ = ["VersionFit", "staleness_figures", "kept_share", "FIGURES"]
+__all__ = ["VersionFit", "staleness_figures", "kept_share", "staleness_over_months", "FIGURES", "FIGURE_COLUMN"]
 
 FIGURES = ("generation_relative_mse", "candidate_relative_mse", "mse_gain", "new_items", "new_item_collision_rate",
            "literal_kept", "literal_kept_origin", "matched_kept", "recall_generation", "recall_serving",
            "recall_gain")
+FIGURE_COLUMN = "figure_{}"  # how a stored staleness table carries each of FIGURES (one value per month)
+
+
+def staleness_over_months(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per month, oldest first: ``month``, ``decision`` and FIGURES, read from each month's stored
+    staleness table (whose ``figure_<name>`` columns repeat the month's figures on every row).
+
+    A table stored before the figures were kept as columns has none of them: its month is skipped, not
+    shown as zeros."""
+    rows = []
+    for month in sorted(tables):
+        table = tables[month]
+        columns = [FIGURE_COLUMN.format(name) for name in FIGURES]
+        if not len(table) or not set(columns) <= set(table.columns):
+            continue
+        first = table.iloc[0]
+        rows.append({"month": month, "decision": str(first.get("decision", "")),
+                     **{name: float(first[column]) for name, column in zip(FIGURES, columns)}})
+    return pd.DataFrame(rows, columns=["month", "decision", *FIGURES])
 
 
 @dataclass(frozen=True)
