@@ -109,9 +109,9 @@ def build(parts: SemidPartitions) -> list:
         links = _generation_links(mlflow_registry, catalog, state, generation)
         context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
         return dg.MaterializeResult(value=table, metadata={
-            **links, "generation": generation, "decision": decision, "dagster/row_count": len(table),
+            **links, "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
+            "generation": generation, "decision": decision, "dagster/row_count": len(table),
             "new_this_month": int((table[FIRST_MONTH] == month_of(context)).sum()),
-            "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
             "sample": md.table(table.head(8))})
 
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
