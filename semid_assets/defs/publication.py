@@ -1,7 +1,6 @@
 """Stage 6 — published IDs: what a new generation would gain, the verdict, the table, and migration on a cut."""
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pydantic
@@ -60,7 +59,7 @@ def _figures_table(judgement) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "figure", "value", "limit", "rule", "met"])
 
 
-def build(parts: SemidPartitions) -> list:
+def _staleness_asset(parts: SemidPartitions):
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"},
               ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
     def sid_staleness(context: dg.AssetExecutionContext, config: StalenessConfig, tokenizer,
@@ -87,6 +86,10 @@ def build(parts: SemidPartitions) -> list:
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
             "figures": md.table(table.drop(columns=["decision", "summary"]))})
 
+    return sid_staleness
+
+
+def _semantic_ids_asset(parts: SemidPartitions):
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"},
               ins={"multimodal_features": dg.AssetIn()})
     def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
@@ -114,6 +117,10 @@ def build(parts: SemidPartitions) -> list:
             "new_this_month": int((table[FIRST_MONTH] == month_of(context)).sum()),
             "sample": md.table(table.head(8))})
 
+    return semantic_ids
+
+
+def _migration_assets(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
     def sid_migration(context: dg.AssetExecutionContext, semantic_ids: pd.DataFrame,
                       asset_store: AssetStoreResource) -> dg.MaterializeResult:
@@ -145,20 +152,24 @@ def build(parts: SemidPartitions) -> list:
         flows = prefix_flows(sid_migration) if len(sid_migration) else prefix_flows(sid_migration, [])
         return dg.MaterializeResult(value=flows, metadata={"dagster/row_count": len(flows)})
 
-    return [sid_staleness, semantic_ids, sid_migration, sid_prefix_migration]
+    return [sid_migration, sid_prefix_migration]
+
+
+def build(parts: SemidPartitions) -> list:
+    return [_staleness_asset(parts), _semantic_ids_asset(parts), *_migration_assets(parts)]
 
 
 def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> dict:
-    """The staleness figures as metrics of the month's candidate tokenizer run; the links to that run
-    and its model version."""
+    """The staleness figures as metrics of the month's candidate tokenizer run; the links to its model
+    version and that run (``{}`` when the candidate is not registered)."""
     key = VersionKey(catalog.source().name, state.month, state.method)
-    version = mlflow_registry.registry().find_version(key.model_name, state.month)
+    run_link = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()},
+                                      artifact_path="staleness")
+    version = mlflow_registry.registry().find_version(key.model_name, key.month) if run_link else None
     if version is None:
-        return {}
-    finite = {f"staleness_{k}": v for k, v in figures.items() if np.isfinite(v)}
-    mlflow_registry.registry().attach_evaluation(version, finite, [], artifact_path="staleness")
-    return md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version),
-                    mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id))
+        return run_link
+    return {**md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, str(version.version))),
+            **run_link}
 
 
 def _generation_links(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, generation: int) -> dict:
