@@ -131,3 +131,36 @@ def test_text_tokens_are_not_encoded_twice(tiny_run):
     # The second month re-uses every text of the first and encodes only new items' texts.
     assert second["texts_from_cache"].value > 0
     assert second["texts_encoded"].value < second["texts_total"].value
+
+
+MONTHLY_ASSETS = ("raw_items", "raw_interactions", "multimodal_features", "item_pairs", "collaborative_embeddings",
+                  "aligner_candidate", "aligned_embeddings", "tokenizer_comparison")
+VERSION_ASSETS = ("tokenizer", "sid_staleness", "semantic_ids", "sid_stability", "sid_hierarchy")
+
+
+def _newest_metadata(instance, asset: str, partition: str, dataset: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=20).records
+    mine = [r for r in records if dataset in str(r.asset_materialization.metadata.get("path", dataset))]
+    assert mine, f"{asset} [{partition}] was not materialised"
+    return dict(mine[0].asset_materialization.metadata)
+
+
+def test_metadata_reads_links_first_a_typed_number_and_rounded_tables(tiny_run, tiny_settings):
+    from semid_assets.metadata import round_sig
+
+    _, instance, _, months = tiny_run
+    month, dataset = months[-1], tiny_settings.source().name
+    partitions = [(a, month) for a in MONTHLY_ASSETS] + [
+        (a, str(dg.MultiPartitionKey({MONTH: month, METHOD: "rq_kmeans"}))) for a in VERSION_ASSETS]
+    for asset, partition in partitions:
+        values = list(_newest_metadata(instance, asset, partition, dataset).values())
+        links = [i for i, v in enumerate(values) if isinstance(v, dg.UrlMetadataValue)]
+        assert links == list(range(len(links))), f"{asset}: MLflow links are not first"
+        assert any(isinstance(v, (dg.IntMetadataValue, dg.FloatMetadataValue)) for v in values), asset
+        floats = [v.value for v in values if isinstance(v, dg.FloatMetadataValue)]
+        for table in (v.value for v in values if isinstance(v, dg.TableMetadataValue)):
+            floats += [c for r in table.records for c in r.data.values() if isinstance(c, float)]
+        assert all(f == round_sig(f) for f in floats), f"{asset}: a number is not at 4 significant figures"
+        markdown = [v.value for v in values if isinstance(v, dg.MarkdownMetadataValue)]
+        assert not any("| ---" in text or "|---" in text for text in markdown), f"{asset}: a table as markdown"

@@ -55,9 +55,20 @@ def test_first_month_starts_generation_one_and_later_months_keep_published_ids(t
         assert after["first_month"].isin(months).all() and set(after["generation"]) <= {1, 2}
 
 
+def test_semantic_ids_link_first_to_the_model_version_of_their_generation(tiny_run, tiny_settings):
+    _, instance, _, months = tiny_run
+    registry = Registry(tiny_settings.mlflow_tracking_uri, tiny_settings.mlflow_artifacts)
+    for month in months:
+        meta = _metadata(instance, "semantic_ids", _key(month))
+        version = registry.version_by_alias(MODEL, generation_alias(meta["generation"]))
+        assert list(meta)[0] == "mlflow_model_version", list(meta)
+        assert meta["mlflow_model_version"].endswith(f"/versions/{version.version}"), (month, meta["generation"])
+
+
 def test_staleness_figures_reach_metadata_and_mlflow(tiny_run, tiny_settings):
     _, instance, _, months = tiny_run
     meta = _metadata(instance, "sid_staleness", _key(months[1]))
+    assert list(meta)[:2] == ["mlflow_model_version", "mlflow_run"]
     assert meta["decision"] in ("keep", "cut", "refused")
     for figure in ("mse_gain", "new_item_collision_rate", "literal_kept", "matched_kept"):
         assert figure in meta, figure

@@ -177,10 +177,10 @@ def _semantic_ids_asset(parts: SemidPartitions):
         links = _generation_links(mlflow_registry, catalog, state, generation)
         context.log.info(f"{len(table)} semantic IDs of generation {generation} ({decision})")
         return dg.MaterializeResult(metadata={
-            **links, "path": dg.MetadataValue.path(str(path)),
+            **links, "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
+            "path": dg.MetadataValue.path(str(path)),
             "generation": generation, "decision": decision, "dagster/row_count": len(table),
             "new_this_month": int((table[FIRST_MONTH] == month_of(context)).sum()),
-            "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
             "sample": md.table(table.head(8))})
 
     return semantic_ids
@@ -242,10 +242,10 @@ def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, st
                              Path(tmp) / "staleness_over_months.png")
         run = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, [png],
                                      artifact_path="staleness")
-    version = mlflow_registry.registry().find_version(key.model_name, state.month)
+    version = mlflow_registry.registry().find_version(key.model_name, key.month) if run else None
     if version is None:
         return run
-    return {**md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, version.version)),
+    return {**md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, str(version.version))),
             **run}
 
 
