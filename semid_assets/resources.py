@@ -90,6 +90,16 @@ class MlflowRegistry(dg.ConfigurableResource):
     def model_version_url(self, model_name: str, version: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/models/{quote(model_name)}/versions/{version}"
 
+    def attach(self, key, metrics: dict, files: list | None = None, artifact_path: str = "reports") -> dict:
+        """Attach an evaluation (metrics, report files) to the run of version ``key`` (a ``VersionKey``)
+        and return its link for the metadata; ``{}`` when that version is not registered."""
+        version = self.registry().find_version(key.model_name, key.month)
+        if version is None:
+            return {}
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v and abs(float(v)) != float("inf")}
+        self.registry().attach_evaluation(version, finite, list(files or []), artifact_path=artifact_path)
+        return {"mlflow_run": dg.MetadataValue.url(self.run_url(version.experiment_id, version.run_id))}
+
 
 class SidQualityThresholds(dg.ConfigurableResource):
     """Limits the ``semantic_ids`` checks hold each version to."""

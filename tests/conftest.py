@@ -33,13 +33,10 @@ def tiny_run(tiny_settings):
     from semid_assets.definitions import build_definitions
     from semid_assets.demo import run_demo
     from semid_assets.home import prepare_home
-    from semid_assets.resources import AlignerGateResource
 
     previous = os.environ.get("DAGSTER_HOME"), os.environ.get("SEMID_HOME")
     prepare_home(tiny_settings)
-    # The tiny catalogue's months hold ~70 held-out pairs, under the default floor for judging an
-    # aligner (100): a lower floor lets the suite train and judge one each month.
-    defs = build_definitions(tiny_settings, {"aligner_gate": AlignerGateResource(min_heldout_pairs=20)})
+    defs = build_definitions(tiny_settings)
     months = tiny_settings.source().months()[-TINY_MONTHS:]
     instance = dg.DagsterInstance.get()
     summary = run_demo(defs, instance, months, list(tiny_settings.methods), log=lambda s: None)

@@ -46,9 +46,9 @@ def test_automation_chains_a_new_month_into_every_method_and_its_reports(tiny_ru
     instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="aligned_embeddings", partition=months[0]))
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection,
                                                cursor=first.cursor)
-    requested = {(key.to_user_string(), str(partition)) for key, partitions in
-                 ((r.key, r.true_subset.get_partition_keys()) for r in second.results if r.true_subset.size)
-                 for partition in partitions}
+    requested = {(found.asset_key.to_user_string(), str(found.partition_key))
+                 for result in second.results if result.true_subset.size
+                 for found in result.true_subset.expensively_compute_asset_partitions()}
     for method in METHODS:
         partition = str(dg.MultiPartitionKey({MONTH: months[0], METHOD: method}))
         for asset in ("tokenizer", "sid_staleness", "semantic_ids", "sid_stability", "sid_hierarchy"):

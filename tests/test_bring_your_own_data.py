@@ -11,7 +11,7 @@ import pytest
 from semid_assets.cli import main
 from semid_assets.core.data.errors import ContractError
 from semid_assets.core.data.sources import MovieLensSource, ParquetSource
-from semid_assets.core.evaluation.ranking import split_month
+from semid_assets.core.evaluation.ranking_data import split_month
 from semid_assets.definitions import build_definitions
 from semid_assets.demo import run_demo
 from semid_assets.io_manager import write_parquet_atomically
@@ -79,7 +79,7 @@ def test_aware_timestamps_reach_the_ranking_split_as_naive_utc(tmp_path):
     write_parquet_atomically(source.items_as_of("2025-02"), stored)
     created_at = pq.read_table(stored, columns=["item_id", "created_at"]).to_pandas()["created_at"].to_numpy()
     split = split_month(source.interactions_as_of("2025-02"), created_at, "2025-02", max_train_rows=100)
-    assert list(split.cold_items) == [False, True, True] and len(split.train) == 2 and len(split.evaluation) == 2
+    assert list(split.new_items) == [False, True, True] and len(split.train) == 2 and len(split.evaluation) == 2
 
 
 @pytest.fixture

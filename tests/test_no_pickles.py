@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import types
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def planted(tiny_run, tiny_settings, tmp_path, monkeypatch):
 def test_no_semid_load_path_executes_a_planted_pickle(planted, tiny_settings, unseen_items_file, tmp_path):
     import mlflow
 
-    from semid_assets.defs.alignment import _previous_aligner
+    from semid_assets.defs.alignment import CANDIDATE, _stored_before
 
     settings, registry, months, marker = planted
     stored = AssetStore(tiny_settings.assets_dir(DATASET))
@@ -90,10 +89,10 @@ def test_no_semid_load_path_executes_a_planted_pickle(planted, tiny_settings, un
     tokenizer = load_tokenizer(f"models:/{TOKENIZER}@{NEWEST_ALIAS}", settings.mlflow_tracking_uri)
     assert np.array_equal(tokenizer.codebooks, expected.codebooks)
     aligner = load_aligner(f"models:/{ALIGNER}/1", settings.mlflow_tracking_uri)
-    assert aligner.out_dim == stored.read_artifact("aligner", month=months[0]).out_dim
-    # The aligner's warm start of the next month (the gate and the ranker go through load_tokenizer).
-    log = types.SimpleNamespace(info=lambda message: None, warning=lambda message: None)
-    warm = _previous_aligner(types.SimpleNamespace(log=log), registry, ALIGNER, months[1])
+    assert aligner.out_dim == stored.read_artifact("aligner_candidate", month=months[0]).out_dim
+    # The aligner's warm start of the next month reads the asset store's plain arrays, never MLflow
+    # (the publication stages and the ranker go through load_tokenizer or the store).
+    warm = _stored_before(stored, CANDIDATE, months[1])
     assert warm is not None and warm.out_dim == aligner.out_dim
 
     # `semid encode` with an embedding column, and with item texts (through the registered aligner).

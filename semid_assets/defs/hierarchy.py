@@ -67,11 +67,6 @@ def build(parts: SemidPartitions) -> list:
 
 
 def _attach(mlflow_registry, catalog, month, method, similarity, trie, examples, title_column) -> dict:
-    key = VersionKey(catalog.source().name, month, method)
-    registry = mlflow_registry.registry()
-    version = registry.find_version(key.model_name, month)
-    if version is None:
-        return {}
     report = "\n".join([f"# SID hierarchy: {method} {month}", "", markdown_table(similarity), "", "## Trie", "",
                         markdown_table(trie), "", f"## Example sub-trees (titles from `{title_column}`)", "",
                         *[e + "\n" for e in examples]])
@@ -82,6 +77,5 @@ def _attach(mlflow_registry, catalog, month, method, similarity, trie, examples,
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hierarchy.md"
         path.write_text(report)
-        registry.attach_evaluation(version, {k: float(v) for k, v in metrics.items()}, [path],
-                                   artifact_path="hierarchy")
-    return md.links(mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id))
+        return mlflow_registry.attach(VersionKey(catalog.source().name, month, method), metrics, [path],
+                                      artifact_path="hierarchy")

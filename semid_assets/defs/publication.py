@@ -3,7 +3,6 @@
 import dataclasses
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pydantic
@@ -85,7 +84,7 @@ def _verdict(context, sid_staleness: pd.DataFrame, state, store, policy, options
     return verdict.decision, verdict.summary
 
 
-def build(parts: SemidPartitions) -> list:
+def _staleness_asset(parts: SemidPartitions):
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"},
               ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
     def sid_staleness(context: dg.AssetExecutionContext, config: StalenessConfig, tokenizer,
@@ -114,6 +113,10 @@ def build(parts: SemidPartitions) -> list:
             **{name: md.number(value) for name, value in figures.items() if md.number(value) is not None},
             "figures": md.table(table.drop(columns=["decision", "summary", *Basis.COLUMNS, *_JUDGED_WITH]))})
 
+    return sid_staleness
+
+
+def _semantic_ids_asset(parts: SemidPartitions):
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"},
               ins={"multimodal_features": dg.AssetIn()})
     def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
@@ -147,6 +150,10 @@ def build(parts: SemidPartitions) -> list:
             "collision_rate": md.number(float((table[SUFFIX] > 0).mean()) if len(table) else 0.0),
             "sample": md.table(table.head(8))})
 
+    return semantic_ids
+
+
+def _migration_assets(parts: SemidPartitions) -> list:
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"})
     def sid_migration(context: dg.AssetExecutionContext, semantic_ids: pd.DataFrame,
                       asset_store: AssetStoreResource) -> dg.MaterializeResult:
@@ -178,16 +185,17 @@ def build(parts: SemidPartitions) -> list:
         flows = prefix_flows(sid_migration) if len(sid_migration) else prefix_flows(sid_migration, [])
         return dg.MaterializeResult(value=flows, metadata={"dagster/row_count": len(flows)})
 
-    return [sid_staleness, semantic_ids, sid_migration, sid_prefix_migration]
+    return [sid_migration, sid_prefix_migration]
+
+
+def build(parts: SemidPartitions) -> list:
+    return [_staleness_asset(parts), _semantic_ids_asset(parts), *_migration_assets(parts)]
 
 
 def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, figures: dict) -> None:
     """The staleness figures as metrics of the month's candidate tokenizer run."""
-    key = VersionKey(catalog.source().name, state.month, state.method)
-    version = mlflow_registry.registry().find_version(key.model_name, state.month)
-    if version is not None:
-        finite = {f"staleness_{k}": v for k, v in figures.items() if np.isfinite(v)}
-        mlflow_registry.registry().attach_evaluation(version, finite, [], artifact_path="staleness")
+    mlflow_registry.attach(VersionKey(catalog.source().name, state.month, state.method),
+                           {f"staleness_{k}": v for k, v in figures.items()}, artifact_path="staleness")
 
 
 def _promote(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, record, store, context) -> dict:

@@ -107,7 +107,7 @@ def _older_sids(context, registry, name: str, month: str, months_back: int, vect
     old_model = load_tokenizer(f"models:/{name}/{version.version}", registry.tracking_uri)
     context.log.info(f"stability through the ranker: {month} SIDs against version {old_month} "
                      f"(model version {version.version})")
-    return older_version(old_month, old_model.tokenizer, vectors, month)
+    return older_version(old_month, old_model, vectors, month)
 
 
 def build(parts: SemidPartitions) -> list:

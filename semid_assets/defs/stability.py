@@ -76,16 +76,11 @@ def build(parts: SemidPartitions) -> list:
 
 def _attach(mlflow_registry, catalog, month, method, earlier, table, figures, gap) -> dict:
     """The figures and the agreement plot on the month's tokenizer run; its link."""
-    key = VersionKey(catalog.source().name, month, method)
-    registry = mlflow_registry.registry()
-    version = registry.find_version(key.model_name, month)
-    if version is None:
-        return {}
     metrics = {f"stability_{column}_p{row.prefix_length}": float(getattr(row, column))
                for row in table.itertuples(index=False)
                for column in ("ari", "nmi", "ami", "matched_kept", "prefix_jaccard", "usage_jsd", "raw_unchanged")}
     metrics.update(stability_months_apart=float(gap), stability_items_common=float(figures["items_common"]))
     with tempfile.TemporaryDirectory() as tmp:
         png = agreement_plot(table, f"{method}: {earlier} → {month}", Path(tmp) / "stability.png")
-        registry.attach_evaluation(version, metrics, [png], artifact_path="stability")
-    return md.links(mlflow_run=mlflow_registry.run_url(version.experiment_id, version.run_id))
+        return mlflow_registry.attach(VersionKey(catalog.source().name, month, method), metrics, [png],
+                                      artifact_path="stability")

@@ -188,8 +188,9 @@ def older_verdict(newest_month: str) -> Verdict:
 class AlignerGate:
     """When a newly trained aligner may serve (its space becomes the month's embeddings)."""
 
-    min_heldout_pairs: int = 100
-    """Held-out pairs needed to judge an aligner; a month with fewer does not retrain."""
+    min_heldout_pairs: int = 50
+    """Held-out pairs needed to judge an aligner (about ten times as many pairs in all); a month with
+    fewer does not retrain, so a sparse month cannot move the training lineage on a few hundred pairs."""
     margin: float = 0.0
     """Recall@10 gain (absolute) the lower end of the interval must exceed."""
     level: float = 0.95
