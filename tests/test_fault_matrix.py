@@ -61,8 +61,8 @@ class Fault:
     after_monthly: bool = False
 
 
-def _raw_items_kept(home: Home) -> None:
-    assert home.store.exists("raw_items", month=MONTH) and not home.store.exists("raw_interactions", month=MONTH)
+def _nothing_of_the_month_stored(home: Home) -> None:
+    assert not home.store.exists("raw_items", month=MONTH) and not home.store.exists("raw_interactions", month=MONTH)
 
 
 def _first_shard_kept(home: Home) -> None:
@@ -88,8 +88,8 @@ def _no_table_yet(home: Home) -> None:
 
 
 FAULTS = [
-    # raw_items is stored; raw_interactions is being validated.
-    Fault("ingest", ["--kill-at", "semid_assets.defs.ingest:validate_interactions"], _raw_items_kept),
+    # The month's first step, raw_items: its table is read from the source, not stored yet.
+    Fault("ingest", ["--kill-at", "semid_assets.defs.ingest:text_columns_of"], _nothing_of_the_month_stored),
     # The first shard of the month's new texts is stored, the second is being encoded.
     Fault("features mid-encode", ["--kill-at", "semid_assets.core.features.text_encoder:TextEncoder.encode@2",
                                   "--encode-chunk", str(ENCODE_CHUNK)], _first_shard_kept),
