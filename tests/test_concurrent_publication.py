@@ -4,7 +4,8 @@ months one after another gives, and the MLflow aliases agree with the generation
 ``sid_staleness`` judges a month against the publications stored when it runs; ``semantic_ids``
 publishes it later, in another step. A `semid demo` beside the daemon's runs (or concurrent runs
 of a backfill) can publish another month of the method in between. The first two tests place
-that other publication between the two steps on purpose, in this process; the last one runs a
+that other publication between the two steps on purpose, in this process; the third runs a whole
+earlier month after a later one was published (judged "older"); the last one (marked slow) runs a
 real `semid demo` while the daemon of `semid ui` runs the same partitions.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 import pandas as pd
+import pytest
 from ui_servers import UiServers, graphql
 
 from semid_assets.core.lifecycle.archive import GenerationArchive
@@ -114,3 +116,106 @@ def test_a_later_month_published_after_the_verdict_makes_the_month_a_backfill(tw
     assert [r.origin_month for r in GenerationArchive(_store(settings)).records(METHOD)] == [later]
     assert then.set_index("item_id").equals(now.loc[then["item_id"]]), "a backfill takes the later month's IDs"
     check_registry_agrees_with_the_archive(settings, later)
+
+
+def test_a_month_older_than_the_published_one_publishes_the_generations_ids(two_month_home):
+    """The daemon's case: the earlier month's whole tokenizer job after the later month was published.
+    sid_staleness judges it "older" (no figure weighed) and semantic_ids still gets that verdict."""
+    settings, (earlier, later) = two_month_home
+    _materialise(settings, later, TOKENIZER_ASSETS)
+    _materialise(settings, earlier, TOKENIZER_ASSETS)
+
+    staleness = _store(settings).read_table("sid_staleness", month=earlier, method=METHOD).to_pandas()
+    assert list(staleness["decision"]) == ["older"]
+    assert len(_ids(settings, earlier)) > 0
+    check_registry_agrees_with_the_archive(settings, later)
+
+
+# ---------------------------------------------------------------------- `semid demo` beside the daemon
+SENSOR = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  __typename ... on Sensor { id } ... on PythonError { message } } }"""
+STOP_SENSOR = """mutation($id: String) { stopSensor(id: $id) { __typename
+  ... on StopSensorMutationResult { instigationState { status } } ... on PythonError { message } } }"""
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
+  ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+ACTIVE = {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}
+DEMO_SECONDS = 900
+RUN_SECONDS = 420
+MAX_DAEMON_RUNS = 6
+
+
+def _stop_automation(servers: UiServers) -> None:
+    """Only the runs this test launches: the automation sensor would add more at times of its choosing."""
+    selector = {"repositoryLocationName": "semid", "repositoryName": "__repository__",
+                "sensorName": "semid_automation"}
+    sensor = graphql(servers.dagster_port, SENSOR, {"selector": selector})["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", sensor
+    stopped = graphql(servers.dagster_port, STOP_SENSOR, {"id": sensor["id"]})["stopSensor"]
+    assert stopped["__typename"] == "StopSensorMutationResult", stopped
+
+
+def _launch(servers: UiServers, key: dg.MultiPartitionKey) -> str:
+    tags = [{"key": "dagster/partition", "value": str(key)},
+            *({"key": f"dagster/partition/{dim}", "value": value} for dim, value in key.keys_by_dimension.items())]
+    params = {"selector": {"repositoryLocationName": "semid", "repositoryName": "__repository__",
+                           "jobName": TOKENIZER_JOB}, "executionMetadata": {"tags": tags}, "mode": "default"}
+    launched = graphql(servers.dagster_port, LAUNCH, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def _keep_the_daemon_busy(servers: UiServers, demo: subprocess.Popen, months: list[str]) -> list[str]:
+    """While the demo runs, launch the tokenizer job of the months in turn whenever the daemon's queue is
+    empty (it runs one at a time): there is always a daemon-launched run beside the demo's steps."""
+    launched: list[str] = []
+    while demo.poll() is None and len(launched) < MAX_DAEMON_RUNS:
+        if not launched or servers.run_status(launched[-1]) not in ACTIVE:
+            launched.append(_launch(servers, _key(months[len(launched) % len(months)])))
+        time.sleep(1)
+    return launched
+
+
+def _overlapping(instance: dg.DagsterInstance, daemon_runs: list[str]) -> int:
+    """How many of the demo's tokenizer runs ran while a daemon-launched run ran."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=TOKENIZER_JOB))
+    spans = {r.dagster_run.run_id: (r.start_time, r.end_time) for r in records}
+    daemon = [spans[run] for run in daemon_runs]
+    demo = [span for run, span in spans.items() if run not in daemon_runs]
+    return sum(any(s < de and ds < e for ds, de in daemon) for s, e in demo)
+
+
+@pytest.mark.slow
+def test_a_demo_and_the_daemons_runs_on_one_home_at_once(two_month_home, tmp_path):
+    """`semid demo` (its own process, both months, monthly stages included) while the daemon of `semid ui`
+    runs the tokenizer job of the same months again and again: no error anywhere, one version per
+    partition's content, ``newest`` on the newest month, each generation's alias and ``champion`` on the
+    versions the generation archive names, every month's IDs readable."""
+    settings, months = two_month_home
+    env = {**os.environ, "SEMID_SIZE": "tiny", "SEMID_METHODS": METHOD,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    servers = UiServers(settings, tmp_path / "servers.log", env)
+    demo_log = tmp_path / "demo.log"
+    instance = dg.DagsterInstance.get()
+    try:
+        servers.start()
+        _stop_automation(servers)
+        with open(demo_log, "wb") as out:
+            demo = subprocess.Popen([sys.executable, "-m", "semid_assets.cli", "demo", "--months", str(len(months)),
+                                     "--methods", METHOD], env=env, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                daemon_runs = _keep_the_daemon_busy(servers, demo, months)
+                assert demo.wait(timeout=DEMO_SECONDS) == 0, demo_log.read_text()[-4000:]
+            finally:
+                if demo.poll() is None:
+                    demo.kill()
+        outcomes = [servers.wait_for_status(run, {"SUCCESS", "FAILURE", "CANCELED"}, RUN_SECONDS)
+                    for run in daemon_runs]
+    finally:
+        servers.stop()
+    assert outcomes == ["SUCCESS"] * len(daemon_runs), servers.log()[-4000:]
+    assert _overlapping(instance, daemon_runs) >= 1, "no daemon-launched run ran beside the demo's tokenizer runs"
+    instance.dispose()
+    for month in months:
+        assert len(_ids(settings, month)) > 0
+    check_registry_agrees_with_the_archive(settings, months[-1])
+    assert not _store(settings).sweep_temporaries(log=lambda line: None), "temporary files were left behind"

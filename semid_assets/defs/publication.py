@@ -85,7 +85,10 @@ def _recall(state, pairs, holdout: float, seed: int) -> tuple[float, float]:
 
 
 def _figures_table(judgement) -> pd.DataFrame:
-    rows = judgement.verdict.rows()
+    # The verdict travels in this table's decision and summary columns, so a verdict that weighs no
+    # figure (a backfilled month older than the newest published one) still needs one row.
+    rows = judgement.verdict.rows() or [{"kind": "none", "figure": "no figure weighed", "value": float("nan"),
+                                         "limit": float("nan"), "rule": "", "met": None}]
     return pd.DataFrame(rows, columns=["kind", "figure", "value", "limit", "rule", "met"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import dataclasses
 import os
 import signal
 import stat
@@ -24,7 +25,6 @@ from semid_assets.core.durable import (
     atomic_write,
     writer_tag,
 )
-from semid_assets.core.options import replace_options
 from semid_assets.core.storage import (
     AssetStore,
     content_sha256,
@@ -205,7 +205,7 @@ def test_content_digest_ignores_the_container_and_the_fit_diagnostics(tmp_path, 
     assert content_sha256(save_artifact(other, tmp_path / "c.npz")) != content_sha256(first)
     changed = load_artifact(first)
     # A parameter that changes the codes, with the same arrays (options are frozen: replace them).
-    changed.options = replace_options(changed.options, beam_size=4)
+    changed.options = dataclasses.replace(changed.options, beam_size=4)
     assert content_sha256(save_artifact(changed, tmp_path / "d.npz")) != content_sha256(first)
 
 
