@@ -10,8 +10,8 @@ rows: new items) are always encoded greedily.
 
 The margin a method's candidate uses when nothing sets it is :data:`CANDIDATE_MARGINS`: the margin
 is a share of residual energy, but what a share costs in error differs by method (a balanced
-assignment pays for every item held off its capacity-constrained code; an RQ-VAE's latent has
-room to spare), so each method has its own (the measurements: ``docs/generations.md``).
+assignment pays for every item held off its capacity-constrained code), so each method has its
+own (the measurements: ``docs/generations.md``).
 """
 
 from __future__ import annotations
