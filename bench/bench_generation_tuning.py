@@ -3,7 +3,7 @@
     python bench/bench_generation_tuning.py --home PATH --method rq_kmeans [--dataset synthetic-default]
         [--first 2025-06] [--last 2025-12] [--hysteresis 0 0.02] [--anchor-iterations 1 3]
         [--warm-lr-scale 0.1 0.03] [--warm-epochs 0 1]
-        [--continue-from newest generation] [--all-months] [--json out.json]
+        [--continue-from newest generation] [--all-months] [--refit-seeds 0 1 2 3 4] [--json out.json]
 
 Re-fits only the tokenizer stage, with the library, on what a run of ``semid demo`` stored: each
 month's ``aligned_embeddings`` (and ``collaborative_embeddings`` for LETTER) and the
@@ -21,8 +21,11 @@ before, the stored version's options otherwise):
 On the first month's items it prints the share whose full code tuple the candidate keeps
 literally (and after the best renaming), the share kept of the IDs published the month before,
 and the relative MSE against an unanchored refit of the same month with the stored options.
-The publication is the stored one: the generations the run cut are listed first. Not a test:
-nothing is asserted.
+The publication is the stored one: the generations the run cut are listed first.
+
+``--refit-seeds`` also refits every fitted month unanchored with each listed seed (the stored
+options otherwise) and prints the spread of their relative MSE: the noise floor against which an
+"MSE vs refit" figure (one refit, the stored seed) can be read. Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -118,6 +121,20 @@ def run_variant(store: AssetStore, method: str, months: list[str], variant: dict
     return rows
 
 
+def refit_spread(store: AssetStore, method: str, months: list[str], seeds: list[int],
+                 refits: RefitCache) -> pd.DataFrame:
+    """Per month: the relative MSE of unanchored refits with each seed, and its spread."""
+    rows = []
+    for month in months:
+        options = store.read_artifact("tokenizer", month=month, method=method).options
+        data = month_data(store, month)
+        found = [refits.get(method, replace_options(options, seed=seed), data)["relative_mse"] for seed in seeds]
+        rows.append({"month": month, "stored seed": options.seed, "seeds": len(seeds), "min": min(found),
+                     "median": float(pd.Series(found).median()), "max": max(found),
+                     "max / min - 1": max(found) / min(found) - 1.0})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True, type=Path)
@@ -131,6 +148,7 @@ def main() -> None:
     parser.add_argument("--warm-epochs", type=int, nargs="+", default=[0])
     parser.add_argument("--continue-from", nargs="+", default=["newest"], choices=["newest", "generation"])
     parser.add_argument("--all-months", action="store_true", help="k-means methods: fit every month, not only the last")
+    parser.add_argument("--refit-seeds", type=int, nargs="*", help="also refit unanchored with these seeds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     store = AssetStore(args.home / "assets" / args.dataset)
@@ -145,8 +163,14 @@ def main() -> None:
         rows += run_variant(store, args.method, months, variant, refits, args.all_months)
     table = pd.DataFrame(rows)
     print(markdown_table(table))
+    spread = None
+    if args.refit_seeds:
+        spread = refit_spread(store, args.method, sorted(set(table["month"])), args.refit_seeds, refits)
+        print(f"unanchored refits, relative MSE over seeds {args.refit_seeds}:")
+        print(markdown_table(spread))
     if args.json is not None:
-        args.json.write_text(json.dumps(rows, default=str, indent=1))
+        found = rows if spread is None else {"variants": rows, "refit_spread": spread.to_dict("records")}
+        args.json.write_text(json.dumps(found, default=str, indent=1))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_info
 # Imported before any thread count is read: they load scipy's own BLAS, whose default is the core count.
 from semid_assets.compute import ComputeEngineResource
 from semid_assets.core.lifecycle.candidate import fit_candidate
+from semid_assets.core.lifecycle.hysteresis import candidate_margin
 from semid_assets.core.threads import blas_threads, compute_threads, faiss_threads, torch_threads
 from semid_assets.core.tokenizers.methods import make_tokenizer
 from semid_assets.defs.tokenizer import TokenizerConfig, tokenizer_options
@@ -56,7 +57,7 @@ def fit_partition(n_threads: int | None = None) -> np.ndarray:
     model = make_tokenizer(METHOD, options, **({} if n_threads is None else {"n_threads": n_threads}))
     vectors = partition_vectors()
     codes, _ = fit_candidate(model, vectors, np.arange(N_ITEMS), previous=None, published=None, steps=None,
-                             hysteresis=config.hysteresis,
+                             hysteresis=candidate_margin(METHOD, config.hysteresis),
                              encode_catalogue=ComputeEngineResource().encode_catalogue())
     return codes
 

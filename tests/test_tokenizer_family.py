@@ -11,6 +11,7 @@ import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.lifecycle.hysteresis import CANDIDATE_MARGINS
 from semid_assets.core.storage import AssetStore
 from semid_assets.registry import Registry, load_tokenizer
 from semid_assets.settings import METHODS
@@ -41,6 +42,8 @@ def test_every_method_is_registered_and_its_first_month_publishes_its_catalogue_
         params = registry.client.get_run(version.run_id).data.params
         assert set(params) == set(tokenizer.get_params()) | {
             "anchor_to_previous", "anchor_iterations", "hysteresis", "n_items", "dim"}, method
+        # The config leaves hysteresis unset: the run records the method's own margin.
+        assert float(params["hysteresis"]) == CANDIDATE_MARGINS[method], method
 
 
 def test_comparison_covers_every_method_with_ground_truth(tiny_run, tiny_settings):

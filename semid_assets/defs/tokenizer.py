@@ -13,6 +13,7 @@ from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.candidate import choose_codebook_size, fit_candidate
 from semid_assets.core.lifecycle.generations import published
 from semid_assets.core.lifecycle.history import MethodHistory
+from semid_assets.core.lifecycle.hysteresis import candidate_margin
 from semid_assets.core.lifecycle.serving import serving_month
 from semid_assets.core.lifecycle.versions import VersionKey
 from semid_assets.core.options import options_of
@@ -33,13 +34,14 @@ _PIPELINE_FIELDS = {
         "carried into this month's space, RQ-VAE/LETTER continue the newest earlier model (same shape "
         "needed); then each level's codes are renamed to match the published ones. A version of another "
         "shape is not anchored (the run says why)."))),
-    "anchor_iterations": (int, pydantic.Field(default=3, ge=1, description=(
+    "anchor_iterations": (int, pydantic.Field(default=1, ge=1, description=(
         "k-means methods: Lloyd iterations per level after the anchored warm start (an unanchored fit runs "
         "its n_iter; RQ-VAE/LETTER train their epochs). Every iteration lets more border items change code "
         "for little gain in error."))),
-    "hysteresis": (float, pydantic.Field(default=0.0, ge=0.0, description=(
+    "hysteresis": (float | None, pydantic.Field(default=None, ge=0.0, description=(
         "An item keeps its published code at a level unless another code leaves less residual energy by more "
-        "than this share of the residual's own energy (0: the candidate's own codes)."))),
+        "than this share of the residual's own energy (0: the candidate's own codes). Unset: the method's "
+        "own margin (core/lifecycle/hysteresis.py, CANDIDATE_MARGINS)."))),
 }
 _SHARED = tuple(option.name for option in options_of(QuantiserOptions))
 
@@ -112,7 +114,8 @@ def _fit(context, config, method: str, month: str, vectors: np.ndarray, item_ids
     codes, anchoring = fit_candidate(
         model, vectors, item_ids, previous=None if earlier is None or not config.anchor_to_previous else earlier[1],
         published=None if publication is None else published(publication.table), steps=steps,
-        hysteresis=config.hysteresis, progress=context.log.info, encode_catalogue=encode, **side)
+        hysteresis=candidate_margin(method, config.hysteresis), progress=context.log.info,
+        encode_catalogue=encode, **side)
     anchoring["anchored_to"] = publication.month if anchoring["anchored"] else anchoring["anchored_to"]
     return model, codes, anchoring
 
@@ -140,7 +143,8 @@ def _materialise(context, config, aligned_embeddings: pa.Table, collaborative: p
     version = mlflow_registry.registry().register_tokenizer(
         path, model_name=key.model_name, run_name=f"{method}-{month}",
         params={**model.get_params(), "anchor_to_previous": config.anchor_to_previous,
-                "anchor_iterations": config.anchor_iterations, "hysteresis": config.hysteresis,
+                "anchor_iterations": config.anchor_iterations,
+                "hysteresis": candidate_margin(method, config.hysteresis),
                 "n_items": len(vectors), "dim": vectors.shape[1]},
         metrics={**_level_metrics(report), "fit_seconds": float(model.fit_info.get("seconds", 0.0))},
         tags={**key.tags(), "aligner_month": aligner_month or "none", "dagster_run_id": context.run.run_id},

@@ -7,8 +7,10 @@ import pytest
 
 from semid_assets.core.lifecycle.gate import (AlignerGate, GenerationPolicy, first_verdict, judge_aligner,
                                               judge_candidate, paired_difference)
-from semid_assets.core.lifecycle.hysteresis import kept_after_hysteresis, sticky_codes
+from semid_assets.core.lifecycle.hysteresis import (CANDIDATE_MARGINS, candidate_margin, kept_after_hysteresis,
+                                                    sticky_codes)
 from semid_assets.core.lifecycle.versions import VersionKey, earlier_month, generation_alias, month_shift, previous_month
+from semid_assets.core.tokenizers.methods import METHODS
 from semid_assets.core.tokenizers.residual import greedy_encode
 
 
@@ -116,3 +118,17 @@ def test_hysteresis_keeps_previous_codes_within_the_margin_and_is_greedy_at_zero
     assert np.array_equal(loose[:20], greedy[:20])  # items without previous codes encode greedily
     some = sticky_codes(codebooks, Z, previous, 0.05)
     assert kept_after_hysteresis(greedy, previous) < kept_after_hysteresis(some, previous) < 1.0
+
+
+def test_candidate_margin_is_the_methods_own_unless_one_is_set():
+    assert set(CANDIDATE_MARGINS) == set(METHODS)
+    assert all(margin >= 0 for margin in CANDIDATE_MARGINS.values())
+    for method in METHODS:
+        assert candidate_margin(method) == CANDIDATE_MARGINS[method]
+        assert candidate_margin(method, 0.0) == 0.0 and candidate_margin(method, 0.3) == 0.3
+    with pytest.raises(ValueError, match="no default hysteresis for tokenizer method 'kmeans'"):
+        candidate_margin("kmeans")
+    with pytest.raises(ValueError, match="hysteresis must be >= 0"):
+        candidate_margin("rq_kmeans", -0.1)
+    with pytest.raises(TypeError):
+        CANDIDATE_MARGINS["rq_kmeans"] = 0.0  # read-only: the defaults are written once

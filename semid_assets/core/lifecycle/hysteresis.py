@@ -7,18 +7,48 @@ the space the codebooks quantise) and, at each level, keeps the item's previous 
 choosing it leaves a residual energy at most ``margin`` × the residual's own energy above the
 best code's. ``margin = 0`` is plain greedy encoding; items without previous codes (``-1``
 rows: new items) are always encoded greedily.
+
+The margin a method's candidate uses when nothing sets it is :data:`CANDIDATE_MARGINS`: the margin
+is a share of residual energy, but what a share costs in error differs by method (a balanced
+assignment pays for every item held off its capacity-constrained code), so each method has its
+own (the measurements: ``docs/generations.md``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
 from semid_assets.core.threads import compute_threads
 from semid_assets.core.tokenizers.residual import greedy_encode
 
-__all__ = ["sticky_codes", "kept_after_hysteresis", "candidate_codes"]
+__all__ = ["CANDIDATE_MARGINS", "candidate_margin", "sticky_codes", "kept_after_hysteresis", "candidate_codes"]
 
 _BLOCK = 65536
+
+CANDIDATE_MARGINS: Mapping[str, float] = MappingProxyType({
+    "rq_kmeans": 0.1,
+    "rq_kmeans_balanced": 0.05,
+    "rq_vae": 0.2,
+    "letter": 0.1,
+})
+"""Method → the hysteresis margin of its month's candidate when the tokenizer config leaves it unset."""
+
+
+def candidate_margin(method: str, configured: float | None = None) -> float:
+    """The hysteresis margin of ``method``'s candidate: ``configured`` when set, else the method's
+    :data:`CANDIDATE_MARGINS` entry."""
+    if configured is not None:
+        if configured < 0:
+            raise ValueError(f"hysteresis must be >= 0, got {configured!r}")
+        return float(configured)
+    try:
+        return CANDIDATE_MARGINS[method]
+    except KeyError:
+        raise ValueError(f"no default hysteresis for tokenizer method {method!r}; known: "
+                         f"{', '.join(CANDIDATE_MARGINS)}. Set the tokenizer config's hysteresis.") from None
 
 
 def sticky_codes(codebooks: np.ndarray, Z: np.ndarray, previous_codes: np.ndarray, margin: float,
