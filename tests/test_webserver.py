@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from semid_assets.home import PROJECT_ROOT, prepare_home
 from semid_assets.settings import Settings
+from ui_servers import free_port, graphql
 
 ASSETS_QUERY = "{ assetNodes { assetKey { path } } }"
 LAUNCH = """
@@ -31,22 +29,6 @@ mutation($params: ExecutionParams!) {
 WORKSPACE = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 RUN_STATUS = 'query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.loads(response.read())
-    assert "errors" not in payload, payload
-    return payload["data"]
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -67,7 +49,7 @@ def dagster_servers(tmp_path):
     env = dict(os.environ, SEMID_SIZE="tiny", SEMID_DATASET="synthetic")
     os.environ.clear()
     os.environ.update(saved)
-    port = _free_port()
+    port = free_port()
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     bin_dir = Path(sys.executable).parent
     logs = open(tmp_path / "servers.log", "wb")
@@ -79,7 +61,7 @@ def dagster_servers(tmp_path):
         deadline = time.monotonic() + 180
         while True:
             try:
-                entries = _graphql(port, WORKSPACE)["workspaceOrError"]["locationEntries"]
+                entries = graphql(port, WORKSPACE)["workspaceOrError"]["locationEntries"]
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                     errors = [e["locationOrLoadError"] for e in entries
                               if e["locationOrLoadError"]["__typename"] == "PythonError"]
@@ -97,9 +79,9 @@ def dagster_servers(tmp_path):
         logs.close()
 
 
-def test_list_assets_and_materialise_a_partition_over_graphql(dagster_servers):
+def test_list_assets_and_materialise_a_partition_overgraphql(dagster_servers):
     port, settings = dagster_servers
-    keys = {"/".join(node["assetKey"]["path"]) for node in _graphql(port, ASSETS_QUERY)["assetNodes"]}
+    keys = {"/".join(node["assetKey"]["path"]) for node in graphql(port, ASSETS_QUERY)["assetNodes"]}
     assert {"raw_items", "raw_interactions", "multimodal_features", "item_pairs", "aligned_embeddings",
             "tokenizer", "semantic_ids"} <= keys
 
@@ -110,13 +92,13 @@ def test_list_assets_and_materialise_a_partition_over_graphql(dagster_servers):
         "executionMetadata": {"tags": [{"key": "dagster/partition", "value": month}]},
         "mode": "default",
     }
-    launched = _graphql(port, LAUNCH, {"params": params})["launchRun"]
+    launched = graphql(port, LAUNCH, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     run_id = launched["run"]["runId"]
 
     deadline, status = time.monotonic() + 300, None
     while time.monotonic() < deadline:
-        status = _graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+        status = graphql(port, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
         if status in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(2)

@@ -81,12 +81,8 @@ def test_token_store_rejects_bad_input(tmp_path):
         TokenStore(tmp_path, "../escape")
 
 
-def test_token_store_crash_before_index_leaves_store_consistent(tmp_path, monkeypatch):
-    rng = np.random.default_rng(1)
-    store = TokenStore(tmp_path, "enc")
-    k1, t1, p1 = _random_entries(rng, 3)
-    store.put(k1, t1, p1)
-
+def _put_stopped_before_its_index(store, monkeypatch, *entries) -> None:
+    """``store.put(*entries)`` failing after its shard files are written and before its index is."""
     real_write = token_store_mod.atomic_write
 
     def crash_on_index(path, write):
@@ -95,10 +91,21 @@ def test_token_store_crash_before_index_leaves_store_consistent(tmp_path, monkey
         real_write(path, write)
 
     monkeypatch.setattr(token_store_mod, "atomic_write", crash_on_index)
+    try:
+        with pytest.raises(OSError, match="simulated"):
+            store.put(*entries)
+    finally:
+        monkeypatch.setattr(token_store_mod, "atomic_write", real_write)
+
+
+def test_token_store_crash_before_index_leaves_store_consistent(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    store = TokenStore(tmp_path, "enc")
+    k1, t1, p1 = _random_entries(rng, 3)
+    store.put(k1, t1, p1)
+
     k2, t2, p2 = _random_entries(rng, 3, offset=3)
-    with pytest.raises(OSError, match="simulated"):
-        store.put(k2, t2, p2)
-    monkeypatch.setattr(token_store_mod, "atomic_write", real_write)
+    _put_stopped_before_its_index(store, monkeypatch, k2, t2, p2)
 
     reopened = TokenStore(tmp_path, "enc")
     assert len(reopened) == 3 and not reopened.contains(k2).any()
@@ -124,17 +131,7 @@ def test_token_store_sweep_removes_a_killed_writers_orphans_and_keeps_a_live_one
     k1, t1, p1 = _random_entries(rng, 3)
     store.put(k1, t1, p1)
     # This (live) process stops a put before its index: its orphans must survive a sweep.
-    real_write = token_store_mod.atomic_write
-
-    def crash_on_index(path, write):
-        if path.name.endswith(".index.parquet"):
-            raise OSError("interrupted")
-        real_write(path, write)
-
-    monkeypatch.setattr(token_store_mod, "atomic_write", crash_on_index)
-    with pytest.raises(OSError):
-        store.put(*_random_entries(rng, 2, offset=3))
-    monkeypatch.setattr(token_store_mod, "atomic_write", real_write)
+    _put_stopped_before_its_index(store, monkeypatch, *_random_entries(rng, 2, offset=3))
     live_orphans = TokenStore(tmp_path, "enc").orphans()
     # Another process is SIGKILLed at the same point of its put.
     root = Path(__file__).resolve().parents[2]

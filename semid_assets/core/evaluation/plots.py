@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -16,15 +18,29 @@ AGREEMENT_COLUMNS = {
 }
 
 
-def agreement_plot(table: pd.DataFrame, title: str, path: Path) -> Path:
-    """Agreement vs prefix length, one line per measure of ``core/evaluation/stability.py``'s table."""
+@contextmanager
+def _figure(path: Path, title: str, size: tuple[float, float]) -> Iterator:
+    """An axes to draw on; then grid, legend and title, written to ``path`` as PNG and closed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig, ax = plt.subplots(figsize=size, dpi=100)
     try:
+        yield ax
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def agreement_plot(table: pd.DataFrame, title: str, path: Path) -> Path:
+    """Agreement vs prefix length, one line per measure of ``core/evaluation/stability.py``'s table."""
+    with _figure(path, title, (6.4, 4.0)) as ax:
         for column, label in AGREEMENT_COLUMNS.items():
             if column in table.columns:
                 ax.plot(table["prefix_length"], table[column], marker="o", label=label)
@@ -32,13 +48,6 @@ def agreement_plot(table: pd.DataFrame, title: str, path: Path) -> Path:
         ax.set_ylabel("agreement (1 = identical)")
         ax.set_xticks(list(table["prefix_length"]))
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return path
 
 
@@ -54,13 +63,7 @@ STALENESS_LINES = {
 def staleness_plot(history: pd.DataFrame, title: str, path: Path) -> Path:
     """The staleness report over the months (``staleness_over_months``), one line per figure; a month
     that cut a new generation is marked with a dashed vertical line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.2), dpi=100)
-    try:
+    with _figure(path, f"{title} (dashed: a generation starts)", (7.2, 4.2)) as ax:
         x = list(range(len(history)))
         for column, label in STALENESS_LINES.items():
             values = history[column].astype(float)
@@ -71,11 +74,4 @@ def staleness_plot(history: pd.DataFrame, title: str, path: Path) -> Path:
                 ax.axvline(i, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xticks(x, list(history["month"]), rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("share / relative gain")
-        ax.set_title(f"{title} (dashed: a generation starts)", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
     return path
