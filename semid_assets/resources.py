@@ -92,13 +92,16 @@ class MlflowRegistry(dg.ConfigurableResource):
 
     def attach(self, key, metrics: dict, files: list | None = None, artifact_path: str = "reports") -> dict:
         """Attach an evaluation (metrics, report files) to the run of version ``key`` (a ``VersionKey``)
-        and return its link for the metadata; ``{}`` when that version is not registered."""
+        and return the links to that model version and its run for the metadata (model version first);
+        ``{}`` when that version is not registered."""
         version = self.registry().find_version(key.model_name, key.month)
         if version is None:
             return {}
         finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v and abs(float(v)) != float("inf")}
         self.registry().attach_evaluation(version, finite, list(files or []), artifact_path=artifact_path)
-        return {"mlflow_run": dg.MetadataValue.url(self.run_url(version.experiment_id, version.run_id))}
+        return {"mlflow_model_version": dg.MetadataValue.url(self.model_version_url(key.model_name,
+                                                                                  str(version.version))),
+                "mlflow_run": dg.MetadataValue.url(self.run_url(version.experiment_id, version.run_id))}
 
 
 class SidQualityThresholds(dg.ConfigurableResource):

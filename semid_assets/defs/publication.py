@@ -243,13 +243,8 @@ def _log_to_mlflow(mlflow_registry: MlflowRegistry, catalog: CatalogResource, st
     with tempfile.TemporaryDirectory() as tmp:
         png = staleness_plot(history, f"{state.method}: staleness over months",
                              Path(tmp) / "staleness_over_months.png")
-        run = mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, [png],
-                                     artifact_path="staleness")
-    version = mlflow_registry.registry().find_version(key.model_name, key.month) if run else None
-    if version is None:
-        return run
-    return {**md.links(mlflow_model_version=mlflow_registry.model_version_url(key.model_name, str(version.version))),
-            **run}
+        return mlflow_registry.attach(key, {f"staleness_{k}": v for k, v in figures.items()}, [png],
+                                      artifact_path="staleness")
 
 
 def _generation_links(mlflow_registry: MlflowRegistry, catalog: CatalogResource, state, generation: int) -> dict:
