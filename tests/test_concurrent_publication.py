@@ -11,6 +11,7 @@ real `semid demo` while the daemon of `semid ui` runs the same partitions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -131,6 +132,23 @@ def test_a_month_older_than_the_published_one_publishes_the_generations_ids(two_
     check_registry_agrees_with_the_archive(settings, later)
 
 
+
+def test_the_month_a_generation_was_cut_in_keeps_it_once_an_earlier_month_publishes_it(two_month_home):
+    """The daemon's case after that: the later month's job runs again once the earlier month took its IDs
+    from the later month's generation. Cutting again there would replace the record and models of a
+    generation the earlier month publishes, and every later rerun would fail to find it."""
+    settings, (earlier, later) = two_month_home
+    _materialise(settings, later, TOKENIZER_ASSETS)
+    first = _ids(settings, later)
+    _materialise(settings, earlier, TOKENIZER_ASSETS)
+    for _ in range(2):
+        _materialise(settings, later, TOKENIZER_ASSETS)
+        staleness = _store(settings).read_table("sid_staleness", month=later, method=METHOD).to_pandas()
+        assert list(staleness["decision"]) == ["keep"], staleness["summary"].iloc[0]
+        assert _ids(settings, later).equals(first)
+    assert [(r.number, r.origin_month) for r in GenerationArchive(_store(settings)).records(METHOD)] == [(1, later)]
+    check_registry_agrees_with_the_archive(settings, later)
+
 # ---------------------------------------------------------------------- `semid demo` beside the daemon
 SENSOR = """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
   __typename ... on Sensor { id } ... on PythonError { message } } }"""
@@ -164,6 +182,25 @@ def _launch(servers: UiServers, key: dg.MultiPartitionKey) -> str:
     return launched["run"]["runId"]
 
 
+def _two_runs_at_once(settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The home's instance, but running two runs at once (the production variant runs eight).
+
+    The queue counts every run in the instance's storage, the demo's in-process runs included, so with
+    the default one run at a time the daemon starts a queued run only between two of the demo's runs:
+    the default setup serialises them, and there would be no race to test.
+    """
+    from semid_assets.home import instance_config_file, prepare_home
+
+    config = folder / "dagster.yaml"
+    default = instance_config_file().read_text()
+    assert "max_concurrent_runs: 1\n" in default
+    config.write_text(default.replace("max_concurrent_runs: 1\n", "max_concurrent_runs: 2\n"))
+    monkeypatch.setenv("SEMID_DAGSTER_CONFIG", str(config))  # for the servers and the demo
+    settings = dataclasses.replace(settings, dagster_config=str(config))
+    prepare_home(settings)
+    return settings
+
+
 def _active(servers: UiServers, launched: list[str]) -> int:
     return sum(servers.run_status(run) in ACTIVE for run in launched[-2:])
 
@@ -179,6 +216,17 @@ def _keep_the_daemon_busy(servers: UiServers, demo: subprocess.Popen, months: li
     return launched
 
 
+def _failures(instance: dg.DagsterInstance, runs: list[str]) -> list[str]:
+    """The step failures of these runs, each with its partition, for the report of a failed run."""
+    found = []
+    for run in runs:
+        for record in instance.all_logs(run, of_type=dg.DagsterEventType.STEP_FAILURE):
+            event = record.dagster_event
+            found.append(f"{instance.get_run_by_id(run).tags.get('dagster/partition')} {event.step_key}: "
+                         f"{event.event_specific_data.error.to_string()[-3000:]}")
+    return found
+
+
 def _overlapping(instance: dg.DagsterInstance, daemon_runs: list[str]) -> int:
     """How many of the demo's tokenizer runs ran while a daemon-launched run ran."""
     records = instance.get_run_records(dg.RunsFilter(job_name=TOKENIZER_JOB))
@@ -189,12 +237,13 @@ def _overlapping(instance: dg.DagsterInstance, daemon_runs: list[str]) -> int:
 
 
 @pytest.mark.slow
-def test_a_demo_and_the_daemons_runs_on_one_home_at_once(two_month_home, tmp_path):
+def test_a_demo_and_the_daemons_runs_on_one_home_at_once(two_month_home, tmp_path, monkeypatch):
     """`semid demo` (its own process, both months, monthly stages included) while the daemon of `semid ui`
     runs the tokenizer job of the same months again and again: no error anywhere, one version per
     partition's content, ``newest`` on the newest month, each generation's alias and ``champion`` on the
     versions the generation archive names, every month's IDs readable."""
     settings, months = two_month_home
+    settings = _two_runs_at_once(settings, tmp_path, monkeypatch)
     env = {**os.environ, "SEMID_SIZE": "tiny", "SEMID_METHODS": METHOD,
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     servers = UiServers(settings, tmp_path / "servers.log", env)
@@ -220,7 +269,7 @@ def test_a_demo_and_the_daemons_runs_on_one_home_at_once(two_month_home, tmp_pat
                     for run in daemon_runs]
     finally:
         servers.stop()
-    assert outcomes == ["SUCCESS"] * len(daemon_runs), servers.log()[-4000:]
+    assert outcomes == ["SUCCESS"] * len(daemon_runs), _failures(instance, daemon_runs)
     # Which runs met when, for the report when they did not: whether they meet depends on timing.
     spans = {r.dagster_run.run_id[:8]: (r.dagster_run.tags.get("dagster/partition"), r.start_time, r.end_time,
                                        r.dagster_run.run_id in daemon_runs)

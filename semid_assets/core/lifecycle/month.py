@@ -22,7 +22,7 @@ import pandas as pd
 
 from semid_assets.core.alignment.evaluation import pair_recall, split_pairs, unique_pairs
 from semid_assets.core.lifecycle.archive import GenerationArchive
-from semid_assets.core.lifecycle.gate import GenerationPolicy, older_verdict
+from semid_assets.core.lifecycle.gate import GenerationPolicy, older_verdict, own_generation_verdict
 from semid_assets.core.lifecycle.generations import Generation, published
 from semid_assets.core.lifecycle.history import MethodHistory, StoredTable
 from semid_assets.core.lifecycle.publish import (GenerationModels, Judgement, MonthView, PublishOptions,
@@ -122,11 +122,15 @@ def heldout_recall(vectors: np.ndarray, item_ids: np.ndarray, pairs: pd.DataFram
 def judge(state: MonthState, policy: GenerationPolicy, options: PublishOptions,
           recall: tuple[float, float] = (float("nan"), float("nan"))) -> Judgement:
     """The month's verdict: ``older`` for a backfill behind a later publication, ``first`` when nothing
-    is published before it, else the staleness figures judged by ``policy``."""
+    is published before it, ``keep`` when the earlier publication took its IDs from the generation this
+    month cut (the month judged again after a backfill), else the staleness figures judged by ``policy``."""
     if state.later is not None:
         return Judgement(older_verdict(state.later.month), {}, None)
     if state.previous is None:
         return judge_first(state.view, policy)
+    if state.models.record.origin_month >= state.month:
+        verdict = own_generation_verdict(state.models.record.number, state.month, state.previous.month)
+        return Judgement(verdict, {}, None)
     return judge_month(state.previous.table, state.origin, state.models, state.view, policy, options, recall)
 
 
