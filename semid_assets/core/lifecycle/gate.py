@@ -182,11 +182,13 @@ def older_verdict(newest_month: str) -> Verdict:
                    "IDs taken from the published generation")
 
 
-def own_generation_verdict(number: int, month: str, backfilled_month: str) -> Verdict:
+def own_generation_verdict(number: int, month: str, backfilled_month: str, requested: bool = False) -> Verdict:
     """A month judged again after an earlier month took its IDs from the generation this month cut
-    (a backfill): that generation is kept, since cutting it again would change IDs already published."""
+    (a backfill): that generation is kept, even on request, since cutting it again would change IDs
+    already published."""
+    refused = "; the requested cut is not made" if requested else ""
     return Verdict("keep", f"generation {number} kept: it was cut in {month}, and {backfilled_month} already "
-                   "publishes its IDs (backfilled after this month); cutting again would change them")
+                   f"publishes its IDs (backfilled after this month); cutting again would change them{refused}")
 
 
 # ---------------------------------------------------------------------- aligners

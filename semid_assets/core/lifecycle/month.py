@@ -129,7 +129,8 @@ def judge(state: MonthState, policy: GenerationPolicy, options: PublishOptions,
     if state.previous is None:
         return judge_first(state.view, policy)
     if state.models.record.origin_month >= state.month:
-        verdict = own_generation_verdict(state.models.record.number, state.month, state.previous.month)
+        verdict = own_generation_verdict(state.models.record.number, state.month, state.previous.month,
+                                         options.cut_generation)
         return Judgement(verdict, {}, None)
     return judge_month(state.previous.table, state.origin, state.models, state.view, policy, options, recall)
 
