@@ -232,30 +232,10 @@ def build_item_pairs(interactions: pd.DataFrame, item_ids: np.ndarray, config: P
     started = time.perf_counter()
     if not isinstance(config, PairConfig):
         raise ValueError(f"config must be a PairConfig, got {type(config).__name__}.")
-    missing = [c for c in schema.INTERACTION_REQUIRED if c not in interactions.columns]
-    if missing:
-        raise ValueError(
-            f"interactions is missing column(s) {missing} (it has {list(interactions.columns)}); "
-            f"expected {list(schema.INTERACTION_REQUIRED)}."
-        )
     item_ids = np.asarray(item_ids)
-    if item_ids.ndim != 1:
-        raise ValueError(f"item_ids must be 1-D, got shape {item_ids.shape}.")
-    n_items = int(item_ids.size)
-    item_pos = _catalogue_positions(item_ids, interactions[schema.ITEM_ID])
-
-    positive = (interactions[schema.LABEL] == 1).to_numpy(dtype=bool)
-    items = item_pos[positive]
-    user_codes, user_uniques = pd.factorize(interactions[schema.USER_ID][positive], sort=True)
-    if (user_codes < 0).any():
-        raise ValueError(
-            f"interactions has {int((user_codes < 0).sum())} positive row(s) with a missing user_id; "
-            f"fill or drop them first."
-        )
-    users = user_codes.astype(np.int64)
-    ts = _timestamps_ns(interactions[schema.TS][positive], "interactions.ts")
+    users, items, ts, n_users = _positives(interactions, item_ids)
     start_ns = None if target_start is None else _timestamps_ns(target_start, "target_start")
-    n_users = int(len(user_uniques))
+    n_items = int(item_ids.size)
 
     swing_started = time.perf_counter()
     similarity = swing_similarity(
@@ -268,39 +248,19 @@ def build_item_pairs(interactions: pd.DataFrame, item_ids: np.ndarray, config: P
     # item-to-item: each item's top-k, deduplicated across the two directions.
     rows, cols, scores = top_k_neighbours(similarity, config.swing_top_k)
     keep = scores > config.min_score
-    sw_a, sw_b, sw_score, sw_count = _group_pairs(rows[keep], cols[keep], scores[keep], n_items)
+    swing = _group_pairs(rows[keep], cols[keep], scores[keep], n_items)
+    u2i, n_targets = _u2i_pairs(users, items, ts, start_ns, similarity, config, n_items)
+    pairs, a, b = _merged(item_ids, swing, u2i)
 
-    # user-to-item: best recent partner per target.
-    n_targets = 0
-    u2i_a = u2i_b = u2i_count = np.zeros(0, np.int64)
-    u2i_score = np.zeros(0, np.float64)
-    if config.u2i_history > 0 and users.size:
-        target_items, partner, best, n_targets = _u2i_partners(
-            users, items, ts, start_ns, similarity, config.u2i_history)
-        found = (partner >= 0) & (best > config.min_score)
-        u2i_a, u2i_b, u2i_score, u2i_count = _group_pairs(
-            target_items[found], partner[found], best[found], n_items)
-    elif start_ns is None:
-        n_targets = int(users.size)
-    else:
-        n_targets = int((ts >= start_ns).sum())
-
-    a = np.concatenate((sw_a, u2i_a))
-    b = np.concatenate((sw_b, u2i_b))
-    source = np.concatenate((np.full(sw_a.size, _SWING, np.int64), np.full(u2i_a.size, _U2I, np.int64)))
-    order = np.lexsort((source, b, a))
-    pairs = _frame(item_ids, a[order], b[order], source[order],
-                   np.concatenate((sw_score, u2i_score))[order], np.concatenate((sw_count, u2i_count))[order])
-
-    overlap = np.intersect1d(sw_a * n_items + sw_b, u2i_a * n_items + u2i_b).size
+    overlap = np.intersect1d(swing[0] * n_items + swing[1], u2i[0] * n_items + u2i[1]).size
     stats = {
         "n_positive_interactions": int(users.size),
         "n_users": n_users,
         "n_items": n_items,
         "n_targets": int(n_targets),
         "n_items_with_pairs": int(np.unique(np.concatenate((a, b))).size),
-        "pairs_swing": int(sw_a.size),
-        "pairs_u2i": int(u2i_a.size),
+        "pairs_swing": int(swing[0].size),
+        "pairs_u2i": int(u2i[0].size),
         "pairs_total": int(a.size),
         "pairs_overlap": int(overlap),
         "swing_nnz": int(similarity.nnz),
@@ -308,3 +268,51 @@ def build_item_pairs(interactions: pd.DataFrame, item_ids: np.ndarray, config: P
         "seconds": round(time.perf_counter() - started, 4),
     }
     return pairs, stats
+
+
+def _positives(interactions: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The positive rows as ``(user codes, catalogue positions, ts in ns, number of users)``, after
+    checking the columns, the catalogue and the user ids."""
+    missing = [c for c in schema.INTERACTION_REQUIRED if c not in interactions.columns]
+    if missing:
+        raise ValueError(
+            f"interactions is missing column(s) {missing} (it has {list(interactions.columns)}); "
+            f"expected {list(schema.INTERACTION_REQUIRED)}."
+        )
+    if item_ids.ndim != 1:
+        raise ValueError(f"item_ids must be 1-D, got shape {item_ids.shape}.")
+    item_pos = _catalogue_positions(item_ids, interactions[schema.ITEM_ID])
+    positive = (interactions[schema.LABEL] == 1).to_numpy(dtype=bool)
+    user_codes, user_uniques = pd.factorize(interactions[schema.USER_ID][positive], sort=True)
+    if (user_codes < 0).any():
+        raise ValueError(
+            f"interactions has {int((user_codes < 0).sum())} positive row(s) with a missing user_id; "
+            f"fill or drop them first."
+        )
+    ts = _timestamps_ns(interactions[schema.TS][positive], "interactions.ts")
+    return user_codes.astype(np.int64), item_pos[positive], ts, int(len(user_uniques))
+
+
+def _u2i_pairs(users: np.ndarray, items: np.ndarray, ts: np.ndarray, start_ns, similarity, config: PairConfig,
+               n_items: int) -> tuple[tuple[np.ndarray, ...], int]:
+    """User-to-item pairs (each target with its best recent partner), grouped as :func:`_group_pairs`
+    groups them, and the number of targets."""
+    if config.u2i_history > 0 and users.size:
+        target_items, partner, best, n_targets = _u2i_partners(
+            users, items, ts, start_ns, similarity, config.u2i_history)
+        found = (partner >= 0) & (best > config.min_score)
+        return _group_pairs(target_items[found], partner[found], best[found], n_items), n_targets
+    none = np.zeros(0, np.int64)
+    n_targets = int(users.size) if start_ns is None else int((ts >= start_ns).sum())
+    return (none, none, np.zeros(0, np.float64), none), n_targets
+
+
+def _merged(item_ids: np.ndarray, swing: tuple[np.ndarray, ...], u2i: tuple[np.ndarray, ...]):
+    """Both sources' pairs in one frame sorted by (item_a, item_b, source), and its position columns."""
+    a = np.concatenate((swing[0], u2i[0]))
+    b = np.concatenate((swing[1], u2i[1]))
+    source = np.concatenate((np.full(swing[0].size, _SWING, np.int64), np.full(u2i[0].size, _U2I, np.int64)))
+    order = np.lexsort((source, b, a))
+    pairs = _frame(item_ids, a[order], b[order], source[order],
+                   np.concatenate((swing[2], u2i[2]))[order], np.concatenate((swing[3], u2i[3]))[order])
+    return pairs, a, b
