@@ -106,7 +106,75 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_t
     n = features.n_items
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
+    qconfig, vocabulary, use_caption = _net_config(features, config, captions, store)
+    net = AlignerNet(qconfig)
+    copied = _warm_start(net, warm_start, vocabulary) if warm_start is not None else []
+    if warm_start is not None:
+        log(f"warm start: {len(copied)} of {len(net.state_dict())} tensors copied from the previous aligner")
+    anchor = _stability_targets(warm_start, stability_targets, features, qconfig, config, store, log)
+    log_tau = nn.Parameter(torch.tensor(math.log(config.temperature)), requires_grad=config.learn_temperature)
+    params = [p for p in net.parameters()] + ([log_tau] if config.learn_temperature else [])
+    optimiser = _optimiser(params, config)
+    steps = config.steps or max(1, math.ceil(config.epochs * len(pairs_a) / config.batch_pairs))
+    lr_at = _schedule(config, steps)
 
+    known = np.unique(_pair_keys(pairs_a, pairs_b, n))
+    batches = _pair_batches(len(pairs_a), config.batch_pairs, rng)
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    progress = _Progress(steps, config.log_every, log)
+    net.train()
+    log(f"training {steps} steps of {config.batch_pairs} pairs on {len(pairs_a)} pairs, {threads} threads")
+    for step in range(steps):
+        batch = next(batches)
+        a, b = pairs_a[batch], pairs_b[batch]
+        rows = np.unique(np.concatenate([a, b]))
+        tokens, masks = feature_tensors(features.token_matrices(rows, store), features)
+        q, z = net.qformer([t[:, :cap] for t, cap in zip(tokens, qconfig.max_tokens)],
+                           [m[:, :cap] for m, cap in zip(masks, qconfig.max_tokens)])
+        tau = log_tau.exp().clamp(min=0.01)
+        nce = (_contrastive(z, rows, a, b, tau, known, n) if config.contrastive_weight > 0 else torch.zeros(()))
+        cap_loss = _caption_term(net, q, rows, captions, config.caption_items_per_step, rng) if use_caption else None
+        stab_loss = (z - anchor[rows]).square().sum(dim=1).mean() if anchor is not None else torch.zeros(())
+        loss = torch.zeros(())
+        if config.contrastive_weight > 0:
+            loss = loss + config.contrastive_weight * nce
+        if cap_loss is not None:
+            loss = loss + config.caption_weight * cap_loss
+        if anchor is not None:
+            loss = loss + config.stability_weight * stab_loss
+
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        optimiser.step()
+
+        record = {"step": step, "loss": loss.item(), "contrastive": nce.item(), "caption": 0.0 if cap_loss is None else cap_loss.item(),
+                  "stability": stab_loss.item(), "temperature": tau.item(), "lr": lr_at(step)}
+        history.append(record)
+        progress.step(record, len(batch), len(rows))
+
+    net.eval()
+    info = {
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "train_pairs": int(len(pairs_a)),
+        "steps": steps,
+        "threads": threads,
+        "temperature": float(log_tau.detach().exp().clamp(min=0.01)),
+        "caption_column": captions.column if use_caption else None,
+        "warm_started": warm_start is not None,
+        "warm_start_tensors": len(copied),
+        "stability_anchored": anchor is not None,
+        "train_config": asdict(config),
+    }
+    return Aligner.from_net(net, vocabulary, info), history
+
+
+def _net_config(features, config, captions, store) -> tuple[QFormerConfig, np.ndarray, bool]:
+    """The network's shape for these features (token caps from the longest item) and captions, the caption
+    vocabulary, and whether the caption loss trains."""
     counts = features.token_counts(store)
     max_tokens = tuple(
         max(1, min(int(counts[m].max(initial=0)), config.max_text_tokens if m == "text" else 1 << 30))
@@ -119,19 +187,19 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_t
         heads=config.heads, ffn_mult=config.ffn_mult, pool=config.pool,
         vocab_size=len(vocabulary) + 2 if use_caption else 2, decoder_layers=config.decoder_layers,
         caption_max_tokens=captions.ids.shape[1] if use_caption else config.caption_max_tokens)
-    net = AlignerNet(qconfig)
-    copied = _warm_start(net, warm_start, vocabulary) if warm_start is not None else []
-    if warm_start is not None:
-        log(f"warm start: {len(copied)} of {len(net.state_dict())} tensors copied from the previous aligner")
-    anchor = _stability_targets(warm_start, stability_targets, features, qconfig, config, store, log)
-    log_tau = nn.Parameter(torch.tensor(math.log(config.temperature)), requires_grad=config.learn_temperature)
-    params = [p for p in net.parameters()] + ([log_tau] if config.learn_temperature else [])
+    return qconfig, vocabulary, use_caption
+
+
+def _optimiser(params: list, config) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, norms or the temperature)."""
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
 
-    steps = config.steps or max(1, math.ceil(config.epochs * len(pairs_a) / config.batch_pairs))
+
+def _schedule(config, steps: int):
+    """The learning rate at a step: linear warm-up, then cosine decay to a tenth of ``config.lr``."""
     warmup = min(config.warmup_steps, steps // 4)
 
     def lr_at(step: int) -> float:
@@ -140,90 +208,63 @@ def _train(features, pairs_a, pairs_b, config, captions, warm_start, stability_t
         progress = (step - warmup) / max(1, steps - warmup)
         return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
-    known = np.unique(_pair_keys(pairs_a, pairs_b, n))
-    order = np.zeros(0, np.int64)
-    cursor = 0
-    history: list[dict[str, float]] = []
-    started = time.perf_counter()
-    last_log, pairs_seen, items_seen = started, 0, 0
-    net.train()
-    log(f"training {steps} steps of {config.batch_pairs} pairs on {len(pairs_a)} pairs, {threads} threads")
-    for step in range(steps):
-        if cursor + config.batch_pairs > len(order):
-            order = rng.permutation(len(pairs_a))
-            cursor = 0
-        batch = order[cursor : cursor + config.batch_pairs]
-        cursor += len(batch)
-        a, b = pairs_a[batch], pairs_b[batch]
-        rows = np.unique(np.concatenate([a, b]))
-        matrices = features.token_matrices(rows, store)
-        tokens, masks = feature_tensors(matrices, features)
-        tokens = [t[:, :cap] for t, cap in zip(tokens, max_tokens)]
-        masks = [m[:, :cap] for m, cap in zip(masks, max_tokens)]
-        q, z = net.qformer(tokens, masks)
-        ia, ib = np.searchsorted(rows, a), np.searchsorted(rows, b)
+    return lr_at
 
-        tau = log_tau.exp().clamp(min=0.01)
-        loss = torch.zeros(())
-        nce = torch.zeros(())
-        if config.contrastive_weight > 0:
-            logits = z[ia] @ z[ib].T / tau
-            cross = _pair_keys(np.repeat(a, len(b)), np.tile(b, len(a)), n)
-            false_negative = (np.isin(cross, known) | (np.repeat(a, len(b)) == np.tile(b, len(a))))
-            false_negative = false_negative.reshape(len(a), len(b))
-            np.fill_diagonal(false_negative, False)
-            logits = logits.masked_fill(torch.from_numpy(false_negative), float("-inf"))
-            target = torch.arange(len(a))
-            nce = 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
-            loss = loss + config.contrastive_weight * nce
-        cap_loss = torch.zeros(())
-        if use_caption:
-            candidates = rows[captions.trainable[rows] & captions.mask[rows, 1:].any(axis=1)]
-            if len(candidates):
-                chosen = np.sort(rng.permutation(candidates)[: config.caption_items_per_step])
-                cap_loss, _ = caption_loss(net, q[np.searchsorted(rows, chosen)], captions.ids[chosen],
-                                           captions.mask[chosen])
-                loss = loss + config.caption_weight * cap_loss
 
-        stab_loss = torch.zeros(())
-        if anchor is not None:
-            stab_loss = (z - anchor[rows]).square().sum(dim=1).mean()
-            loss = loss + config.stability_weight * stab_loss
+def _pair_batches(n_pairs: int, batch_pairs: int, rng: np.random.Generator):
+    """Batches of pair positions, endlessly: one permutation per pass, a partial tail skipped."""
+    order, cursor = np.zeros(0, np.int64), 0
+    while True:
+        if cursor + batch_pairs > len(order):
+            order, cursor = rng.permutation(n_pairs), 0
+        yield order[cursor : cursor + batch_pairs]
+        cursor += batch_pairs
 
-        for group in optimiser.param_groups:
-            group["lr"] = lr_at(step)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(params, 1.0)
-        optimiser.step()
 
-        pairs_seen += len(batch)
-        items_seen += len(rows)
-        record = {"step": step, "loss": loss.item(), "contrastive": nce.item(), "caption": cap_loss.item(),
-                  "stability": stab_loss.item(), "temperature": tau.item(), "lr": lr_at(step)}
-        history.append(record)
-        if (step + 1) % config.log_every == 0 or step + 1 == steps:
-            now = time.perf_counter()
-            log(f"step {step + 1}/{steps}: loss {record['loss']:.4f} (contrastive {record['contrastive']:.4f}, "
-                f"caption {record['caption']:.4f}, stability {record['stability']:.4f}), τ {record['temperature']:.4f}, "
-                f"{pairs_seen / (now - last_log):.0f} pairs/s, {items_seen / (now - last_log):.0f} items/s")
-            last_log, pairs_seen, items_seen = now, 0, 0
+def _contrastive(z: torch.Tensor, rows: np.ndarray, a: np.ndarray, b: np.ndarray, tau: torch.Tensor,
+                 known: np.ndarray, n: int) -> torch.Tensor:
+    """Symmetric InfoNCE over the batch's pairs; other known pairs and the same item are not negatives."""
+    ia, ib = np.searchsorted(rows, a), np.searchsorted(rows, b)
+    logits = z[ia] @ z[ib].T / tau
+    cross = _pair_keys(np.repeat(a, len(b)), np.tile(b, len(a)), n)
+    false_negative = (np.isin(cross, known) | (np.repeat(a, len(b)) == np.tile(b, len(a))))
+    false_negative = false_negative.reshape(len(a), len(b))
+    np.fill_diagonal(false_negative, False)
+    logits = logits.masked_fill(torch.from_numpy(false_negative), float("-inf"))
+    target = torch.arange(len(a))
+    return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
-    seconds = time.perf_counter() - started
-    net.eval()
-    info = {
-        "train_seconds": round(seconds, 3),
-        "train_pairs": int(len(pairs_a)),
-        "steps": steps,
-        "threads": threads,
-        "temperature": float(log_tau.detach().exp().clamp(min=0.01)),
-        "caption_column": captions.column if use_caption else None,
-        "warm_started": warm_start is not None,
-        "warm_start_tensors": len(copied),
-        "stability_anchored": anchor is not None,
-        "train_config": asdict(config),
-    }
-    return Aligner.from_net(net, vocabulary, info), history
+
+def _caption_term(net: AlignerNet, q: torch.Tensor, rows: np.ndarray, captions: CaptionData, per_step: int,
+                  rng: np.random.Generator) -> torch.Tensor | None:
+    """The caption loss on up to ``per_step`` of the batch's items that have a trainable caption (None
+    when none has)."""
+    candidates = rows[captions.trainable[rows] & captions.mask[rows, 1:].any(axis=1)]
+    if not len(candidates):
+        return None
+    chosen = np.sort(rng.permutation(candidates)[:per_step])
+    return caption_loss(net, q[np.searchsorted(rows, chosen)], captions.ids[chosen], captions.mask[chosen])[0]
+
+
+class _Progress:
+    """Logs the loss and the pairs and items per second every ``every`` steps (and at the last)."""
+
+    def __init__(self, steps: int, every: int, log):
+        self.steps, self.every, self.log = steps, every, log
+        self.since, self.pairs, self.items = time.perf_counter(), 0, 0
+
+    def step(self, record: dict, pairs: int, items: int) -> None:
+        self.pairs += pairs
+        self.items += items
+        step = record["step"] + 1
+        if step % self.every and step != self.steps:
+            return
+        now = time.perf_counter()
+        self.log(f"step {step}/{self.steps}: loss {record['loss']:.4f} (contrastive {record['contrastive']:.4f}, "
+                 f"caption {record['caption']:.4f}, stability {record['stability']:.4f}), "
+                 f"τ {record['temperature']:.4f}, {self.pairs / (now - self.since):.0f} pairs/s, "
+                 f"{self.items / (now - self.since):.0f} items/s")
+        self.since, self.pairs, self.items = now, 0, 0
 
 
 def _stability_targets(warm_start, targets, features, qconfig, config, store, log) -> torch.Tensor | None:
