@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from semid_assets.core.lifecycle.gate import (AlignerGate, GenerationPolicy, first_verdict, judge_aligner,
-                                              judge_candidate, paired_difference)
+                                              judge_candidate, own_generation_verdict, paired_difference)
 from semid_assets.core.lifecycle.hysteresis import (CANDIDATE_MARGINS, candidate_margin, kept_after_hysteresis,
                                                     sticky_codes)
 from semid_assets.core.lifecycle.versions import VersionKey, earlier_month, generation_alias, month_shift, previous_month
@@ -132,3 +132,10 @@ def test_candidate_margin_is_the_methods_own_unless_one_is_set():
         candidate_margin("rq_kmeans", -0.1)
     with pytest.raises(TypeError):
         CANDIDATE_MARGINS["rq_kmeans"] = 0.0  # read-only: the defaults are written once
+
+
+def test_the_month_that_cut_a_generation_keeps_it_after_a_backfill_even_on_request():
+    verdict = own_generation_verdict(2, "2025-12", "2025-11", requested=True)
+    assert verdict.decision == "keep" and not verdict.rows()
+    assert "2025-11 already publishes" in verdict.summary and "requested cut is not made" in verdict.summary
+    assert "requested" not in own_generation_verdict(2, "2025-12", "2025-11").summary
