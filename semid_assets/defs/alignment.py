@@ -30,6 +30,10 @@ AlignerConfig = config_class("AlignerConfig", AlignerTrainConfig, extra={
                                               "train the caption loss.")),
     "caption_column": (str | None, pydantic.Field(None, description="Text column the caption loss predicts; default "
                                                   "`caption` when present, else the first text column.")),
+    "heldout_sample": (int | None, pydantic.Field(None, ge=1, description="Judge the aligner on at most this many "
+                       "held-out pairs (and held-out caption items), the same ones every month (lowest stable "
+                       "hash); unset: all of them. Each judged pair costs an exact search over every item in "
+                       "each space compared, which a large catalogue cannot afford for all of them.")),
     "warm_start": (bool, pydantic.Field(True, description="Continue training from the newest earlier month's "
                                         "aligner instead of from scratch.")),
 })
@@ -118,7 +122,8 @@ def build(parts: SemidPartitions) -> list:
             gate=aligner_gate.options(), previous_candidate=_stored_before(store, CANDIDATE, month),
             previous_serving=_stored_before(store, SERVING, month), holdout=config.holdout,
             warm_start=config.warm_start, store=text_encoder.store(), log=context.log.info,
-            caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout)
+            caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout,
+            heldout_sample=config.heldout_sample)
         path = store.write_artifact(CANDIDATE, done.candidate, month=month)
         links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
         yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={

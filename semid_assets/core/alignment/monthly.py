@@ -26,8 +26,8 @@ import pandas as pd
 from semid_assets.core.alignment.aligner import Aligner
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.training import caption_metrics, train_aligner, unigram_baseline
-from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, pair_hits, pair_recall,
-                                                    split_pairs, unique_pairs)
+from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, judged_items, judged_pairs,
+                                                    pair_hits, pair_recall, split_pairs, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions
 from semid_assets.core.features.multimodal import MultimodalFeatures
 
@@ -69,6 +69,7 @@ def align_month(
     topics: np.ndarray | None = None,
     holdout: float = 0.1,
     caption_holdout: float = 0.1,
+    heldout_sample: int | None = None,
     warm_start: Aligner | None = None,
     serving=None,
     store=None,
@@ -80,13 +81,17 @@ def align_month(
     blank; None turns the caption loss off. ``topics``: evaluation-only labels (e.g.
     ``truth_topic``) for the content-similarity check, or None. ``serving``: the aligner serving
     now when it is neither the warm start (the ``previous`` row) nor the content embedding (the
-    ``none`` row); it is reported as the ``serving`` row.
+    ``none`` row); it is reported as the ``serving`` row. ``heldout_sample``: judge on at most this
+    many held-out pairs, and held-out caption items, each the lowest by a stable hash (None: all of
+    them); on a large catalogue every judged pair costs a search over all items in every space compared.
     """
     ids = features.item_ids
     a, b, _ = unique_pairs(pairs, ids)
     held = split_pairs(a, b, ids, holdout, seed=config.seed)
     train_a, train_b = a[~held], b[~held]
-    log(f"{len(a)} distinct pairs: {int((~held).sum())} train, {int(held.sum())} held out")
+    judged = judged_pairs(a, b, ids, holdout, seed=config.seed, sample=heldout_sample)
+    log(f"{len(a)} distinct pairs: {int((~held).sum())} train, {int(held.sum())} held out"
+        + ("" if len(judged) == int(held.sum()) else f", of which the aligner is judged on {len(judged)}"))
 
     captions: CaptionData | None = None
     caption_train = ~hash_fraction(ids, caption_holdout, seed=config.seed)
@@ -107,12 +112,13 @@ def align_month(
     if serving is not None:
         representations["serving"] = serving.embed(features, store=store, threads=config.threads)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
-    retrieval, metrics, hits = _retrieval(representations, (a[held], b[held]), (train_a[sample], train_b[sample]),
-                                          topics, config.seed)
+    retrieval, metrics, hits = _retrieval(representations, (a[judged], b[judged]), (train_a[sample], train_b[sample]),
+                                          topics, config.seed, config.threads)
 
     caption_rows = []
     if captions is not None and aligner.net().caption is not None:
-        train_items, held_items = np.flatnonzero(caption_train), np.flatnonzero(~caption_train)
+        train_items = np.flatnonzero(caption_train)
+        held_items = judged_items(ids, caption_holdout, seed=config.seed, sample=heldout_sample)
         train_sample = np.sort(np.random.default_rng(config.seed).permutation(train_items)[:TRAIN_RECALL_SAMPLE])
         for subset, where in (("held-out items", held_items), ("training items (sample)", train_sample)):
             m = caption_metrics(aligner, features, where, captions, store=store, threads=config.threads)
@@ -126,7 +132,7 @@ def align_month(
         metrics["caption_loss_heldout_unigram"] = uni["caption_loss"]
     if previous is not None and previous.shape == vectors.shape:
         metrics["moved_from_previous"] = float(np.square(vectors - previous).sum(axis=1).mean())
-    metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()),
+    metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()), "pairs_judged": len(judged),
                     "train_seconds": float(aligner.info["train_seconds"]),
                     "temperature": float(aligner.info["temperature"])})
     return AlignmentResult(aligner, vectors, pd.DataFrame(history), retrieval, pd.DataFrame(caption_rows), metrics,
@@ -134,15 +140,16 @@ def align_month(
 
 
 def _retrieval(representations: dict[str, np.ndarray], heldout: tuple[np.ndarray, np.ndarray],
-               train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None,
-               seed: int) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+               train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None, seed: int,
+               threads: int | None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """One row per representation: Recall@K of held-out and (sampled) training partners, and the
-    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10."""
+    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10.
+    The searches run on ``threads`` threads (None: 1), the aligner's own count."""
     rows, metrics, hits = [], {}, {}
     for name, x in representations.items():
-        held = pair_hits(x, *heldout, RECALL_KS)
+        held = pair_hits(x, *heldout, RECALL_KS, threads=threads)
         hits[name] = held[RECALL_KS[0]]
-        train_recall = pair_recall(x, *train, RECALL_KS)
+        train_recall = pair_recall(x, *train, RECALL_KS, threads=threads)
         row = {"aligner": name, "dim": int(x.shape[1])}
         for k in RECALL_KS:
             row[f"heldout_recall@{k}"] = float(held[k].mean()) if len(held[k]) else float("nan")
