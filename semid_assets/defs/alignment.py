@@ -12,7 +12,7 @@ from semid_assets.core.alignment.captions import caption_column
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.content import is_trained
 from semid_assets.core.data import schema
-from semid_assets.core.data.embedding_table import embeddings_to_arrow
+from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
 from semid_assets.core.lifecycle.serving import align_and_serve, serving_month
 from semid_assets.core.lifecycle.versions import ALIGNER, SERVING_ALIAS, VersionKey, previous_month
@@ -44,6 +44,15 @@ def _captions(raw_items: pa.Table, config, text_encoder: TextEncoderResource):
     if column is None or config.caption_weight <= 0:
         return column, None
     return column, text_encoder.encoder().tokenize([t or "" for t in raw_items.column(column).to_pylist()])
+
+
+def _stored_vectors(store, aligner):
+    """The aligned embeddings of the month ``aligner`` was trained in: its own vectors when it served from
+    then (``embed_reusing`` checks that); None when none are stored."""
+    month = serving_month(aligner)
+    if month is None or not store.exists("aligned_embeddings", month=month):
+        return None
+    return embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
 
 
 def _stored_before(store, asset: str, month: str):
@@ -123,7 +132,7 @@ def build(parts: SemidPartitions) -> list:
             previous_serving=_stored_before(store, SERVING, month), holdout=config.holdout,
             warm_start=config.warm_start, store=text_encoder.store(), log=context.log.info,
             caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout,
-            heldout_sample=config.heldout_sample)
+            heldout_sample=config.heldout_sample, stored_vectors=lambda aligner: _stored_vectors(store, aligner))
         path = store.write_artifact(CANDIDATE, done.candidate, month=month)
         links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
         yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={

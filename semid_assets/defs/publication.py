@@ -12,6 +12,7 @@ import pydantic
 from semid_assets import metadata as md
 from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.evaluation.plots import staleness_plot
 from semid_assets.core.features.multimodal import MultimodalFeatures
@@ -31,6 +32,7 @@ from semid_assets.core.lifecycle.month import (
     publish,
 )
 from semid_assets.core.lifecycle.publish import PublishOptions
+from semid_assets.core.lifecycle.serving import serving_month
 from semid_assets.core.lifecycle.staleness import (
     FIGURE_COLUMN,
     FIGURES,
@@ -70,10 +72,18 @@ def _state(context, tokenizer, aligned_embeddings: pa.Table, features: Multimoda
            compute_engine: ComputeEngineResource):
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
     store = text_encoder.store()
+
+    def embed_in_generation(old):
+        # The generation's aligner embedded most items already: the month it served in stored them.
+        month, assets = serving_month(old), asset_store.store()
+        stored = (embeddings_from_arrow(assets.read_table("aligned_embeddings", month=month))
+                  if month is not None and assets.exists("aligned_embeddings", month=month) else None)
+        return embed_reusing(features.item_ids, stored,
+                             lambda rows: compute_engine.embed(old, features, store=store, rows=rows))
+
     return month_state(asset_store.store(), method_of(context), month_of(context), item_ids=item_ids,
                        serving_vectors=vectors, serving_aligner=aligner, candidate=tokenizer, options=options,
-                       embed_in_generation=lambda old: compute_engine.embed(old, features, store=store),
-                       encode_catalogue=compute_engine.encode_catalogue())
+                       embed_in_generation=embed_in_generation, encode_catalogue=compute_engine.encode_catalogue())
 
 
 def _recall(state, pairs, holdout: float, seed: int, sample: int | None) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from semid_assets.core.alignment.training import caption_metrics, train_aligner,
 from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, judged_items, judged_pairs,
                                                     pair_hits, pair_recall, split_pairs, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.features.multimodal import MultimodalFeatures
 
 RECALL_KS = (10, 50)
@@ -46,8 +47,17 @@ class AlignmentResult:
     heldout_hits: dict[str, np.ndarray]  # per representation, per held-out pair: hit@10 share of both directions
 
 
+def _embedded(aligner: Aligner, features: MultimodalFeatures, store, threads: int | None,
+              stored_vectors: Callable | None) -> np.ndarray:
+    """``aligner``'s vectors of every item, reusing those it stored for an earlier month when told where."""
+    stored = None if stored_vectors is None else stored_vectors(aligner)
+    return embed_reusing(features.item_ids, stored,
+                         lambda rows: aligner.embed(features, rows=rows, store=store, threads=threads))
+
+
 def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, store,
-                      log: Callable[[str], None], threads: int | None) -> np.ndarray | None:
+                      log: Callable[[str], None], threads: int | None,
+                      stored_vectors: Callable | None) -> np.ndarray | None:
     """The warm-start aligner's vectors of this month's items, or None (no warm start, other modalities)."""
     if warm_start is None:
         return None
@@ -56,7 +66,7 @@ def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, 
     except ValueError as error:
         log(f"the previous aligner cannot embed this month's items ({error}); no stability term or comparison")
         return None
-    return warm_start.embed(features, store=store, threads=threads)
+    return _embedded(warm_start, features, store, threads, stored_vectors)
 
 
 def align_month(
@@ -73,6 +83,7 @@ def align_month(
     warm_start: Aligner | None = None,
     serving=None,
     store=None,
+    stored_vectors: Callable[[Aligner], tuple[np.ndarray, np.ndarray] | None] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> AlignmentResult:
     """Train and evaluate one month's aligner (see the module docstring).
@@ -84,6 +95,8 @@ def align_month(
     ``none`` row); it is reported as the ``serving`` row. ``heldout_sample``: judge on at most this
     many held-out pairs, and held-out caption items, each the lowest by a stable hash (None: all of
     them); on a large catalogue every judged pair costs a search over all items in every space compared.
+    ``stored_vectors(aligner)``: ``(item_ids, vectors)`` an earlier aligner (the warm start, the serving
+    one) stored for a month, or None; those items are not embedded again (``reuse.embed_reusing``).
     """
     ids = features.item_ids
     a, b, _ = unique_pairs(pairs, ids)
@@ -101,7 +114,7 @@ def align_month(
         log(f"captions from {captions.column!r}: {len(captions.vocabulary) + 2} compact vocabulary rows, "
             f"{int(caption_train.sum())} training items, {int((~caption_train).sum())} held out")
 
-    previous = _previous_vectors(warm_start, features, store, log, config.threads)
+    previous = _previous_vectors(warm_start, features, store, log, config.threads, stored_vectors)
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
                                      stability_targets=previous, store=store, log=log)
     vectors = aligner.embed(features, store=store, log=log, threads=config.threads)
@@ -110,7 +123,7 @@ def align_month(
         # What retraining bought over keeping last month's aligner, and how far it moved the space.
         representations["previous"] = previous
     if serving is not None:
-        representations["serving"] = serving.embed(features, store=store, threads=config.threads)
+        representations["serving"] = _embedded(serving, features, store, config.threads, stored_vectors)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
     retrieval, metrics, hits = _retrieval(representations, (a[judged], b[judged]), (train_a[sample], train_b[sample]),
                                           topics, config.seed, config.threads)

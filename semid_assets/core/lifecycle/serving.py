@@ -88,7 +88,7 @@ def align_and_serve(features, pairs, config, *, month: str, gate: AlignerGate, p
 
     ``previous_candidate`` / ``previous_serving``: the newest stored aligners of earlier months
     (None when there are none). ``alignment``: the remaining arguments of ``align_month``
-    (captions, topics, caption_holdout, heldout_sample).
+    (captions, topics, caption_holdout, heldout_sample, stored_vectors).
     """
     from semid_assets.core.alignment.monthly import align_month
 
