@@ -230,6 +230,43 @@ def table(rows: list[dict]) -> str:
     return "\n".join([head, *body])
 
 
+def _stage(row: dict) -> str:
+    """The row's stage in the condensed table: the method's own steps keep the method, checks and
+    reports are grouped."""
+    step = row["step"]
+    if step in ("raw_items", "raw_interactions"):
+        return "raw_items + raw_interactions"
+    if step in ("sid_migration", "sid_prefix_migration", "sid_stability", "sid_hierarchy") or "_sid_" in step:
+        return "stability, hierarchy, migration, checks (4 methods)"
+    if step in ("sid_staleness", "semantic_ids"):
+        return f"{step} (4 methods)"
+    return f"{step} ({row['job']})" if row["job"] not in ("monthly", "comparison") else step
+
+
+def stages(rows: list[dict], run: str = "first") -> str:
+    """Per stage and month of ``run``: wall and CPU seconds (summed over the stage's steps) and the
+    highest peak RSS; then the months' totals."""
+    months = list(dict.fromkeys(r["month"] for r in rows if r["run"] == run))
+    steps = [r for r in rows if r["run"] == run and r["step"] != "(whole run)"]
+    names = list(dict.fromkeys(_stage(r) for r in steps))
+    head = "| stage | " + " | ".join(f"{m} wall (s) | {m} CPU (s) | {m} peak (GB)" for m in months) + " |"
+    lines = [head, "|" + " --- |" * (1 + 3 * len(months))]
+    for name in names + ["(whole month)"]:
+        cells = []
+        for m in months:
+            if name == "(whole month)":
+                got = [r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"]
+            else:
+                got = [r for r in steps if r["month"] == m and _stage(r) == name]
+            cells.append(" – | – | – " if not got else f" {sum(r['wall_s'] for r in got):.0f} | "
+                         f"{sum(r['cpu_s'] for r in got):.0f} | {max(r['peak_rss_gb'] for r in got):.1f} ")
+        lines.append(f"| {name} |" + "|".join(cells) + "|")
+    whole = [[r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"] for m in months]
+    loads = [sum(r["load"] * r["wall_s"] for r in got) / max(sum(r["wall_s"] for r in got), 1e-9) for got in whole]
+    lines.append("| (mean 1-minute load average) |" + "|".join(f" {x:.1f} | | " for x in loads) + "|")
+    return "\n".join(lines)
+
+
 def totals(rows: list[dict]) -> str:
     lines = ["| run | month | wall (s) | CPU (s) | peak RSS (GB) | mean load |", "|" + " --- |" * 6]
     for (run, month) in dict.fromkeys((r["run"], r["month"]) for r in rows):
@@ -258,8 +295,18 @@ def main() -> int:
                         help="run config per step: 'scale' (SCALE_LEVERS), 'defaults' (none), or a JSON file "
                              "of {step: config}")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--summarise", type=Path, nargs="+",
+                        help="only print the condensed per-stage tables of earlier --json files")
     parser.add_argument("--write-data-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.summarise:
+        for path in args.summarise:
+            saved = json.loads(path.read_text())
+            print(f"{path}: {saved['items']:,} items, commit {saved['commit']}, rerun identical: "
+                  f"{saved['rerun_identical']}\n")
+            for run in dict.fromkeys(r["run"] for r in saved["rows"]):
+                print(f"run: {run}\n{stages(saved['rows'], run)}\n")
+        return 0
 
     data = args.work / f"data-{args.items}-{args.interactions}-s{args.seed}"
     if args.write_data_only:
@@ -312,6 +359,8 @@ def main() -> int:
     print(table(rows))
     print()
     print(totals(rows))
+    print()
+    print(stages(rows))
     print(f"\nprocess peak (getrusage): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB "
           f"({peak_first:.2f} GB before the rerun)")
     if same is not None:
