@@ -11,6 +11,7 @@ from semid_assets.config import config_class, to_options
 from semid_assets.core.alignment.captions import caption_column
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.content import is_trained
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data import schema
 from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
@@ -147,12 +148,16 @@ def build(parts: SemidPartitions) -> list:
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
     def aligned_embeddings(context: dg.AssetExecutionContext, multimodal_features: MultimodalFeatures,
-                           aligner, text_encoder: TextEncoderResource,
+                           aligner, text_encoder: TextEncoderResource, asset_store: AssetStoreResource,
                            compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """One float32 unit vector per item from the month's serving aligner: the input of every tokenizer.
 
-        While the serving aligner does not change, neither does any earlier item's vector."""
-        vectors = compute_engine.embed(aligner, multimodal_features, store=text_encoder.store())
+        While the serving aligner does not change, neither does any earlier item's vector: those the
+        serving aligner stored in an earlier month are taken from there, only the others embedded."""
+        store = text_encoder.store()
+        stored = _stored_vectors(asset_store.store(), aligner) if is_trained(aligner) else None
+        vectors = embed_reusing(multimodal_features.item_ids, stored, lambda rows: compute_engine.embed(
+            aligner, multimodal_features, store=store, rows=rows))
         context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims from "
                          f"{'the ' + serving_month(aligner) + ' aligner' if is_trained(aligner) else 'the content embedding'}")
         return dg.MaterializeResult(value=embeddings_to_arrow(multimodal_features.item_ids, vectors), metadata={
