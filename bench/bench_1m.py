@@ -60,10 +60,10 @@ USERS_PER_INTERACTION = 1 / 20  # the platform's users make ~10 impressions a mo
 
 
 # ---------------------------------------------------------------------- the catalogue
-def write_catalogue(folder: Path, items: int, interactions: int, seed: int) -> tuple[Path, Path]:
-    """The two Parquet files, written once per (items, interactions, seed) and reused after."""
+def write_catalogue(folder: Path, items: int, interactions: int, seed: int, text: bool) -> tuple[Path, Path]:
+    """The two Parquet files, written once per (items, interactions, seed, text) and reused after."""
     items_path, log_path, stamp = folder / "items.parquet", folder / "interactions.parquet", folder / "spec.json"
-    spec = {"items": items, "interactions": interactions, "seed": seed, "months": list(MONTHS)}
+    spec = {"items": items, "interactions": interactions, "seed": seed, "months": list(MONTHS), "text": text}
     if stamp.is_file() and json.loads(stamp.read_text()) == spec:
         return items_path, log_path
     import pyarrow as pa
@@ -75,7 +75,8 @@ def write_catalogue(folder: Path, items: int, interactions: int, seed: int) -> t
     started = time.perf_counter()
     users = max(100, round(interactions * USERS_PER_INTERACTION))
     table, log = precomputed_platform(SyntheticSpec(n_items=items, n_users=users, seed=seed,
-                                                    start_month=MONTHS[0], n_months=len(MONTHS)))
+                                                    start_month=MONTHS[0], n_months=len(MONTHS)),
+                                       text_field="caption" if text else None)
     pq.write_table(table, items_path, row_group_size=65536)
     pq.write_table(pa.Table.from_pandas(log, preserve_index=False), log_path, row_group_size=1 << 20)
     stamp.write_text(json.dumps(spec))
@@ -286,6 +287,8 @@ def main() -> int:
                         help="holds data-<items>-<interactions>/ (reused) and home-<items>/ (recreated)")
     parser.add_argument("--methods", default="rq_kmeans,rq_kmeans_balanced,rq_vae,letter")
     parser.add_argument("--codebook-size", type=int, default=1024)
+    parser.add_argument("--no-text", action="store_true",
+                        help="items without the caption (only emb_content): the lineage without text encoding")
     parser.add_argument("--months", default=",".join(MONTHS),
                         help="the months to run, in order (e.g. only the second, with --keep-home)")
     parser.add_argument("--keep-home", action="store_true",
@@ -308,14 +311,15 @@ def main() -> int:
                 print(f"run: {run}\n{stages(saved['rows'], run)}\n")
         return 0
 
-    data = args.work / f"data-{args.items}-{args.interactions}-s{args.seed}"
+    data = args.work / f"data-{args.items}-{args.interactions}-s{args.seed}{'-notext' if args.no_text else ''}"
     if args.write_data_only:
-        write_catalogue(data, args.items, args.interactions, args.seed)
+        write_catalogue(data, args.items, args.interactions, args.seed, not args.no_text)
         return 0
     # The data is written by a child process, so its memory is not this process's peak.
     subprocess.run([sys.executable, __file__, "--write-data-only", "--items", str(args.items), "--interactions",
-                    str(args.interactions), "--seed", str(args.seed), "--work", str(args.work)], check=True)
-    home = args.work / f"home-{args.items}"
+                    str(args.interactions), "--seed", str(args.seed), "--work", str(args.work)]
+                   + (["--no-text"] if args.no_text else []), check=True)
+    home = args.work / f"home-{args.items}{'-notext' if args.no_text else ''}"
     if not args.keep_home:
         shutil.rmtree(home, ignore_errors=True)
     months = args.months.split(",")

@@ -357,6 +357,8 @@ def test_precomputed_platform_is_a_valid_catalogue_with_steady_arrivals():
         assert ((created >= start) & (created < _month_end(month))).sum() == 200  # 5 % of 4,000 each month
     again, log_again = precomputed_platform(spec, dim=32, new_share=0.05)
     assert again.equals(items) and log_again.equals(log)
+    bare, _ = precomputed_platform(spec, dim=32, new_share=0.05, text_field=None)
+    assert "caption" not in bare.column_names and bare.column("emb_content").equals(items.column("emb_content"))
     with pytest.raises(ValueError, match="new_share"):
         precomputed_platform(spec, new_share=0.6)
     with pytest.raises(ValueError, match="text_field"):

@@ -778,11 +778,11 @@ def _content_embeddings(spec: SyntheticSpec, catalogue: _Catalogue, dim: int) ->
 
 
 def precomputed_platform(spec: SyntheticSpec, *, dim: int = 256, new_share: float = 0.05,
-                         text_field: str = "caption") -> tuple[pa.Table, pd.DataFrame]:
+                         text_field: str | None = "caption") -> tuple[pa.Table, pd.DataFrame]:
     """A catalogue as a user with precomputed embeddings brings it, and its interaction log.
 
     Items: ``item_id``, ``created_at``, one short text field (``text_field``, the platform's
-    6–10-word captions), ``emb_content`` (one ``dim``-d vector per item: topic latent +
+    6–10-word captions; None: no text), ``emb_content`` (one ``dim``-d vector per item: topic latent +
     community style + noise, the hidden structure of the platform) and the ``truth_*``
     columns. ``new_share`` of the items arrive in each of the spec's months, the rest in the
     year before. Interactions follow the platform's users (``spec.n_users`` of them, about
@@ -791,19 +791,20 @@ def precomputed_platform(spec: SyntheticSpec, *, dim: int = 256, new_share: floa
     """
     if not 0.0 <= new_share * spec.n_months <= 1.0:
         raise ValueError(f"new_share × months must be in [0, 1], got {new_share} × {spec.n_months}.")
-    if text_field not in _TEXT_FIELDS:
+    if text_field is not None and text_field not in _TEXT_FIELDS:
         raise ValueError(f"text_field must be one of {', '.join(_TEXT_FIELDS)}, got {text_field!r}.")
     tree = _tree()
     base = _catalogue(spec)
     created = _steady_creation_times(spec, new_share, _rng(spec.seed, "steady-catalogue"))
     catalogue = _Catalogue(created_us=created, topic=base.topic, community=base.community, quality=base.quality)
-    text = _compose_field(_TEXT_FIELDS[text_field], catalogue.topic, catalogue.community,
-                          _rng(spec.seed, f"text-{text_field}"))
+    texts = {} if text_field is None else {text_field: pa.array(_compose_field(
+        _TEXT_FIELDS[text_field], catalogue.topic, catalogue.community, _rng(spec.seed, f"text-{text_field}")),
+        type=pa.string())}
     vectors = _content_embeddings(spec, catalogue, dim)
     items = pa.table({
         schema.ITEM_ID: pa.array(_item_ids(spec.n_items), type=pa.string()),
         schema.CREATED_AT: pa.array(created.astype("datetime64[us]"), type=pa.timestamp("us")),
-        text_field: pa.array(text, type=pa.string()),
+        **texts,
         "emb_content": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
         schema.TRUTH_CATEGORY: pa.array(tree.category_names[tree.topic_category[catalogue.topic]], type=pa.string()),
         schema.TRUTH_SUBCATEGORY: pa.array(tree.subcategory_names[tree.topic_subcategory[catalogue.topic]],
