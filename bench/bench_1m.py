@@ -90,6 +90,7 @@ def write_catalogue(folder: Path, items: int, interactions: int, seed: int, text
 class Sample:
     t: float
     rss: int
+    anon: int
     cpu: float
     load: float
 
@@ -104,8 +105,12 @@ class Sampler:
 
     def _take(self) -> Sample:
         with open("/proc/self/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        return Sample(time.time(), rss, time.process_time(), os.getloadavg()[0])
+            pages = [int(x) for x in f.read().split()]
+        page = os.sysconf("SC_PAGE_SIZE")
+        # resident = anonymous + file-backed; the token store's memory-mapped shards are the latter
+        # (page cache the kernel can drop), so the anonymous part is reported too.
+        return Sample(time.time(), pages[1] * page, (pages[1] - pages[2]) * page, time.process_time(),
+                      os.getloadavg()[0])
 
     def start(self) -> "Sampler":
         def loop():
@@ -122,7 +127,8 @@ class Sampler:
 
     def window(self, start: float, end: float) -> dict:
         inside = [s for s in self.samples if start <= s.t <= end] or [self._nearest(start), self._nearest(end)]
-        return {"peak_rss_gb": max(s.rss for s in inside) / 1e9, "cpu_s": self._cpu_at(end) - self._cpu_at(start),
+        return {"peak_rss_gb": max(s.rss for s in inside) / 1e9, "peak_anon_gb": max(s.anon for s in inside) / 1e9,
+                "cpu_s": self._cpu_at(end) - self._cpu_at(start),
                 "load": sum(s.load for s in inside) / len(inside)}
 
     def _nearest(self, t: float) -> Sample:
@@ -156,6 +162,17 @@ def step_times(instance, run_id: str) -> list[tuple[str, float, float, bool]]:
     return rows
 
 
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system after a job, as a job in its own process would:
+    without it, what one job freed stays in this process's RSS through the next jobs."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
 def run_config(job_def, levers: dict[str, dict]) -> dict:
     """The run config of one job: quiet console logs and the levers of the job's own steps."""
     ops = {op: {"config": config} for op, config in levers.items() if job_def.graph.has_node_named(op)}
@@ -181,6 +198,7 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
         result = job_def.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
                                             run_config=run_config(job_def, levers))
         t1 = time.time()
+        release_free_heap()
         steps = step_times(instance, result.run_id)
         for step, start, end, ok in steps:
             rows.append({"run": label, "month": month, "job": job_label, "step": step, "wall_s": end - start,
@@ -250,7 +268,7 @@ def stages(rows: list[dict], run: str = "first") -> str:
     months = list(dict.fromkeys(r["month"] for r in rows if r["run"] == run))
     steps = [r for r in rows if r["run"] == run and r["step"] != "(whole run)"]
     names = list(dict.fromkeys(_stage(r) for r in steps))
-    head = "| stage | " + " | ".join(f"{m} wall (s) | {m} CPU (s) | {m} peak (GB)" for m in months) + " |"
+    head = "| stage | " + " | ".join(f"{m} wall (s) | {m} CPU (s) | {m} peak RSS (anon) GB" for m in months) + " |"
     lines = [head, "|" + " --- |" * (1 + 3 * len(months))]
     for name in names + ["(whole month)"]:
         cells = []
@@ -259,8 +277,10 @@ def stages(rows: list[dict], run: str = "first") -> str:
                 got = [r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"]
             else:
                 got = [r for r in steps if r["month"] == m and _stage(r) == name]
+            anon = max(r.get("peak_anon_gb", float("nan")) for r in got) if got else None
             cells.append(" – | – | – " if not got else f" {sum(r['wall_s'] for r in got):.0f} | "
-                         f"{sum(r['cpu_s'] for r in got):.0f} | {max(r['peak_rss_gb'] for r in got):.1f} ")
+                         f"{sum(r['cpu_s'] for r in got):.0f} | {max(r['peak_rss_gb'] for r in got):.1f}"
+                         f"{'' if anon != anon else f' ({anon:.1f})'} ")
         lines.append(f"| {name} |" + "|".join(cells) + "|")
     whole = [[r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"] for m in months]
     loads = [sum(r["load"] * r["wall_s"] for r in got) / max(sum(r["wall_s"] for r in got), 1e-9) for got in whole]
