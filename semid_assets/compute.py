@@ -67,11 +67,11 @@ class ComputeEngineResource(dg.ConfigurableResource):
 
         return partial(fanout.encode_catalogue, self.get_engine(), chunk_rows=self.chunk_rows)
 
-    def embed(self, aligner, features, store=None):
-        """``aligner.embed(features, store=store)`` on this engine, bit for bit."""
+    def embed(self, aligner, features, store=None, rows=None):
+        """``aligner.embed(features, rows, store=store)`` on this engine, bit for bit."""
         from semid_assets.core import fanout
 
-        return fanout.embed_items(self.get_engine(), aligner, features, store=store, chunk_rows=self.chunk_rows)
+        return fanout.embed_items(self.get_engine(), aligner, features, rows, store=store, chunk_rows=self.chunk_rows)
 
     def knn_overlap(self):
         """``stability.knn_overlap`` on this engine (the ``knn=`` of ``compare_versions``)."""

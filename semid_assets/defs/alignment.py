@@ -11,8 +11,9 @@ from semid_assets.config import config_class, to_options
 from semid_assets.core.alignment.captions import caption_column
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.content import is_trained
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data import schema
-from semid_assets.core.data.embedding_table import embeddings_to_arrow
+from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
 from semid_assets.core.lifecycle.serving import align_and_serve, serving_month
 from semid_assets.core.lifecycle.versions import ALIGNER, SERVING_ALIAS, VersionKey, previous_month
@@ -30,6 +31,10 @@ AlignerConfig = config_class("AlignerConfig", AlignerTrainConfig, extra={
                                               "train the caption loss.")),
     "caption_column": (str | None, pydantic.Field(None, description="Text column the caption loss predicts; default "
                                                   "`caption` when present, else the first text column.")),
+    "heldout_sample": (int | None, pydantic.Field(None, ge=1, description="Judge the aligner on at most this many "
+                       "held-out pairs (and held-out caption items), the same ones every month (lowest stable "
+                       "hash); unset: all of them. Each judged pair costs an exact search over every item in "
+                       "each space compared, which a large catalogue cannot afford for all of them.")),
     "warm_start": (bool, pydantic.Field(True, description="Continue training from the newest earlier month's "
                                         "aligner instead of from scratch.")),
 })
@@ -40,6 +45,15 @@ def _captions(raw_items: pa.Table, config, text_encoder: TextEncoderResource):
     if column is None or config.caption_weight <= 0:
         return column, None
     return column, text_encoder.encoder().tokenize([t or "" for t in raw_items.column(column).to_pylist()])
+
+
+def _stored_vectors(store, aligner):
+    """The aligned embeddings of the month ``aligner`` was trained in: its own vectors when it served from
+    then (``embed_reusing`` checks that); None when none are stored."""
+    month = serving_month(aligner)
+    if month is None or not store.exists("aligned_embeddings", month=month):
+        return None
+    return embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
 
 
 def _stored_before(store, asset: str, month: str):
@@ -118,7 +132,8 @@ def build(parts: SemidPartitions) -> list:
             gate=aligner_gate.options(), previous_candidate=_stored_before(store, CANDIDATE, month),
             previous_serving=_stored_before(store, SERVING, month), holdout=config.holdout,
             warm_start=config.warm_start, store=text_encoder.store(), log=context.log.info,
-            caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout)
+            caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout,
+            heldout_sample=config.heldout_sample, stored_vectors=lambda aligner: _stored_vectors(store, aligner))
         path = store.write_artifact(CANDIDATE, done.candidate, month=month)
         links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
         yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={
@@ -133,12 +148,16 @@ def build(parts: SemidPartitions) -> list:
 
     @dg.asset(partitions_def=parts.month, group_name=GROUP, kinds={"torch"})
     def aligned_embeddings(context: dg.AssetExecutionContext, multimodal_features: MultimodalFeatures,
-                           aligner, text_encoder: TextEncoderResource,
+                           aligner, text_encoder: TextEncoderResource, asset_store: AssetStoreResource,
                            compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """One float32 unit vector per item from the month's serving aligner: the input of every tokenizer.
 
-        While the serving aligner does not change, neither does any earlier item's vector."""
-        vectors = compute_engine.embed(aligner, multimodal_features, store=text_encoder.store())
+        While the serving aligner does not change, neither does any earlier item's vector: those the
+        serving aligner stored in an earlier month are taken from there, only the others embedded."""
+        store = text_encoder.store()
+        stored = _stored_vectors(asset_store.store(), aligner) if is_trained(aligner) else None
+        vectors = embed_reusing(multimodal_features.item_ids, stored, lambda rows: compute_engine.embed(
+            aligner, multimodal_features, store=store, rows=rows))
         context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims from "
                          f"{'the ' + serving_month(aligner) + ' aligner' if is_trained(aligner) else 'the content embedding'}")
         return dg.MaterializeResult(value=embeddings_to_arrow(multimodal_features.item_ids, vectors), metadata={

@@ -12,6 +12,7 @@ import pydantic
 from semid_assets import metadata as md
 from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.evaluation.plots import staleness_plot
 from semid_assets.core.features.multimodal import MultimodalFeatures
@@ -31,6 +32,7 @@ from semid_assets.core.lifecycle.month import (
     publish,
 )
 from semid_assets.core.lifecycle.publish import PublishOptions
+from semid_assets.core.lifecycle.serving import serving_month
 from semid_assets.core.lifecycle.staleness import (
     FIGURE_COLUMN,
     FIGURES,
@@ -58,6 +60,8 @@ StalenessConfig = config_class("StalenessConfig", None, doc="How the staleness r
                                extra={
     "holdout": (float, pydantic.Field(0.1, description="Held-out share of the month's pairs (the aligner's split).")),
     "seed": (int, pydantic.Field(0, description="Seed of the held-out split (the aligner's).")),
+    "heldout_sample": (int | None, pydantic.Field(None, ge=1, description="At most this many held-out pairs, the "
+                       "ones the aligner is judged on (set it as the aligner's); unset: all of them.")),
     "cut_generation": (bool, pydantic.Field(False, description="Cut a new generation this month whatever the "
                                             "figures (the verdict still lists them).")),
 })
@@ -68,20 +72,34 @@ def _state(context, tokenizer, aligned_embeddings: pa.Table, features: Multimoda
            compute_engine: ComputeEngineResource):
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
     store = text_encoder.store()
+
+    def embed_in_generation(old):
+        # The generation's aligner embedded most items already: the month it served in stored them.
+        month, assets = serving_month(old), asset_store.store()
+        stored = (embeddings_from_arrow(assets.read_table("aligned_embeddings", month=month))
+                  if month is not None and assets.exists("aligned_embeddings", month=month) else None)
+        return embed_reusing(features.item_ids, stored,
+                             lambda rows: compute_engine.embed(old, features, store=store, rows=rows))
+
     return month_state(asset_store.store(), method_of(context), month_of(context), item_ids=item_ids,
                        serving_vectors=vectors, serving_aligner=aligner, candidate=tokenizer, options=options,
-                       embed_in_generation=lambda old: compute_engine.embed(old, features, store=store),
-                       encode_catalogue=compute_engine.encode_catalogue())
+                       embed_in_generation=embed_in_generation, encode_catalogue=compute_engine.encode_catalogue())
 
 
-def _recall(state, pairs, holdout: float, seed: int) -> tuple[float, float]:
+def _recall(state, pairs, holdout: float, seed: int, sample: int | None) -> tuple[float, float]:
     """Held-out Recall@10 in the generation's space and the serving one's; NaN when they are one space.
     ``pairs()``: the month's item pairs (read only when the two spaces differ)."""
     if state.models is None or state.view.generation_vectors is state.view.serving_vectors:
         return float("nan"), float("nan")
     ids, pairs = state.view.item_ids, pairs()
-    return (heldout_recall(state.view.generation_vectors, ids, pairs, holdout, seed),
-            heldout_recall(state.view.serving_vectors, ids, pairs, holdout, seed))
+    return (heldout_recall(state.view.generation_vectors, ids, pairs, holdout, seed, sample),
+            heldout_recall(state.view.serving_vectors, ids, pairs, holdout, seed, sample))
+
+
+def _stored_sample(row) -> int | None:
+    """The held-out sample a stored sid_staleness row was judged with (tables from before it: all pairs)."""
+    value = row.get("recall_sample", float("nan"))
+    return None if pd.isna(value) else int(value)
 
 
 def _figures_table(judgement) -> pd.DataFrame:
@@ -93,7 +111,7 @@ def _figures_table(judgement) -> pd.DataFrame:
 
 
 # What semantic_ids needs to judge the month again when the history changed after sid_staleness judged it.
-_JUDGED_WITH = ("cut_requested", "recall_holdout", "recall_seed")
+_JUDGED_WITH = ("cut_requested", "recall_holdout", "recall_seed", "recall_sample")
 
 
 def _verdict(context, sid_staleness: pd.DataFrame, state, store, policy, options: PublishOptions):
@@ -107,7 +125,7 @@ def _verdict(context, sid_staleness: pd.DataFrame, state, store, policy, options
     options = dataclasses.replace(options, cut_generation=bool(row["cut_requested"]))
     # item_pairs is sid_staleness's input, so it is stored; read it only on this rare path.
     recall = _recall(state, lambda: store.read_table("item_pairs", month=state.month).to_pandas(),
-                     float(row["recall_holdout"]), int(row["recall_seed"]))
+                     float(row["recall_holdout"]), int(row["recall_seed"]), _stored_sample(row))
     verdict = judge(state, policy, options, recall).verdict
     context.log.warning(f"sid_staleness judged {state.month} against {judged.describe()}; another run has "
                         f"published since ({now.describe()}): judged again, {verdict.decision} instead of {decision}")
@@ -131,12 +149,13 @@ def _staleness_asset(parts: SemidPartitions):
         state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
                        text_encoder, options, compute_engine)
         judgement = judge(state, generation_policy.options(), options,
-                          _recall(state, lambda: item_pairs, config.holdout, config.seed))
+                          _recall(state, lambda: item_pairs, config.holdout, config.seed, config.heldout_sample))
         context.log.info(judgement.verdict.summary)
         figures = {k: float(v) for k, v in judgement.figures.items() if k in FIGURES}
         table = _figures_table(judgement).assign(
             decision=judgement.verdict.decision, summary=judgement.verdict.summary, **Basis.of(state).columns(),
-            **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed))),
+            **dict(zip(_JUDGED_WITH, (config.cut_generation, config.holdout, config.seed,
+                                      float("nan") if config.heldout_sample is None else float(config.heldout_sample)))),
             **{FIGURE_COLUMN.format(k): float(judgement.figures.get(k, float("nan"))) for k in FIGURES})
         history = _history(asset_store.store(), state, table)
         links = _log_to_mlflow(mlflow_registry, catalog, state, figures, history)

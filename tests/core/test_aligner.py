@@ -11,7 +11,8 @@ from semid_assets.core.alignment.aligner import Aligner
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.training import train_aligner
 from semid_assets.core.alignment.monthly import align_month
-from semid_assets.core.alignment.evaluation import content_similarity, pair_recall, split_pairs, unique_pairs
+from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, judged_items, judged_pairs,
+                                                    pair_recall, split_pairs, unique_pairs)
 from semid_assets.core.artifact import load_npz, save_npz
 from semid_assets.core.alignment.captions import build_vocabulary, caption_column, encode_captions, prepare_captions
 from semid_assets.core.features.multimodal import MultimodalFeatures
@@ -272,6 +273,48 @@ def test_split_is_by_pair_and_stable():
     held2 = split_pairs(np.array([pos[ids[i]] for i in a]), np.array([pos[ids[i]] for i in b]), bigger, 0.3)
     assert np.array_equal(held, held2)
     assert 0 < held.sum() < len(held)
+
+
+def test_judged_pairs_are_a_stable_sample_of_the_held_out_pairs():
+    ids = np.array([f"i{i}" for i in range(400)])
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 400, 3000), rng.integers(0, 400, 3000)
+    keep = a < b
+    a, b = a[keep], b[keep]
+    held = split_pairs(a, b, ids, 0.3)
+    assert np.array_equal(judged_pairs(a, b, ids, 0.3), np.flatnonzero(held))
+    some = judged_pairs(a, b, ids, 0.3, sample=50)
+    assert len(some) == 50 and held[some].all() and np.all(np.diff(some) > 0)
+    assert np.array_equal(judged_pairs(a, b, ids, 0.3, sample=10 ** 6), np.flatnonzero(held))
+    # The same pairs whatever the catalogue's order, and with a larger sample a superset.
+    order = rng.permutation(400)
+    pos = np.empty(400, np.int64)
+    pos[order] = np.arange(400)
+    again = judged_pairs(pos[a], pos[b], ids[order], 0.3, sample=50)
+    assert {(ids[order][x], ids[order][y]) for x, y in zip(pos[a][again], pos[b][again])} == \
+        {(ids[x], ids[y]) for x, y in zip(a[some], b[some])}
+    assert set(some) <= set(judged_pairs(a, b, ids, 0.3, sample=80))
+    with pytest.raises(ValueError, match="sample"):
+        judged_pairs(a, b, ids, 0.3, sample=0)
+
+
+def test_judged_items_are_a_stable_sample_of_the_held_out_items():
+    ids = np.array([f"i{i}" for i in range(1000)])
+    held = hash_fraction(ids, 0.2)
+    assert np.array_equal(judged_items(ids, 0.2), np.flatnonzero(held))
+    some = judged_items(ids, 0.2, sample=30)
+    assert len(some) == 30 and held[some].all()
+    assert set(ids[some]) == set(ids[::-1][judged_items(ids[::-1], 0.2, sample=30)])
+
+
+def test_a_held_out_sample_judges_on_fewer_pairs_and_trains_the_same():
+    features, pairs, _, _ = planted(n=300)
+    config = AlignerTrainConfig(**{**TINY.__dict__, "steps": 10})
+    whole = align_month(features, pairs, config, holdout=0.2)
+    sampled = align_month(features, pairs, config, holdout=0.2, heldout_sample=40)
+    assert sampled.metrics["pairs_judged"] == 40 == len(sampled.heldout_hits["qformer"])
+    assert whole.metrics["pairs_judged"] == whole.metrics["pairs_heldout"] > 40
+    assert np.array_equal(whole.vectors, sampled.vectors)
 
 
 def test_pair_recall_and_content_similarity_on_known_geometry():

@@ -329,3 +329,17 @@ def test_inconsistent_dimension_raises(tmp_path, encoder):
 def test_store_encoder_mismatch_raises(tmp_path, encoder):
     with pytest.raises(ValueError, match="keyed for encoder"):
         build_multimodal_features(_items(), encoder, TokenStore(tmp_path, "some-other-encoder"))
+
+
+def test_pooling_in_chunks_gives_the_bits_of_one_pass(monkeypatch):
+    from semid_assets.core.features import multimodal
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 4, 50)  # some items have no token
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    tokens = rng.standard_normal((int(offsets[-1]), 8)).astype(np.float32)
+    whole = multimodal._mean_pool(tokens, offsets)
+    monkeypatch.setattr(multimodal, "_POOL_CHUNK", 7)
+    chunked = multimodal._mean_pool(tokens, offsets)
+    assert chunked.dtype == np.float32 and np.array_equal(chunked, whole)
+    assert not whole[counts == 0].any() and np.allclose(np.linalg.norm(whole[counts > 0], axis=1), 1, atol=1e-6)

@@ -335,3 +335,31 @@ def test_topic_embeddings_are_hierarchical_and_deterministic():
     assert similarity[same_topic].mean() > similarity[same_category & ~same_topic].mean() > similarity[
         ~same_category
     ].mean()
+
+
+# --------------------------------------------------------------------------- a user's catalogue
+
+
+def test_precomputed_platform_is_a_valid_catalogue_with_steady_arrivals():
+    from semid_assets.core.data.contracts import validate_interactions, validate_items
+    from semid_assets.core.data.synthetic import precomputed_platform
+
+    spec = SyntheticSpec(n_items=4000, n_users=300, seed=3, start_month="2025-01", n_months=2)
+    items, log = precomputed_platform(spec, dim=32, new_share=0.05)
+    assert [f.name for f in items.schema][:4] == [schema.ITEM_ID, schema.CREATED_AT, "caption", "emb_content"]
+    assert items.schema.field("emb_content").type == pa.list_(pa.float32(), 32)
+    validate_items(items, expected_dims={"emb_content": 32})
+    kept, _ = validate_interactions(log, items.column(schema.ITEM_ID).to_numpy(zero_copy_only=False))
+    assert len(kept) == len(log) > 0
+    created = items.column(schema.CREATED_AT).to_numpy()
+    for month in ("2025-01", "2025-02"):
+        start = np.datetime64(month, "M").astype("datetime64[us]")
+        assert ((created >= start) & (created < _month_end(month))).sum() == 200  # 5 % of 4,000 each month
+    again, log_again = precomputed_platform(spec, dim=32, new_share=0.05)
+    assert again.equals(items) and log_again.equals(log)
+    bare, _ = precomputed_platform(spec, dim=32, new_share=0.05, text_field=None)
+    assert "caption" not in bare.column_names and bare.column("emb_content").equals(items.column("emb_content"))
+    with pytest.raises(ValueError, match="new_share"):
+        precomputed_platform(spec, new_share=0.6)
+    with pytest.raises(ValueError, match="text_field"):
+        precomputed_platform(spec, text_field="title")

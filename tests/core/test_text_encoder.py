@@ -121,3 +121,13 @@ def test_encode_runs_with_its_own_thread_count_and_restores_the_process(encoder)
         hook.remove()
         torch.set_num_threads(before)
     assert seen and set(seen) == {encoder.threads} == {1}
+
+
+def test_tokenizing_in_chunks_gives_the_ids_of_one_call(encoder, monkeypatch):
+    from semid_assets.core.features import text_encoder
+
+    texts = ["a cat", "", "the dog sat on a mat", "  ", "x y z", "semantic ids for items"]
+    whole = encoder.tokenize(texts)
+    monkeypatch.setattr(text_encoder, "_TOKENIZE_CHUNK", 2)
+    assert encoder.tokenize(texts) == whole
+    assert whole[1] == [] and whole[3] == [] and all(whole[i] for i in (0, 2, 4, 5))

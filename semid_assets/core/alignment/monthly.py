@@ -26,9 +26,10 @@ import pandas as pd
 from semid_assets.core.alignment.aligner import Aligner
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.training import caption_metrics, train_aligner, unigram_baseline
-from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, pair_hits, pair_recall,
-                                                    split_pairs, unique_pairs)
+from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, judged_items, judged_pairs,
+                                                    pair_hits, pair_recall, split_pairs, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions
+from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.features.multimodal import MultimodalFeatures
 
 RECALL_KS = (10, 50)
@@ -46,8 +47,17 @@ class AlignmentResult:
     heldout_hits: dict[str, np.ndarray]  # per representation, per held-out pair: hit@10 share of both directions
 
 
+def _embedded(aligner: Aligner, features: MultimodalFeatures, store, threads: int | None,
+              stored_vectors: Callable | None) -> np.ndarray:
+    """``aligner``'s vectors of every item, reusing those it stored for an earlier month when told where."""
+    stored = None if stored_vectors is None else stored_vectors(aligner)
+    return embed_reusing(features.item_ids, stored,
+                         lambda rows: aligner.embed(features, rows=rows, store=store, threads=threads))
+
+
 def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, store,
-                      log: Callable[[str], None], threads: int | None) -> np.ndarray | None:
+                      log: Callable[[str], None], threads: int | None,
+                      stored_vectors: Callable | None) -> np.ndarray | None:
     """The warm-start aligner's vectors of this month's items, or None (no warm start, other modalities)."""
     if warm_start is None:
         return None
@@ -56,7 +66,7 @@ def _previous_vectors(warm_start: Aligner | None, features: MultimodalFeatures, 
     except ValueError as error:
         log(f"the previous aligner cannot embed this month's items ({error}); no stability term or comparison")
         return None
-    return warm_start.embed(features, store=store, threads=threads)
+    return _embedded(warm_start, features, store, threads, stored_vectors)
 
 
 def align_month(
@@ -69,9 +79,11 @@ def align_month(
     topics: np.ndarray | None = None,
     holdout: float = 0.1,
     caption_holdout: float = 0.1,
+    heldout_sample: int | None = None,
     warm_start: Aligner | None = None,
     serving=None,
     store=None,
+    stored_vectors: Callable[[Aligner], tuple[np.ndarray, np.ndarray] | None] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> AlignmentResult:
     """Train and evaluate one month's aligner (see the module docstring).
@@ -80,13 +92,19 @@ def align_month(
     blank; None turns the caption loss off. ``topics``: evaluation-only labels (e.g.
     ``truth_topic``) for the content-similarity check, or None. ``serving``: the aligner serving
     now when it is neither the warm start (the ``previous`` row) nor the content embedding (the
-    ``none`` row); it is reported as the ``serving`` row.
+    ``none`` row); it is reported as the ``serving`` row. ``heldout_sample``: judge on at most this
+    many held-out pairs, and held-out caption items, each the lowest by a stable hash (None: all of
+    them); on a large catalogue every judged pair costs a search over all items in every space compared.
+    ``stored_vectors(aligner)``: ``(item_ids, vectors)`` an earlier aligner (the warm start, the serving
+    one) stored for a month, or None; those items are not embedded again (``reuse.embed_reusing``).
     """
     ids = features.item_ids
     a, b, _ = unique_pairs(pairs, ids)
     held = split_pairs(a, b, ids, holdout, seed=config.seed)
     train_a, train_b = a[~held], b[~held]
-    log(f"{len(a)} distinct pairs: {int((~held).sum())} train, {int(held.sum())} held out")
+    judged = judged_pairs(a, b, ids, holdout, seed=config.seed, sample=heldout_sample)
+    log(f"{len(a)} distinct pairs: {int((~held).sum())} train, {int(held.sum())} held out"
+        + ("" if len(judged) == int(held.sum()) else f", of which the aligner is judged on {len(judged)}"))
 
     captions: CaptionData | None = None
     caption_train = ~hash_fraction(ids, caption_holdout, seed=config.seed)
@@ -96,7 +114,7 @@ def align_month(
         log(f"captions from {captions.column!r}: {len(captions.vocabulary) + 2} compact vocabulary rows, "
             f"{int(caption_train.sum())} training items, {int((~caption_train).sum())} held out")
 
-    previous = _previous_vectors(warm_start, features, store, log, config.threads)
+    previous = _previous_vectors(warm_start, features, store, log, config.threads, stored_vectors)
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
                                      stability_targets=previous, store=store, log=log)
     vectors = aligner.embed(features, store=store, log=log, threads=config.threads)
@@ -105,14 +123,15 @@ def align_month(
         # What retraining bought over keeping last month's aligner, and how far it moved the space.
         representations["previous"] = previous
     if serving is not None:
-        representations["serving"] = serving.embed(features, store=store, threads=config.threads)
+        representations["serving"] = _embedded(serving, features, store, config.threads, stored_vectors)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
-    retrieval, metrics, hits = _retrieval(representations, (a[held], b[held]), (train_a[sample], train_b[sample]),
-                                          topics, config.seed)
+    retrieval, metrics, hits = _retrieval(representations, (a[judged], b[judged]), (train_a[sample], train_b[sample]),
+                                          topics, config.seed, config.threads)
 
     caption_rows = []
     if captions is not None and aligner.net().caption is not None:
-        train_items, held_items = np.flatnonzero(caption_train), np.flatnonzero(~caption_train)
+        train_items = np.flatnonzero(caption_train)
+        held_items = judged_items(ids, caption_holdout, seed=config.seed, sample=heldout_sample)
         train_sample = np.sort(np.random.default_rng(config.seed).permutation(train_items)[:TRAIN_RECALL_SAMPLE])
         for subset, where in (("held-out items", held_items), ("training items (sample)", train_sample)):
             m = caption_metrics(aligner, features, where, captions, store=store, threads=config.threads)
@@ -126,7 +145,7 @@ def align_month(
         metrics["caption_loss_heldout_unigram"] = uni["caption_loss"]
     if previous is not None and previous.shape == vectors.shape:
         metrics["moved_from_previous"] = float(np.square(vectors - previous).sum(axis=1).mean())
-    metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()),
+    metrics.update({"pairs_train": int((~held).sum()), "pairs_heldout": int(held.sum()), "pairs_judged": len(judged),
                     "train_seconds": float(aligner.info["train_seconds"]),
                     "temperature": float(aligner.info["temperature"])})
     return AlignmentResult(aligner, vectors, pd.DataFrame(history), retrieval, pd.DataFrame(caption_rows), metrics,
@@ -134,15 +153,16 @@ def align_month(
 
 
 def _retrieval(representations: dict[str, np.ndarray], heldout: tuple[np.ndarray, np.ndarray],
-               train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None,
-               seed: int) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
+               train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None, seed: int,
+               threads: int | None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
     """One row per representation: Recall@K of held-out and (sampled) training partners, and the
-    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10."""
+    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10.
+    The searches run on ``threads`` threads (None: 1), the aligner's own count."""
     rows, metrics, hits = [], {}, {}
     for name, x in representations.items():
-        held = pair_hits(x, *heldout, RECALL_KS)
+        held = pair_hits(x, *heldout, RECALL_KS, threads=threads)
         hits[name] = held[RECALL_KS[0]]
-        train_recall = pair_recall(x, *train, RECALL_KS)
+        train_recall = pair_recall(x, *train, RECALL_KS, threads=threads)
         row = {"aligner": name, "dim": int(x.shape[1])}
         for k in RECALL_KS:
             row[f"heldout_recall@{k}"] = float(held[k].mean()) if len(held[k]) else float("nan")

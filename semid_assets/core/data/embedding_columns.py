@@ -53,7 +53,8 @@ def read_embedding_column(items: pa.Table, name: str, where: str = "items") -> t
         # One token per item; a null cell or an empty list means "absent".
         lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
         tok_per_item = (lengths > 0).astype(np.int64)
-        token_arr = arr.filter(pc.greater(pc.fill_null(pc.list_value_length(arr), 0), 0))
+        # Filtering copies the column: only when some cells are empty.
+        token_arr = arr if tok_per_item.all() else arr.filter(pc.greater(pc.fill_null(pc.list_value_length(arr), 0), 0))
         dims = lengths[lengths > 0]
         value_type = t.value_type
     if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
@@ -87,7 +88,7 @@ def read_embedding_column(items: pa.Table, name: str, where: str = "items") -> t
             f"fix: impute them upstream, or set the cell to null for items without this modality"
         )
     # numpy's cast turns float64 overflow into inf, which the finiteness check then reports.
-    tokens = values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(dims), d)
+    tokens = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(len(dims), d)
     finite = np.isfinite(tokens).all(axis=1)
     if not finite.all():
         bad_items = np.unique(token_item[~finite])

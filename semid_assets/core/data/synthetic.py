@@ -748,3 +748,68 @@ def generate(spec: SyntheticSpec) -> SyntheticPlatform:
     items = _items_table(spec, catalogue)
     interactions = _interactions(spec, catalogue, _users(spec))
     return SyntheticPlatform(spec=spec, items=items, interactions=interactions)
+
+
+# --------------------------------------------------------------------------- a user's catalogue
+
+
+def _steady_creation_times(spec: SyntheticSpec, new_share: float, rng: np.random.Generator) -> np.ndarray:
+    """A mature catalogue: ``new_share`` of the final items arrive in each month, the rest in the year before."""
+    bounds = _month_boundaries(spec)
+    n_new = _allocate(min(spec.n_items, round(new_share * spec.n_items * spec.n_months)), np.ones(spec.n_months))
+    n_back = spec.n_items - int(n_new.sum())
+    back = bounds[0] + rng.random(n_back) * (bounds[12] - bounds[0])
+    month_of_new = np.repeat(np.arange(spec.n_months), n_new) + 12
+    new = bounds[month_of_new] + rng.random(len(month_of_new)) * (bounds[month_of_new + 1] - bounds[month_of_new])
+    created = np.concatenate([back, new]).astype(np.int64)
+    return np.sort(created - created % _US_PER_SECOND)
+
+
+def _content_embeddings(spec: SyntheticSpec, catalogue: _Catalogue, dim: int) -> np.ndarray:
+    """``[n_items, dim]`` float32: the fine topic's latent, a faint community style, and item noise."""
+    rng = _rng(spec.seed, f"content-{dim}")
+    unit = 1.0 / np.sqrt(dim)
+    community_style = rng.standard_normal((_tree().n_communities, dim)) * (_COMMUNITY_SCALE * unit)
+    vectors = rng.standard_normal((spec.n_items, dim), dtype=np.float32)
+    vectors *= np.float32(_ITEM_SCALE * unit)
+    vectors += _topic_latents(spec.seed, dim).astype(np.float32)[catalogue.topic]
+    vectors += community_style.astype(np.float32)[catalogue.community]
+    return vectors
+
+
+def precomputed_platform(spec: SyntheticSpec, *, dim: int = 256, new_share: float = 0.05,
+                         text_field: str | None = "caption") -> tuple[pa.Table, pd.DataFrame]:
+    """A catalogue as a user with precomputed embeddings brings it, and its interaction log.
+
+    Items: ``item_id``, ``created_at``, one short text field (``text_field``, the platform's
+    6–10-word captions; None: no text), ``emb_content`` (one ``dim``-d vector per item: topic latent +
+    community style + noise, the hidden structure of the platform) and the ``truth_*``
+    columns. ``new_share`` of the items arrive in each of the spec's months, the rest in the
+    year before. Interactions follow the platform's users (``spec.n_users`` of them, about
+    10 impressions each per month). The tables follow the Parquet contract (``schema.py``),
+    so ``SEMID_DATASET=parquet`` reads them once written; everything is a function of the spec.
+    """
+    if not 0.0 <= new_share * spec.n_months <= 1.0:
+        raise ValueError(f"new_share × months must be in [0, 1], got {new_share} × {spec.n_months}.")
+    if text_field is not None and text_field not in _TEXT_FIELDS:
+        raise ValueError(f"text_field must be one of {', '.join(_TEXT_FIELDS)}, got {text_field!r}.")
+    tree = _tree()
+    base = _catalogue(spec)
+    created = _steady_creation_times(spec, new_share, _rng(spec.seed, "steady-catalogue"))
+    catalogue = _Catalogue(created_us=created, topic=base.topic, community=base.community, quality=base.quality)
+    texts = {} if text_field is None else {text_field: pa.array(_compose_field(
+        _TEXT_FIELDS[text_field], catalogue.topic, catalogue.community, _rng(spec.seed, f"text-{text_field}")),
+        type=pa.string())}
+    vectors = _content_embeddings(spec, catalogue, dim)
+    items = pa.table({
+        schema.ITEM_ID: pa.array(_item_ids(spec.n_items), type=pa.string()),
+        schema.CREATED_AT: pa.array(created.astype("datetime64[us]"), type=pa.timestamp("us")),
+        **texts,
+        "emb_content": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+        schema.TRUTH_CATEGORY: pa.array(tree.category_names[tree.topic_category[catalogue.topic]], type=pa.string()),
+        schema.TRUTH_SUBCATEGORY: pa.array(tree.subcategory_names[tree.topic_subcategory[catalogue.topic]],
+                                           type=pa.string()),
+        schema.TRUTH_TOPIC: pa.array(tree.topic_names[catalogue.topic], type=pa.string()),
+        schema.TRUTH_COMMUNITY: pa.array(tree.community_names[catalogue.community], type=pa.string()),
+    })
+    return items, _interactions(spec, catalogue, _users(spec))

@@ -36,6 +36,7 @@ from semid_assets.core.features.token_store import TokenStore, content_key
 TEXT_MODALITY = "text"
 _KEY_DTYPE = "<U64"  # sha256 hex
 _ENCODE_CHUNK = 2048  # texts per store shard: progress survives an interruption, shards stay few
+_POOL_CHUNK = 65536  # items pooled at a time (bounds the float64 temporaries)
 
 
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -248,6 +249,20 @@ def _item_ids(items: pa.Table) -> np.ndarray:
 
 
 def _mean_pool(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """float32 ``[n, d]``: each item's tokens averaged and L2-normalised (in float64), zeros for none.
+
+    In chunks of ``_POOL_CHUNK`` items: every figure is a row's own, so the bits are those of one
+    pass, and the float64 temporaries stay a chunk's (a million 256-d items at once took ~8 GB)."""
+    n = len(offsets) - 1
+    out = np.zeros((n, tokens.shape[1]), np.float32)
+    for start in range(0, n, _POOL_CHUNK):
+        end = min(n, start + _POOL_CHUNK)
+        first = offsets[start]
+        out[start:end] = _mean_pool_rows(tokens[first : offsets[end]], offsets[start : end + 1] - first)
+    return out
+
+
+def _mean_pool_rows(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     n = len(offsets) - 1
     counts = np.diff(offsets)
     sums = np.zeros((n, tokens.shape[1]), np.float64)
@@ -258,6 +273,23 @@ def _mean_pool(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         sums[has] = np.add.reduceat(tokens.astype(np.float64), offsets[:-1][has], axis=0)
     means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
     return _l2_normalise(means)
+
+
+def _pooled_text(text_keys: np.ndarray, store: TokenStore, d: int) -> np.ndarray:
+    """float32 ``[n, d]``: per item the L2-normalised sum of its text columns' pooled vectors (the mean
+    over present columns normalised is the normalised sum; zero rows stay zero). In chunks of
+    ``_POOL_CHUNK`` items, with the bits of one pass (every figure is a row's own)."""
+    n = len(text_keys)
+    out = np.zeros((n, d), np.float32)
+    for start in range(0, n, _POOL_CHUNK):
+        keys = text_keys[start : start + _POOL_CHUNK]
+        sums = np.zeros((len(keys), d), np.float64)
+        for j in range(keys.shape[1]):
+            present = np.flatnonzero(keys[:, j] != "")
+            if len(present):
+                sums[present] += store.pooled(keys[present, j].tolist())
+        out[start : start + len(keys)] = _l2_normalise(sums)
+    return out
 
 
 def _text_values(items: pa.Table, name: str) -> list[str]:
@@ -342,15 +374,8 @@ def build_multimodal_features(
     modality_names: list[str] = []
     pooled_by_modality: dict[str, np.ndarray] = {}
     if text_columns:
-        d = encoder.dim
-        sums = np.zeros((n, d), np.float64)
-        for j in range(len(text_columns)):
-            present = np.flatnonzero(text_keys[:, j] != "")
-            if len(present):
-                sums[present] += store.pooled(text_keys[present, j].tolist())
-        # Mean over present columns then normalise == normalise the sum; zero rows stay zero.
         modality_names.append(TEXT_MODALITY)
-        pooled_by_modality[TEXT_MODALITY] = _l2_normalise(sums)
+        pooled_by_modality[TEXT_MODALITY] = _pooled_text(text_keys, store, encoder.dim)
     for m in emb_modalities:
         modality_names.append(m)
         pooled_by_modality[m] = _mean_pool(*dense_tokens[m])

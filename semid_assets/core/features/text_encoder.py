@@ -47,6 +47,7 @@ from semid_assets.core.threads import compute_threads
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_DIM = 384
 DEFAULT_MAX_TOKENS = 64
+_TOKENIZE_CHUNK = 8192  # texts per call of the fast tokenizer (bounds its transient memory)
 # The model's learned position table; more tokens than this cannot be encoded.
 _MODEL_MAX_POSITIONS = 512
 
@@ -151,9 +152,12 @@ class TextEncoder:
         texts = list(texts)
         ids: list[list[int]] = [[] for _ in texts]
         todo = [i for i, t in enumerate(texts) if not is_blank(t)]
-        if todo:
+        # In chunks: the fast tokenizer keeps a rich encoding object per text until the call returns,
+        # several times the ids' size (gigabytes for a million texts at once).
+        for start in range(0, len(todo), _TOKENIZE_CHUNK):
+            chunk = todo[start : start + _TOKENIZE_CHUNK]
             enc = self._tokenizer(
-                [texts[i] for i in todo],
+                [texts[i] for i in chunk],
                 add_special_tokens=True,
                 truncation=True,
                 max_length=self.max_tokens,
@@ -161,7 +165,7 @@ class TextEncoder:
                 return_attention_mask=False,
                 return_token_type_ids=False,
             )
-            for i, row in zip(todo, enc["input_ids"]):
+            for i, row in zip(chunk, enc["input_ids"]):
                 ids[i] = list(row)
         return ids
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semid_assets.core.alignment.evaluation import pair_recall, split_pairs, unique_pairs
+from semid_assets.core.alignment.evaluation import judged_pairs, pair_recall, unique_pairs
 from semid_assets.core.lifecycle.archive import GenerationArchive
 from semid_assets.core.lifecycle.gate import GenerationPolicy, older_verdict, own_generation_verdict
 from semid_assets.core.lifecycle.generations import Generation, published
@@ -112,11 +112,12 @@ def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndar
 
 
 def heldout_recall(vectors: np.ndarray, item_ids: np.ndarray, pairs: pd.DataFrame, holdout: float,
-                   seed: int) -> float:
-    """Recall@10 of the month's held-out pairs (the aligner's split) in the space of ``vectors``."""
+                   seed: int, sample: int | None = None) -> float:
+    """Recall@10 of the month's held-out pairs (the aligner's split; with ``sample``, the ones the aligner
+    is judged on: ``judged_pairs``) in the space of ``vectors``."""
     a, b, _ = unique_pairs(pairs, item_ids)
-    held = split_pairs(a, b, item_ids, holdout, seed=seed)
-    return pair_recall(vectors, a[held], b[held], (10,))[10] if held.any() else float("nan")
+    held = judged_pairs(a, b, item_ids, holdout, seed=seed, sample=sample)
+    return pair_recall(vectors, a[held], b[held], (10,))[10] if len(held) else float("nan")
 
 
 def judge(state: MonthState, policy: GenerationPolicy, options: PublishOptions,

@@ -71,12 +71,14 @@ class MonthAlignment:
     summary: str = ""
 
 
-def heldout_pair_count(pairs, item_ids, holdout: float, seed: int) -> int:
-    """How many distinct pairs of ``pairs`` the held-out split keeps (what judging an aligner rests on)."""
+def heldout_pair_count(pairs, item_ids, holdout: float, seed: int, sample: int | None = None) -> int:
+    """How many distinct held-out pairs of ``pairs`` an aligner is judged on (all the split holds out,
+    at most ``sample``)."""
     from semid_assets.core.alignment.evaluation import split_pairs, unique_pairs
 
     a, b, _ = unique_pairs(pairs, item_ids)
-    return int(split_pairs(a, b, item_ids, holdout, seed=seed).sum()) if len(a) else 0
+    held = int(split_pairs(a, b, item_ids, holdout, seed=seed).sum()) if len(a) else 0
+    return held if sample is None else min(held, sample)
 
 
 def align_and_serve(features, pairs, config, *, month: str, gate: AlignerGate, previous_candidate,
@@ -86,14 +88,14 @@ def align_and_serve(features, pairs, config, *, month: str, gate: AlignerGate, p
 
     ``previous_candidate`` / ``previous_serving``: the newest stored aligners of earlier months
     (None when there are none). ``alignment``: the remaining arguments of ``align_month``
-    (captions, topics, caption_holdout).
+    (captions, topics, caption_holdout, heldout_sample, stored_vectors).
     """
     from semid_assets.core.alignment.monthly import align_month
 
     dims = dict(features.dims)
     carried = previous_candidate if previous_candidate is not None else ContentAligner(dims)
     current = previous_serving if previous_serving is not None else ContentAligner(dims)
-    heldout = heldout_pair_count(pairs, features.item_ids, holdout, config.seed)
+    heldout = heldout_pair_count(pairs, features.item_ids, holdout, config.seed, alignment.get("heldout_sample"))
     if not enough_pairs(heldout, gate):
         note = (f"not retrained: {heldout} held-out pairs, fewer than the {gate.min_heldout_pairs} needed to judge "
                 "an aligner; the serving aligner and its vectors stay as they are")

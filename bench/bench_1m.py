@@ -1,0 +1,397 @@
+"""The whole monthly lineage on a user's catalogue of up to 1M items, stage by stage.
+
+    python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
+                             [--methods rq_kmeans,...] [--codebook-size 1024] [--levers scale|defaults|FILE]
+                             [--no-rerun] [--json FILE]
+
+1. Writes (once per size; reused after) the two Parquet files of ``SEMID_DATASET=parquet``:
+   ``--items`` items with one short text field (``caption``) and a 256-d precomputed
+   ``emb_content`` vector, and about ``--interactions`` impressions over two months
+   (``synthetic.precomputed_platform``; 5 % of the items are new in each month). The embedded
+   synthetic source cannot stand in: it has four text fields and 6 × 64-d visual tokens.
+2. Runs the lineage on a fresh home in this process, month after month, as ``semid demo`` does
+   (with ``--levers`` as run config: by default ``SCALE_LEVERS`` below):
+   the monthly job (catalogue → features → pairs → aligner → embeddings, plus BPR when LETTER
+   is among the methods), then each method's job (candidate tokenizer → staleness → published
+   IDs → migration → stability → hierarchy → checks), then the methods' comparison.
+3. Rematerialises the last month in the same home and checks that every method's
+   ``semantic_ids`` (and ``aligned_embeddings``) come out bit for bit the same (``--no-rerun``
+   skips it).
+
+Prints, per Dagster step (from the run's events): wall seconds, CPU seconds of this process
+while the step ran, the peak resident memory during the step (sampled every 0.2 s) and the
+1-minute load average; then per month the totals and the process's peak (``getrusage``).
+With ``--json`` the same figures are written to a file. Not a test: nothing is timed against
+a limit. The machine's other jobs inflate wall time; CPU time is what this process used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MONTHS = ("2025-01", "2025-02")
+# Run config for catalogues far larger than the demo's (``--levers scale``), per Dagster step: what
+# each option trades is said in docs/benchmarks.md. ``--levers defaults`` runs the pipeline's defaults.
+SCALE_LEVERS: dict[str, dict] = {
+    # A step budget (warm-started in later months) instead of an epoch over every pair.
+    # judged on a stable sample of held-out pairs, not all of them (each is a search over every item).
+    "aligners": {"steps": 300, "heldout_sample": 5000},
+    "sid_staleness": {"heldout_sample": 5000},
+    # LETTER alone reads it; fewer, larger passes over the positives.
+    "collaborative_embeddings": {"epochs": 3, "batch_size": 32768},
+    # One pass over the catalogue in larger batches instead of six.
+    "tokenizer": {"rq_vae": {"epochs": 1, "batch_size": 2048}, "letter": {"epochs": 1, "batch_size": 2048}},
+    # The comparison's beam-8 re-encoding of the whole catalogue per method is a report, not a product.
+    "tokenizer_comparison": {"compare_beam": 1},
+}
+USERS_PER_INTERACTION = 1 / 20  # the platform's users make ~10 impressions a month: 2 months → ~20 each
+
+
+# ---------------------------------------------------------------------- the catalogue
+def write_catalogue(folder: Path, items: int, interactions: int, seed: int, text: bool) -> tuple[Path, Path]:
+    """The two Parquet files, written once per (items, interactions, seed, text) and reused after."""
+    items_path, log_path, stamp = folder / "items.parquet", folder / "interactions.parquet", folder / "spec.json"
+    spec = {"items": items, "interactions": interactions, "seed": seed, "months": list(MONTHS), "text": text}
+    if stamp.is_file() and json.loads(stamp.read_text()) == spec:
+        return items_path, log_path
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from semid_assets.core.data.synthetic import SyntheticSpec, precomputed_platform
+
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    users = max(100, round(interactions * USERS_PER_INTERACTION))
+    table, log = precomputed_platform(SyntheticSpec(n_items=items, n_users=users, seed=seed,
+                                                    start_month=MONTHS[0], n_months=len(MONTHS)),
+                                       text_field="caption" if text else None)
+    pq.write_table(table, items_path, row_group_size=65536)
+    pq.write_table(pa.Table.from_pandas(log, preserve_index=False), log_path, row_group_size=1 << 20)
+    stamp.write_text(json.dumps(spec))
+    print(f"wrote {table.num_rows:,} items and {len(log):,} interactions to {folder} in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return items_path, log_path
+
+
+# ---------------------------------------------------------------------- sampling the process
+@dataclass
+class Sample:
+    t: float
+    rss: int
+    anon: int
+    cpu: float
+    load: float
+
+
+@dataclass
+class Sampler:
+    """This process's resident memory, CPU time and the load average, every ``period`` seconds."""
+
+    period: float = 0.2
+    samples: list[Sample] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _take(self) -> Sample:
+        with open("/proc/self/statm") as f:
+            pages = [int(x) for x in f.read().split()]
+        page = os.sysconf("SC_PAGE_SIZE")
+        # resident = anonymous + file-backed; the token store's memory-mapped shards are the latter
+        # (page cache the kernel can drop), so the anonymous part is reported too.
+        return Sample(time.time(), pages[1] * page, (pages[1] - pages[2]) * page, time.process_time(),
+                      os.getloadavg()[0])
+
+    def start(self) -> "Sampler":
+        def loop():
+            while not self._stop.wait(self.period):
+                self.samples.append(self._take())
+
+        self.samples.append(self._take())
+        threading.Thread(target=loop, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.samples.append(self._take())
+
+    def window(self, start: float, end: float) -> dict:
+        inside = [s for s in self.samples if start <= s.t <= end] or [self._nearest(start), self._nearest(end)]
+        return {"peak_rss_gb": max(s.rss for s in inside) / 1e9, "peak_anon_gb": max(s.anon for s in inside) / 1e9,
+                "cpu_s": self._cpu_at(end) - self._cpu_at(start),
+                "load": sum(s.load for s in inside) / len(inside)}
+
+    def _nearest(self, t: float) -> Sample:
+        return min(self.samples, key=lambda s: abs(s.t - t))
+
+    def _cpu_at(self, t: float) -> float:
+        before = [s for s in self.samples if s.t <= t]
+        after = [s for s in self.samples if s.t >= t]
+        if not before or not after:
+            return self._nearest(t).cpu
+        a, b = before[-1], after[0]
+        return a.cpu if b.t == a.t else a.cpu + (b.cpu - a.cpu) * (t - a.t) / (b.t - a.t)
+
+
+# ---------------------------------------------------------------------- running the lineage
+def step_times(instance, run_id: str) -> list[tuple[str, float, float, bool]]:
+    """``(step, start, end, succeeded)`` of every step of a run, from its events."""
+    import dagster as dg
+
+    started, rows = {}, []
+    for record in instance.get_records_for_run(run_id, limit=100_000).records:
+        event = record.event_log_entry
+        if event.dagster_event is None:
+            continue
+        kind, step = event.dagster_event.event_type, event.dagster_event.step_key
+        if kind == dg.DagsterEventType.STEP_START:
+            started[step] = event.timestamp
+        elif kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            rows.append((step, started.get(step, event.timestamp), event.timestamp,
+                         kind == dg.DagsterEventType.STEP_SUCCESS))
+    return rows
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system after a job, as a job in its own process would:
+    without it, what one job freed stays in this process's RSS through the next jobs."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def run_config(job_def, levers: dict[str, dict]) -> dict:
+    """The run config of one job: quiet console logs and the levers of the job's own steps."""
+    ops = {op: {"config": config} for op, config in levers.items() if job_def.graph.has_node_named(op)}
+    return {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **({"ops": ops} if ops else {})}
+
+
+def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, label: str,
+              levers: dict[str, dict]) -> list[dict]:
+    """One month as ``semid demo`` builds it, with ``levers`` as run config; a row per step."""
+    import dagster as dg
+
+    from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, TOKENIZER_JOB
+    from semid_assets.partitions import METHOD, MONTH
+
+    runs = [("monthly", MONTHLY_JOB, month)]
+    runs += [(method, TOKENIZER_JOB, dg.MultiPartitionKey({MONTH: month, METHOD: method})) for method in methods]
+    if len(methods) == 4:
+        runs.append(("comparison", COMPARISON_JOB, month))
+    rows = []
+    for job_label, job, key in runs:
+        job_def = defs.resolve_job_def(job)
+        t0 = time.time()
+        result = job_def.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
+                                            run_config=run_config(job_def, levers))
+        t1 = time.time()
+        release_free_heap()
+        steps = step_times(instance, result.run_id)
+        for step, start, end, ok in steps:
+            rows.append({"run": label, "month": month, "job": job_label, "step": step, "wall_s": end - start,
+                         "ok": ok, **sampler.window(start, end)})
+        rows.append({"run": label, "month": month, "job": job_label, "step": "(whole run)", "wall_s": t1 - t0,
+                     "ok": result.success, **sampler.window(t0, t1)})
+        print("\n".join(table(rows[-len(steps) - 1:]).splitlines()[2:]), flush=True)
+        failed = [s for s, _, _, ok in steps if not ok]
+        print(f"[{label} {month}] {job_label}: {t1 - t0:.0f} s" + (f", FAILED steps {failed}" if failed else ""),
+              flush=True)
+        if job_label == "monthly" and not result.success:
+            raise RuntimeError(f"the monthly job of {month} failed at {failed}")
+    return rows
+
+
+def stored_outputs(home: Path, month: str, methods: list[str]) -> dict[str, bytes]:
+    """The month's published IDs of every method and its aligned embeddings, as Parquet-independent bytes."""
+    import pyarrow.parquet as pq
+
+    root = next((home / "assets").iterdir())
+    found = {f"semantic_ids/{m}": root / "semantic_ids" / f"month={month}" / f"method={m}.parquet" for m in methods}
+    found["aligned_embeddings"] = root / "aligned_embeddings" / f"{month}.parquet"
+    return {name: pq.read_table(path).to_pandas().to_json().encode() for name, path in found.items()}
+
+
+# ---------------------------------------------------------------------- reporting
+def describe_commit(folder: Path) -> str:
+    """The checkout's short commit, marked ``+dirty`` when tracked files differ from it."""
+    git = ["git", "-C", str(folder)]
+    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+
+
+def save(path: Path | None, commit: str, args, methods: list[str], levers: dict, rows: list[dict], same) -> None:
+    """The rows so far as JSON (written after every month, so a long run that is stopped leaves its figures)."""
+    if path is not None:
+        path.write_text(json.dumps({"commit": commit, "items": args.items, "interactions": args.interactions,
+                                    "methods": methods, "levers": levers, "load_at_start": os.getloadavg(),
+                                    "rows": rows, "rerun_identical": same}, indent=1))
+
+
+def table(rows: list[dict]) -> str:
+    head = "| run | month | job | step | wall (s) | CPU (s) | peak RSS (GB) | load |\n|" + " --- |" * 8
+    body = [f"| {r['run']} | {r['month']} | {r['job']} | {r['step']}{'' if r['ok'] else ' (failed)'} | "
+            f"{r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['load']:.1f} |" for r in rows]
+    return "\n".join([head, *body])
+
+
+def _stage(row: dict) -> str:
+    """The row's stage in the condensed table: the method's own steps keep the method, checks and
+    reports are grouped."""
+    step = row["step"]
+    if step in ("raw_items", "raw_interactions"):
+        return "raw_items + raw_interactions"
+    if step in ("sid_migration", "sid_prefix_migration", "sid_stability", "sid_hierarchy") or "_sid_" in step:
+        return "stability, hierarchy, migration, checks (4 methods)"
+    if step in ("sid_staleness", "semantic_ids"):
+        return f"{step} (4 methods)"
+    return f"{step} ({row['job']})" if row["job"] not in ("monthly", "comparison") else step
+
+
+def stages(rows: list[dict], run: str = "first") -> str:
+    """Per stage and month of ``run``: wall and CPU seconds (summed over the stage's steps) and the
+    highest peak RSS; then the months' totals."""
+    months = list(dict.fromkeys(r["month"] for r in rows if r["run"] == run))
+    steps = [r for r in rows if r["run"] == run and r["step"] != "(whole run)"]
+    names = list(dict.fromkeys(_stage(r) for r in steps))
+    head = "| stage | " + " | ".join(f"{m} wall (s) | {m} CPU (s) | {m} peak RSS (anon) GB" for m in months) + " |"
+    lines = [head, "|" + " --- |" * (1 + 3 * len(months))]
+    for name in names + ["(whole month)"]:
+        cells = []
+        for m in months:
+            if name == "(whole month)":
+                got = [r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"]
+            else:
+                got = [r for r in steps if r["month"] == m and _stage(r) == name]
+            anon = max(r.get("peak_anon_gb", float("nan")) for r in got) if got else None
+            cells.append(" – | – | – " if not got else f" {sum(r['wall_s'] for r in got):.0f} | "
+                         f"{sum(r['cpu_s'] for r in got):.0f} | {max(r['peak_rss_gb'] for r in got):.1f}"
+                         f"{'' if anon != anon else f' ({anon:.1f})'} ")
+        lines.append(f"| {name} |" + "|".join(cells) + "|")
+    whole = [[r for r in rows if r["run"] == run and r["month"] == m and r["step"] == "(whole run)"] for m in months]
+    loads = [sum(r["load"] * r["wall_s"] for r in got) / max(sum(r["wall_s"] for r in got), 1e-9) for got in whole]
+    lines.append("| (mean 1-minute load average) |" + "|".join(f" {x:.1f} | | " for x in loads) + "|")
+    return "\n".join(lines)
+
+
+def totals(rows: list[dict]) -> str:
+    lines = ["| run | month | wall (s) | CPU (s) | peak RSS (GB) | mean load |", "|" + " --- |" * 6]
+    for (run, month) in dict.fromkeys((r["run"], r["month"]) for r in rows):
+        whole = [r for r in rows if r["run"] == run and r["month"] == month and r["step"] == "(whole run)"]
+        lines.append(f"| {run} | {month} | {sum(r['wall_s'] for r in whole):.0f} | "
+                     f"{sum(r['cpu_s'] for r in whole):.0f} | {max(r['peak_rss_gb'] for r in whole):.2f} | "
+                     f"{sum(r['load'] * r['wall_s'] for r in whole) / sum(r['wall_s'] for r in whole):.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--interactions", type=int, default=10_000_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/semid-scale"),
+                        help="holds data-<items>-<interactions>/ (reused) and home-<items>/ (recreated)")
+    parser.add_argument("--methods", default="rq_kmeans,rq_kmeans_balanced,rq_vae,letter")
+    parser.add_argument("--codebook-size", type=int, default=1024)
+    parser.add_argument("--no-text", action="store_true",
+                        help="items without the caption (only emb_content): the lineage without text encoding")
+    parser.add_argument("--months", default=",".join(MONTHS),
+                        help="the months to run, in order (e.g. only the second, with --keep-home)")
+    parser.add_argument("--keep-home", action="store_true",
+                        help="continue in the existing home (the months an earlier invocation ran stay)")
+    parser.add_argument("--no-rerun", action="store_true", help="skip rematerialising the last month")
+    parser.add_argument("--levers", default="scale",
+                        help="run config per step: 'scale' (SCALE_LEVERS), 'defaults' (none), or a JSON file "
+                             "of {step: config}")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--summarise", type=Path, nargs="+",
+                        help="only print the condensed per-stage tables of earlier --json files")
+    parser.add_argument("--write-data-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.summarise:
+        for path in args.summarise:
+            saved = json.loads(path.read_text())
+            print(f"{path}: {saved['items']:,} items, commit {saved['commit']}, rerun identical: "
+                  f"{saved['rerun_identical']}\n")
+            for run in dict.fromkeys(r["run"] for r in saved["rows"]):
+                print(f"run: {run}\n{stages(saved['rows'], run)}\n")
+        return 0
+
+    data = args.work / f"data-{args.items}-{args.interactions}-s{args.seed}{'-notext' if args.no_text else ''}"
+    if args.write_data_only:
+        write_catalogue(data, args.items, args.interactions, args.seed, not args.no_text)
+        return 0
+    # The data is written by a child process, so its memory is not this process's peak.
+    subprocess.run([sys.executable, __file__, "--write-data-only", "--items", str(args.items), "--interactions",
+                    str(args.interactions), "--seed", str(args.seed), "--work", str(args.work)]
+                   + (["--no-text"] if args.no_text else []), check=True)
+    home = args.work / f"home-{args.items}{'-notext' if args.no_text else ''}"
+    if not args.keep_home:
+        shutil.rmtree(home, ignore_errors=True)
+    months = args.months.split(",")
+    if not set(months) <= set(MONTHS):
+        parser.error(f"--months must be among {MONTHS}, got {months}")
+    methods = args.methods.split(",")
+    levers = {"scale": SCALE_LEVERS, "defaults": {}}.get(args.levers)
+    levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
+    os.environ.update(SEMID_DATASET="parquet", SEMID_ITEMS=str(data / "items.parquet"),
+                      SEMID_INTERACTIONS=str(data / "interactions.parquet"), SEMID_HOME=str(home),
+                      SEMID_CODEBOOK_SIZE=str(args.codebook_size), SEMID_METHODS=",".join(methods))
+
+    import dagster as dg
+
+    from semid_assets.definitions import build_definitions
+    from semid_assets.home import prepare_home
+    from semid_assets.settings import Settings
+
+    settings = Settings.from_env()
+    prepare_home(settings)
+    defs = build_definitions(settings)
+    commit = describe_commit(Path(__file__).parent)
+    print(f"bench_1m at {commit}: {args.items:,} items, ~{args.interactions:,} interactions, methods {methods}, "
+          f"{args.codebook_size} codes per level, home {home}; load {os.getloadavg()}; levers "
+          f"{json.dumps(levers)}", flush=True)
+    sampler = Sampler().start()
+    rows = []
+    with dg.DagsterInstance.get() as instance:
+        for month in months:
+            rows += run_month(defs, instance, month, methods, sampler, "first", levers)
+            save(args.json, commit, args, methods, levers, rows, None)
+        peak_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        same = None
+        if not args.no_rerun:
+            first = stored_outputs(home, months[-1], methods)
+            rows += run_month(defs, instance, months[-1], methods, sampler, "rerun", levers)
+            again = stored_outputs(home, months[-1], methods)
+            same = {name: first[name] == again[name] for name in first}
+    sampler.stop()
+    print()
+    print(table(rows))
+    print()
+    print(totals(rows))
+    print()
+    print(stages(rows))
+    print(f"\nprocess peak (getrusage): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB "
+          f"({peak_first:.2f} GB before the rerun)")
+    if same is not None:
+        print(f"rerun of {months[-1]} identical: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
+    save(args.json, commit, args, methods, levers, rows, same)
+    return 0 if same is None or all(same.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
