@@ -13,9 +13,9 @@ from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.content import is_trained
 from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data import schema
-from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
+from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
-from semid_assets.core.lifecycle.serving import align_and_serve, serving_month
+from semid_assets.core.lifecycle.serving import align_and_serve, serving_month, stored_vectors
 from semid_assets.core.lifecycle.versions import ALIGNER, SERVING_ALIAS, VersionKey, previous_month
 from semid_assets.partitions import SemidPartitions, month_of
 from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, MlflowRegistry,
@@ -45,15 +45,6 @@ def _captions(raw_items: pa.Table, config, text_encoder: TextEncoderResource):
     if column is None or config.caption_weight <= 0:
         return column, None
     return column, text_encoder.encoder().tokenize([t or "" for t in raw_items.column(column).to_pylist()])
-
-
-def _stored_vectors(store, aligner):
-    """The aligned embeddings of the month ``aligner`` was trained in: its own vectors when it served from
-    then (``embed_reusing`` checks that); None when none are stored."""
-    month = serving_month(aligner)
-    if month is None or not store.exists("aligned_embeddings", month=month):
-        return None
-    return embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
 
 
 def _stored_before(store, asset: str, month: str):
@@ -133,7 +124,7 @@ def build(parts: SemidPartitions) -> list:
             previous_serving=_stored_before(store, SERVING, month), holdout=config.holdout,
             warm_start=config.warm_start, store=text_encoder.store(), log=context.log.info,
             caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout,
-            heldout_sample=config.heldout_sample, stored_vectors=lambda aligner: _stored_vectors(store, aligner))
+            heldout_sample=config.heldout_sample, stored_vectors=lambda aligner: stored_vectors(store, aligner))
         path = store.write_artifact(CANDIDATE, done.candidate, month=month)
         links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
         yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={
@@ -155,7 +146,7 @@ def build(parts: SemidPartitions) -> list:
         While the serving aligner does not change, neither does any earlier item's vector: those the
         serving aligner stored in an earlier month are taken from there, only the others embedded."""
         store = text_encoder.store()
-        stored = _stored_vectors(asset_store.store(), aligner) if is_trained(aligner) else None
+        stored = stored_vectors(asset_store.store(), aligner)
         vectors = embed_reusing(multimodal_features.item_ids, stored, lambda rows: compute_engine.embed(
             aligner, multimodal_features, store=store, rows=rows))
         context.log.info(f"{len(vectors)} items × {vectors.shape[1]} dims from "

@@ -32,7 +32,7 @@ from semid_assets.core.lifecycle.month import (
     publish,
 )
 from semid_assets.core.lifecycle.publish import PublishOptions
-from semid_assets.core.lifecycle.serving import serving_month
+from semid_assets.core.lifecycle.serving import stored_vectors
 from semid_assets.core.lifecycle.staleness import (
     FIGURE_COLUMN,
     FIGURES,
@@ -75,10 +75,7 @@ def _state(context, tokenizer, aligned_embeddings: pa.Table, features: Multimoda
 
     def embed_in_generation(old):
         # The generation's aligner embedded most items already: the month it served in stored them.
-        month, assets = serving_month(old), asset_store.store()
-        stored = (embeddings_from_arrow(assets.read_table("aligned_embeddings", month=month))
-                  if month is not None and assets.exists("aligned_embeddings", month=month) else None)
-        return embed_reusing(features.item_ids, stored,
+        return embed_reusing(features.item_ids, stored_vectors(asset_store.store(), old),
                              lambda rows: compute_engine.embed(old, features, store=store, rows=rows))
 
     return month_state(asset_store.store(), method_of(context), month_of(context), item_ids=item_ids,
@@ -92,8 +89,8 @@ def _recall(state, pairs, holdout: float, seed: int, sample: int | None) -> tupl
     if state.models is None or state.view.generation_vectors is state.view.serving_vectors:
         return float("nan"), float("nan")
     ids, pairs = state.view.item_ids, pairs()
-    return (heldout_recall(state.view.generation_vectors, ids, pairs, holdout, seed, sample),
-            heldout_recall(state.view.serving_vectors, ids, pairs, holdout, seed, sample))
+    return heldout_recall((state.view.generation_vectors, state.view.serving_vectors), ids, pairs, holdout, seed,
+                          sample)
 
 
 def _stored_sample(row) -> int | None:

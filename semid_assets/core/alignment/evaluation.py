@@ -2,7 +2,8 @@
 
 * :func:`split_pairs` — a deterministic split *by pair*: a pair's side depends only on its
   two item ids and the seed (a stable hash), so the same pair is held out in every month;
-  :func:`judged_pairs` — those held-out pairs, or a stable sample of them when they are many.
+  :func:`held_out_pairs` also gives the held-out pairs an aligner is judged on: all of them, or a
+  stable sample when they are many.
 * :func:`pair_recall` — for each held-out pair (a, b), is b among the K nearest items of a
   by inner product (faiss, exact), a itself excluded? And symmetrically a for b.
 * :func:`content_similarity` — mean cosine of pairs of items with the same fine topic vs
@@ -33,46 +34,58 @@ def unique_pairs(pairs: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray,
     return keys // len(item_ids), keys % len(item_ids), keys
 
 
-def _pair_hashes(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, seed: int) -> np.ndarray:
-    """Per pair a number in [0, 1) that depends only on its two ids and ``seed``."""
-    ids = np.asarray(item_ids).astype(str)
-    frame = pd.DataFrame({"a": ids[a], "b": ids[b], "seed": str(seed)})
+def _unit_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """Per row a number in [0, 1) that depends only on the row's values."""
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003
+
+
+def _pair_hashes(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, seed: int) -> np.ndarray:
+    ids = np.asarray(item_ids).astype(str)
+    return _unit_hashes(pd.DataFrame({"a": ids[a], "b": ids[b], "seed": str(seed)}))
+
+
+def _item_hashes(item_ids: np.ndarray, seed: int) -> np.ndarray:
+    return _unit_hashes(pd.DataFrame({"id": np.asarray(item_ids).astype(str), "seed": f"items-{seed}"}))
+
+
+def _lowest(chosen: np.ndarray, hashes: np.ndarray, sample: int | None, *ties: np.ndarray) -> np.ndarray:
+    """``chosen`` (ascending positions), or with ``sample`` the ``sample`` of them with the lowest hash,
+    ties broken by ``ties`` (ids, not catalogue positions), back in ascending order."""
+    if sample is not None and sample < 1:
+        raise ValueError(f"the held-out sample must be >= 1 or None, got {sample!r}.")
+    if sample is None or len(chosen) <= sample:
+        return chosen
+    order = np.lexsort((*(t[chosen] for t in reversed(ties)), hashes[chosen]))
+    return np.sort(chosen[order[:sample]])
+
+
+def held_out_pairs(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, holdout: float, seed: int = 0,
+                   sample: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(held, judged)``: the bool mask of :func:`split_pairs` and the indices (ascending) of the
+    held-out pairs an aligner is judged on: all of them, or with ``sample`` the ``sample`` with the
+    lowest hash. A pair's hash depends only on its two ids, so a pair judged in one month is judged in
+    the next while it is still among the lowest ``sample``; the choice ignores the catalogue's order."""
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout!r}.")
+    hashes = _pair_hashes(a, b, item_ids, seed)
+    held = hashes < holdout
+    if sample is None:
+        return held, np.flatnonzero(held)
+    ids = np.asarray(item_ids).astype(str)
+    return held, _lowest(np.flatnonzero(held), hashes, sample, ids[a], ids[b])
 
 
 def split_pairs(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, holdout: float,
                 seed: int = 0) -> np.ndarray:
     """Bool mask over pairs: True = held out. Depends only on the two ids and ``seed``."""
-    if not 0.0 <= holdout < 1.0:
-        raise ValueError(f"holdout must be in [0, 1), got {holdout!r}.")
-    return _pair_hashes(a, b, item_ids, seed) < holdout
+    return held_out_pairs(a, b, item_ids, holdout, seed)[0]
 
 
 def judged_pairs(a: np.ndarray, b: np.ndarray, item_ids: np.ndarray, holdout: float, seed: int = 0,
                  sample: int | None = None) -> np.ndarray:
-    """Indices (ascending) of the held-out pairs an aligner is judged on: all of :func:`split_pairs`'s
-    held-out pairs, or with ``sample`` the ``sample`` of them with the lowest hash. A pair's hash
-    depends only on its two ids, so a pair judged in one month is judged in the next while it is
-    still among the lowest ``sample``; the choice is independent of the catalogue's order."""
-    if sample is not None and sample < 1:
-        raise ValueError(f"the held-out sample must be >= 1 or None, got {sample!r}.")
-    if not 0.0 <= holdout < 1.0:
-        raise ValueError(f"holdout must be in [0, 1), got {holdout!r}.")
-    hashes = _pair_hashes(a, b, item_ids, seed)
-    held = np.flatnonzero(hashes < holdout)
-    if sample is None or len(held) <= sample:
-        return held
-    # Ties in the hash are broken by the ids, not by catalogue positions.
-    ids = np.asarray(item_ids).astype(str)
-    lowest = np.lexsort((ids[b[held]], ids[a[held]], hashes[held]))[:sample]
-    return np.sort(held[lowest])
-
-
-def _item_hashes(item_ids: np.ndarray, seed: int) -> np.ndarray:
-    frame = pd.DataFrame({"id": np.asarray(item_ids).astype(str), "seed": f"items-{seed}"})
-    h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return (h % np.uint64(1_000_003)).astype(np.float64) / 1_000_003
+    """The ``judged`` indices of :func:`held_out_pairs`."""
+    return held_out_pairs(a, b, item_ids, holdout, seed, sample)[1]
 
 
 def hash_fraction(item_ids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
@@ -83,14 +96,8 @@ def hash_fraction(item_ids: np.ndarray, fraction: float, seed: int = 0) -> np.nd
 def judged_items(item_ids: np.ndarray, fraction: float, seed: int = 0, sample: int | None = None) -> np.ndarray:
     """Positions (ascending) of :func:`hash_fraction`'s items, or with ``sample`` the ``sample`` of them
     with the lowest hash (ties broken by id): the same items every month while they stay among them."""
-    if sample is not None and sample < 1:
-        raise ValueError(f"the held-out sample must be >= 1 or None, got {sample!r}.")
     hashes = _item_hashes(item_ids, seed)
-    chosen = np.flatnonzero(hashes < fraction)
-    if sample is None or len(chosen) <= sample:
-        return chosen
-    ids = np.asarray(item_ids).astype(str)
-    return np.sort(chosen[np.lexsort((ids[chosen], hashes[chosen]))[:sample]])
+    return _lowest(np.flatnonzero(hashes < fraction), hashes, sample, np.asarray(item_ids).astype(str))
 
 
 def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),

@@ -26,8 +26,8 @@ import pandas as pd
 from semid_assets.core.alignment.aligner import Aligner
 from semid_assets.core.alignment.config import AlignerTrainConfig
 from semid_assets.core.alignment.training import caption_metrics, train_aligner, unigram_baseline
-from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, judged_items, judged_pairs,
-                                                    pair_hits, pair_recall, split_pairs, unique_pairs)
+from semid_assets.core.alignment.evaluation import (content_similarity, hash_fraction, held_out_pairs, judged_items,
+                                                    pair_hits, pair_recall, unique_pairs)
 from semid_assets.core.alignment.captions import CaptionData, prepare_captions
 from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.features.multimodal import MultimodalFeatures
@@ -100,9 +100,8 @@ def align_month(
     """
     ids = features.item_ids
     a, b, _ = unique_pairs(pairs, ids)
-    held = split_pairs(a, b, ids, holdout, seed=config.seed)
+    held, judged = held_out_pairs(a, b, ids, holdout, seed=config.seed, sample=heldout_sample)
     train_a, train_b = a[~held], b[~held]
-    judged = judged_pairs(a, b, ids, holdout, seed=config.seed, sample=heldout_sample)
     log(f"{len(a)} distinct pairs: {int((~held).sum())} train, {int(held.sum())} held out"
         + ("" if len(judged) == int(held.sum()) else f", of which the aligner is judged on {len(judged)}"))
 

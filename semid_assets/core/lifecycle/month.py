@@ -14,7 +14,7 @@ after another gives.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,13 +111,15 @@ def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndar
     return MonthState(month, method, previous, later, models, origin, view, serving_aligner)
 
 
-def heldout_recall(vectors: np.ndarray, item_ids: np.ndarray, pairs: pd.DataFrame, holdout: float,
-                   seed: int, sample: int | None = None) -> float:
+def heldout_recall(spaces: Sequence[np.ndarray], item_ids: np.ndarray, pairs: pd.DataFrame, holdout: float,
+                   seed: int, sample: int | None = None) -> tuple[float, ...]:
     """Recall@10 of the month's held-out pairs (the aligner's split; with ``sample``, the ones the aligner
-    is judged on: ``judged_pairs``) in the space of ``vectors``."""
+    is judged on: ``judged_pairs``) in each of ``spaces`` (vectors of ``item_ids``)."""
     a, b, _ = unique_pairs(pairs, item_ids)
     held = judged_pairs(a, b, item_ids, holdout, seed=seed, sample=sample)
-    return pair_recall(vectors, a[held], b[held], (10,))[10] if len(held) else float("nan")
+    if not len(held):
+        return tuple(float("nan") for _ in spaces)
+    return tuple(pair_recall(vectors, a[held], b[held], (10,))[10] for vectors in spaces)
 
 
 def judge(state: MonthState, policy: GenerationPolicy, options: PublishOptions,

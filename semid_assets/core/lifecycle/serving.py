@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semid_assets.core.alignment.content import ContentAligner, is_trained
+from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.gate import AlignerGate, AlignerVerdict, judge_aligner
 
 __all__ = ["ServingDecision", "enough_pairs", "decide_serving", "serving_month"]
@@ -32,6 +33,15 @@ class ServingDecision:
 def serving_month(aligner) -> str | None:
     """The month a serving aligner was trained in (None: the content embedding)."""
     return aligner.info.get("month") if is_trained(aligner) else None
+
+
+def stored_vectors(store, aligner) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(item_ids, vectors)``: the aligned embeddings ``store`` holds for the month ``aligner`` served in
+    (``reuse.embed_reusing`` checks they are its own); None for the content embedding or none stored."""
+    month = serving_month(aligner)
+    if month is None or not store.exists("aligned_embeddings", month=month):
+        return None
+    return embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
 
 
 def enough_pairs(heldout_pairs: int, gate: AlignerGate) -> bool:
