@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 
 from semid_assets import metadata as md
-from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.core.data.schema import ITEM_ID, TRUTH_PREFIX
+from semid_assets.core.data.embedding_table import vectors_of
+from semid_assets.core.data.schema import EMBEDDING_PREFIX, ITEM_ID, TRUTH_PREFIX
 from semid_assets.core.evaluation.hierarchy import example_subtrees, prefix_similarity, render_subtree, trie_stats
 from semid_assets.core.lifecycle.generations import published
 from semid_assets.core.lifecycle.versions import VersionKey
@@ -41,7 +41,9 @@ def item_titles(items: pa.Table, ids: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def build(parts: SemidPartitions) -> list:
-    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"})
+    # The catalogue's titles only: its vector columns are gigabytes at a million items.
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"},
+              ins={"raw_items": dg.AssetIn(metadata={"exclude_prefixes": [EMBEDDING_PREFIX]})})
     def sid_hierarchy(context: dg.AssetExecutionContext, config: HierarchyConfig, semantic_ids: pd.DataFrame,
                       aligned_embeddings: pa.Table, raw_items: pa.Table, catalog: CatalogResource,
                       mlflow_registry: MlflowRegistry) -> dg.MaterializeResult:
@@ -51,8 +53,7 @@ def build(parts: SemidPartitions) -> list:
         sub-trie sizes, trie statistics, two example sub-trees with item titles."""
         month, method = month_of(context), method_of(context)
         ids, codes = published(semantic_ids).item_ids, published(semantic_ids).codes
-        emb_ids, vectors = embeddings_from_arrow(aligned_embeddings)
-        vectors = vectors[pd.Index(emb_ids).get_indexer(ids)]
+        vectors = vectors_of(aligned_embeddings, ids)
         similarity = prefix_similarity(codes, vectors, pairs=config.pairs, seed=config.seed)
         titles, title_column = item_titles(raw_items, ids)
         examples = [render_subtree(codes, titles, prefix) for prefix in example_subtrees(codes, config.examples)]

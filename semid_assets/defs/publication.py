@@ -15,7 +15,6 @@ from semid_assets.config import config_class, to_options
 from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.evaluation.plots import staleness_plot
-from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.lifecycle.archive import TOKENIZER, GenerationArchive
 from semid_assets.core.lifecycle.generations import FIRST_MONTH, GENERATION, published
 from semid_assets.core.lifecycle.migration import (
@@ -67,13 +66,14 @@ StalenessConfig = config_class("StalenessConfig", None, doc="How the staleness r
 })
 
 
-def _state(context, tokenizer, aligned_embeddings: pa.Table, features: MultimodalFeatures, aligner,
-           asset_store: AssetStoreResource, text_encoder: TextEncoderResource, options: PublishOptions,
-           compute_engine: ComputeEngineResource):
+def _state(context, tokenizer, aligned_embeddings: pa.Table, aligner, asset_store: AssetStoreResource,
+           text_encoder: TextEncoderResource, options: PublishOptions, compute_engine: ComputeEngineResource):
     item_ids, vectors = embeddings_from_arrow(aligned_embeddings)
     store = text_encoder.store()
 
     def embed_in_generation(old):
+        # Read only here, when the generation's aligner is not the serving one: gigabytes at a million items.
+        features = asset_store.store().read_artifact("multimodal_features", month=month_of(context))
         # The generation's aligner embedded most items already: the month it served in stored them.
         return embed_reusing(features.item_ids, stored_vectors(asset_store.store(), old),
                              lambda rows: compute_engine.embed(old, features, store=store, rows=rows))
@@ -131,10 +131,10 @@ def _verdict(context, sid_staleness: pd.DataFrame, state, store, policy, options
 
 def _staleness_asset(parts: SemidPartitions):
     @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"numpy", "mlflow"},
-              ins={"multimodal_features": dg.AssetIn(), "item_pairs": dg.AssetIn()})
+              ins={"item_pairs": dg.AssetIn()}, deps=["multimodal_features"])
     def sid_staleness(context: dg.AssetExecutionContext, config: StalenessConfig, tokenizer,
-                      aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, item_pairs: pd.DataFrame,
-                      aligner, asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
+                      aligned_embeddings: pa.Table, item_pairs: pd.DataFrame, aligner,
+                      asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
                       generation_policy: GenerationPolicyResource, mlflow_registry: MlflowRegistry,
                       catalog: CatalogResource, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
         """What cutting a new generation would gain this month (relative MSE, new items' collisions,
@@ -143,8 +143,8 @@ def _staleness_asset(parts: SemidPartitions):
         too much. A backfilled month older than the newest published one is judged "older"."""
         options = PublishOptions(hysteresis=tokenizer.fit_info.get("hysteresis", 0.0),
                                  cut_generation=config.cut_generation)
-        state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
-                       text_encoder, options, compute_engine)
+        state = _state(context, tokenizer, aligned_embeddings, aligner, asset_store, text_encoder, options,
+                       compute_engine)
         judgement = judge(state, generation_policy.options(), options,
                           _recall(state, lambda: item_pairs, config.holdout, config.seed, config.heldout_sample))
         context.log.info(judgement.verdict.summary)
@@ -167,10 +167,9 @@ def _staleness_asset(parts: SemidPartitions):
 
 
 def _semantic_ids_asset(parts: SemidPartitions):
-    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"},
-              ins={"multimodal_features": dg.AssetIn()})
+    @dg.asset(partitions_def=parts.month_method, group_name=GROUP, kinds={"parquet"}, deps=["multimodal_features"])
     def semantic_ids(context: dg.AssetExecutionContext, config: SemanticIdConfig, sid_staleness: pd.DataFrame,
-                     tokenizer, aligned_embeddings: pa.Table, multimodal_features: MultimodalFeatures, aligner,
+                     tokenizer, aligned_embeddings: pa.Table, aligner,
                      asset_store: AssetStoreResource, text_encoder: TextEncoderResource,
                      generation_policy: GenerationPolicyResource, mlflow_registry: MlflowRegistry,
                      catalog: CatalogResource, compute_engine: ComputeEngineResource) -> dg.MaterializeResult:
@@ -183,8 +182,8 @@ def _semantic_ids_asset(parts: SemidPartitions):
         options = to_options(config, PublishOptions, hysteresis=tokenizer.fit_info.get("hysteresis", 0.0))
         store = asset_store.store()
         with publication_lock(store, method_of(context)):
-            state = _state(context, tokenizer, aligned_embeddings, multimodal_features, aligner, asset_store,
-                           text_encoder, options, compute_engine)
+            state = _state(context, tokenizer, aligned_embeddings, aligner, asset_store, text_encoder, options,
+                           compute_engine)
             decision, reason = _verdict(context, sid_staleness, state, store, generation_policy.options(), options)
             table, record = publish(state, decision, reason, options)
             if record is not None:

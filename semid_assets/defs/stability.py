@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from semid_assets import metadata as md
 from semid_assets.compute import ComputeEngineResource
-from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.data.embedding_table import embeddings_from_arrow, vectors_of
 from semid_assets.core.data.schema import ITEM_ID
 from semid_assets.core.evaluation.plots import agreement_plot
 from semid_assets.core.evaluation.stability import compare_versions
@@ -55,8 +55,7 @@ def build(parts: SemidPartitions) -> list:
             return dg.MaterializeResult(value=pd.DataFrame({"prefix_length": pd.Series(dtype="int64")}), metadata={
                 "compared_with": "none: no earlier month is published"})
         before, now = published(earlier.table), published(semantic_ids)
-        emb_ids, emb_b = embeddings_from_arrow(aligned_embeddings)
-        emb_b = emb_b[pd.Index(emb_ids).get_indexer(semantic_ids[ITEM_ID])]
+        emb_b = vectors_of(aligned_embeddings, semantic_ids[ITEM_ID].to_numpy())
         report, figures = compare_versions(before.item_ids, before.codes, now.item_ids, now.codes,
                                            emb_a=_earlier_vectors(store, earlier.month, earlier.table[ITEM_ID]),
                                            emb_b=emb_b, knn_sample=config.knn_sample, knn_k=config.knn_k,

@@ -327,6 +327,51 @@ def test_pair_recall_and_content_similarity_on_known_geometry():
     assert sim["same_topic_cos"] > sim["random_cos"]
 
 
+def _content_similarity_of_the_whole_matrix(vectors, labels, n_pairs, seed):
+    # The reference: every row normalised in float64 up front, then the sampled pairs compared.
+    x = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    rng, n = np.random.default_rng(seed), len(x)
+    i, j = rng.integers(0, n, n_pairs), rng.integers(0, n, n_pairs)
+    keep = i != j
+    random_cos = float(np.einsum("ij,ij->i", x[i[keep]], x[j[keep]]).mean())
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    group = np.repeat(np.arange(len(starts)), sizes)
+    pick = rng.integers(0, n, n_pairs)
+    g = group[pick]
+    other = starts[g] + rng.integers(0, np.maximum(sizes[g], 1))
+    keep = (sizes[g] > 1) & (order[other] != order[pick])
+    return float(np.einsum("ij,ij->i", x[order[pick[keep]]], x[order[other[keep]]]).mean()), random_cos
+
+
+def test_content_similarity_converts_only_the_sampled_rows_and_gives_the_same_bits():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3000, 24)).astype(np.float32)
+    x[7] = 0  # a zero row stays zero
+    labels = rng.integers(0, 40, size=3000).astype(str)
+    sim = content_similarity(x, labels, n_pairs=5000, seed=2)
+    assert (sim["same_topic_cos"], sim["random_cos"]) == _content_similarity_of_the_whole_matrix(x, labels, 5000, 2)
+
+
+def test_pair_recall_searches_as_an_exact_index_does():
+    import faiss
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5000, 32)).astype(np.float32)
+    a, b = rng.choice(5000, 300, replace=False), rng.choice(5000, 300, replace=False)
+    index = faiss.IndexFlatIP(32)
+    index.add(x)
+    queries, targets = np.concatenate([a, b]), np.concatenate([b, a])
+    _, found = index.search(x[queries], 11)
+    found = np.where(found == queries[:, None], -1, found)
+    rank_ok = (found >= 0).cumsum(axis=1) <= 10
+    hits = ((found == targets[:, None]) & rank_ok).any(axis=1)
+    assert pair_recall(x, a, b, ks=(10,))[10] == float(((hits[:300] + hits[300:]) / 2.0).mean())
+
+
 def test_pairs_outside_the_catalogue_are_refused():
     pairs = pd.DataFrame({"item_a": ["a"], "item_b": ["zzz"]})
     with pytest.raises(ValueError, match="missing from the catalogue"):

@@ -193,7 +193,7 @@ def test_text_columns_of():
     assert text_columns_of(_items()) == ["title", "tags"]
 
 
-def test_build_features_and_cache_hit(tmp_path, encoder):
+def test_build_features_and_cache_hit(tmp_path, encoder, monkeypatch):
     items = _items()
     store = TokenStore(tmp_path, encoder.name)
     logs: list[str] = []
@@ -240,6 +240,14 @@ def test_build_features_and_cache_hit(tmp_path, encoder):
     assert not ce[3].any()
     # with both modalities present, each block carries 1/sqrt(2) of the norm
     np.testing.assert_allclose(np.linalg.norm(ce[0, :384]), 2**-0.5, atol=1e-5)
+    # computed in row blocks, with the bits of the whole matrix at once
+    import semid_assets.core.features.multimodal as multimodal
+
+    whole = multimodal._l2_normalise(np.concatenate(
+        [f1.pooled[m].astype(np.float64) * 2**-0.5 for m in f1.modality_names], axis=1))
+    np.testing.assert_array_equal(ce, whole)
+    monkeypatch.setattr(multimodal, "_CONTENT_BLOCK", 2)
+    np.testing.assert_array_equal(f1.content_embedding(), whole)
 
     # similar texts are closer than unrelated ones
     t = f1.pooled["text"]

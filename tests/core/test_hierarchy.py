@@ -60,3 +60,20 @@ def test_examples_are_deterministic_and_render_titles():
     text = render_subtree(codes, titles, picks[0], max_children=2, max_items=1)
     assert text.startswith(f"- `{picks[0][0]}-{picks[0][1]}` — {counts.max()} items")
     assert "  - `" in text and "    - video " in text and "more" in text
+
+
+def test_centred_figures_equal_centring_the_whole_matrix():
+    # Only the sampled rows are centred now; the figures must be those of centring every row first.
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(4000, 24)) + 0.3).astype(np.float32)
+    codes = np.stack([rng.integers(0, 8, 4000), rng.integers(0, 4, 4000)], 1)
+    table = prefix_similarity(codes, X, pairs=3000, seed=1)
+    X64 = np.asarray(X, np.float64)
+    centred = X64 - X64.mean(axis=0)
+    centred = np.asarray(centred, np.float32)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    rng = np.random.default_rng(1)  # the function's own draws, in its order
+    i, j = rng.integers(0, 4000, 3000), rng.integers(0, 3999, 3000)
+    j += j >= i
+    expected = float(np.einsum("ij,ij->i", centred[i], centred[j]).mean())
+    assert table["random_centred_cosine"].iloc[0] == expected

@@ -117,10 +117,10 @@ def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, 
     k_max = min(max(ks) + 1, len(x))
     # One thread unless told otherwise: a shared machine's second core is often busy, and the
     # distances' last bits (so the order of near-ties) depend on the count.
+    # faiss.knn searches the matrix in place (an index would copy it: a gigabyte per million items)
+    # with the very routine IndexFlatIP.search runs, so the neighbours are the same.
     with compute_threads(threads):
-        index = faiss.IndexFlatIP(x.shape[1])
-        index.add(x)
-        _, found = index.search(x[queries], k_max)
+        _, found = faiss.knn(x[queries], x, k_max, metric=faiss.METRIC_INNER_PRODUCT)
     found = np.where(found == queries[:, None], -1, found)  # the query item itself never counts
     out = {}
     for k in ks:
@@ -142,15 +142,12 @@ def pair_recall(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int
 def content_similarity(vectors: np.ndarray, labels: np.ndarray, n_pairs: int = 20_000,
                        seed: int = 0) -> dict[str, float]:
     """Mean cosine of same-label pairs vs random pairs (both sampled, distinct items)."""
-    x = np.asarray(vectors, np.float64)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
     labels = np.asarray(labels).astype(str)
     rng = np.random.default_rng(seed)
-    n = len(x)
+    n = len(vectors)
     i, j = rng.integers(0, n, n_pairs), rng.integers(0, n, n_pairs)
     keep = i != j
-    random_cos = float(np.einsum("ij,ij->i", x[i[keep]], x[j[keep]]).mean())
+    random_cos = float(np.einsum("ij,ij->i", _unit_rows(vectors, i[keep]), _unit_rows(vectors, j[keep])).mean())
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
@@ -161,6 +158,14 @@ def content_similarity(vectors: np.ndarray, labels: np.ndarray, n_pairs: int = 2
     g = group[pick]
     other = starts[g] + rng.integers(0, np.maximum(sizes[g], 1))
     keep = (sizes[g] > 1) & (order[other] != order[pick])
-    same_cos = float(np.einsum("ij,ij->i", x[order[pick[keep]]], x[order[other[keep]]]).mean()) if keep.any() \
-        else float("nan")
+    same_cos = float(np.einsum("ij,ij->i", _unit_rows(vectors, order[pick[keep]]),
+                               _unit_rows(vectors, order[other[keep]])).mean()) if keep.any() else float("nan")
     return {"same_topic_cos": same_cos, "random_cos": random_cos, "gap": same_cos - random_cos}
+
+
+def _unit_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``rows`` of ``vectors`` in float64, scaled to unit length (zero rows stay zero); only the sampled rows
+    are converted, never the whole matrix (a float64 copy of a million items is gigabytes)."""
+    x = np.asarray(vectors[rows], np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

@@ -36,3 +36,20 @@ def embeddings_from_arrow(table: pa.Table, column: str = EMBEDDING) -> tuple[np.
         bad = int((~np.isfinite(vectors).all(axis=1)).sum())
         raise ValueError(f"column {column!r} has NaN/inf in {bad} row(s); fix them before encoding.")
     return table.column(schema.ITEM_ID).to_numpy(zero_copy_only=False), vectors
+
+
+def vectors_of(table: pa.Table, item_ids) -> np.ndarray:
+    """The table's vectors of ``item_ids``, in that order (the table's own matrix, not a copy, when it
+    holds exactly those items in that order); an item the table lacks is an error naming it."""
+    import pandas as pd
+
+    ids, vectors = embeddings_from_arrow(table)
+    wanted = np.asarray(item_ids)
+    if len(ids) == len(wanted) and np.array_equal(ids.astype(str), wanted.astype(str)):
+        return vectors
+    rows = pd.Index(ids.astype(str)).get_indexer(wanted.astype(str))
+    if (rows < 0).any():
+        missing = wanted[rows < 0]
+        raise ValueError(f"{len(missing)} item(s) have no embedding (e.g. {missing[:3].tolist()}); the embeddings "
+                         "must be of the same month's catalogue")
+    return vectors[rows]

@@ -41,6 +41,12 @@ def _cosine(X: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", X[i], X[j])
 
 
+def _centred_cosine(X: np.ndarray, centre: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosine of rows ``i`` and ``j`` of ``X`` after subtracting ``centre`` (in float64, then unit float32 rows)."""
+    return np.einsum("ij,ij->i", _unit_rows(np.asarray(X[i], np.float64) - centre),
+                     _unit_rows(np.asarray(X[j], np.float64) - centre))
+
+
 def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed: int = 0) -> pd.DataFrame:
     """One row per prefix length: mean cosine of ``pairs`` sampled pairs sharing it, and sub-trie sizes.
 
@@ -52,7 +58,9 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
     (share of items whose prefix some other item has), and the sub-trie sizes over prefixes:
     ``size_p10``, ``size_median``, ``size_p90``, ``size_max``.
     """
-    centred = _unit_rows(np.asarray(X, dtype=np.float64) - np.asarray(X, dtype=np.float64).mean(axis=0))
+    # Only sampled rows are ever centred (a float64 copy of a million vectors is gigabytes).
+    X_raw = X
+    centre = np.asarray(X).mean(axis=0, dtype=np.float64)
     X = _unit_rows(X)
     codes = _check(codes, X)
     n = codes.shape[0]
@@ -61,7 +69,7 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
     j = rng.integers(0, n - 1, pairs)
     j += j >= i
     random_cos = float(_cosine(X, i, j).mean())
-    random_centred = float(_cosine(centred, i, j).mean())
+    random_centred = float(_centred_cosine(X_raw, centre, i, j).mean())
     rows = []
     for level, group in enumerate(prefix_group_ids(codes)):
         sizes = np.bincount(group)
@@ -78,7 +86,7 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
             first, second = order[starts[chosen] + a], order[starts[chosen] + b]
             mean = float(_cosine(X, first, second).mean())
             row.update(mean_cosine=mean, random_cosine=random_cos, lift=mean - random_cos,
-                       centred_cosine=float(_cosine(centred, first, second).mean()),
+                       centred_cosine=float(_centred_cosine(X_raw, centre, first, second).mean()),
                        random_centred_cosine=random_centred, pairs=int(pairs))
         else:
             row.update(mean_cosine=float("nan"), random_cosine=random_cos, lift=float("nan"),

@@ -39,6 +39,9 @@ _ENCODE_CHUNK = 2048  # texts per store shard: progress survives an interruption
 _POOL_CHUNK = 65536  # items pooled at a time (bounds the float64 temporaries)
 
 
+_CONTENT_BLOCK = 65536  # items per block of content_embedding
+
+
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float64, rows of zeros left at zero; returns float32."""
     x = np.asarray(x, dtype=np.float64)
@@ -87,8 +90,14 @@ class MultimodalFeatures:
         if not self.modality_names:
             return np.zeros((self.n_items, 0), np.float32)
         scale = 1.0 / np.sqrt(len(self.modality_names))
-        parts = [self.pooled[m].astype(np.float64) * scale for m in self.modality_names]
-        return _l2_normalise(np.concatenate(parts, axis=1))
+        out = np.empty((self.n_items, sum(self.dims.values())), np.float32)
+        # In row blocks: every step is row-wise, and the float64 temporaries of a whole
+        # million-item catalogue are several gigabytes.
+        for start in range(0, self.n_items, _CONTENT_BLOCK):
+            rows = slice(start, start + _CONTENT_BLOCK)
+            parts = [self.pooled[m][rows].astype(np.float64) * scale for m in self.modality_names]
+            out[rows] = _l2_normalise(np.concatenate(parts, axis=1))
+        return out
 
     def _open_store(self, store: TokenStore | None) -> TokenStore:
         if store is not None:
