@@ -72,7 +72,7 @@ def item_features(items: pa.Table, settings: Settings, where: str = "items to en
     from semid_assets.core.features.token_store import TokenStore
 
     items = validate_items(items, where=where)
-    encoder = TextEncoder()
+    encoder = TextEncoder(precision=settings.text_precision)
     store = TokenStore(settings.cache_dir / "text", encoder.name)
     features, _ = build_multimodal_features(items, encoder, store)
     return features, store

@@ -428,12 +428,14 @@ def _log_code_model(kind: str, staged: Path):
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec
 
-    code, params, requirements = ((TOKENIZER_CODE, ParamSpec("direction", "string", "encode"), _requirements())
+    code, params, requirements = ((TOKENIZER_CODE, [ParamSpec("direction", "string", "encode")], _requirements())
                                   if kind == TOKENIZER_ARTIFACT else
-                                  (ALIGNER_CODE, ParamSpec("cache_dir", "string", ""), _aligner_requirements()))
+                                  (ALIGNER_CODE, [ParamSpec("cache_dir", "string", ""),
+                                                  ParamSpec("text_precision", "string", "fp32")],
+                                   _aligner_requirements()))
     # The inputs (embeddings, or item tables whose columns depend on the catalogue) have no fixed
     # schema, so the signature declares the params only and no input example is logged.
-    signature = ModelSignature(inputs=None, params=ParamSchema([params]))
+    signature = ModelSignature(inputs=None, params=ParamSchema(params))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*An input example was not provided.*")
         return mlflow.pyfunc.log_model(name="model", python_model=str(code), artifacts={kind: str(staged)},

@@ -31,6 +31,16 @@ def _methods(text: str | None) -> tuple[str, ...]:
     return chosen
 
 
+def _text_precision(text: str | None) -> str:
+    from semid_assets.core.features.text_encoder import PRECISIONS
+
+    chosen = (text or "fp32").strip().lower()
+    if chosen not in PRECISIONS:
+        raise ValueError(f"SEMID_TEXT_PRECISION={text!r} is not a precision the text encoder has; choose "
+                         f"{' or '.join(PRECISIONS)}.")
+    return chosen
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -50,6 +60,8 @@ class Settings:
     # the Ray cluster to join (none: a private local one).
     engine: str = "local"
     ray_address: str | None = None
+    # The text encoder's arithmetic: "fp32" (the reference) or "bf16" (faster where the CPU has it).
+    text_precision: str = "fp32"
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -71,6 +83,7 @@ class Settings:
             dagster_config=env.get("SEMID_DAGSTER_CONFIG") or None,
             engine=env.get("SEMID_ENGINE", "local").strip() or "local",
             ray_address=env.get("SEMID_RAY_ADDRESS") or None,
+            text_precision=_text_precision(env.get("SEMID_TEXT_PRECISION")),
         )
 
     @property

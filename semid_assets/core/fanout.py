@@ -93,13 +93,14 @@ class Shipped:
 # ---------------------------------------------------------------------- text encoding
 def _encoder_spec(encoder: TextEncoder) -> tuple:
     # The chunk runs with the engine's thread count (engine.run_chunk), not the caller's encoder's.
-    return (encoder.model_path, encoder.max_tokens, encoder.batch_size, encoder.name)
+    return (encoder.model_path, encoder.max_tokens, encoder.batch_size, encoder.precision, encoder.name)
 
 
 @lru_cache(maxsize=4)
 def _encoder_from_spec(spec: tuple, threads: int) -> TextEncoder:
-    model_path, max_tokens, batch_size, name = spec
-    encoder = TextEncoder(model_path=model_path, max_tokens=max_tokens, batch_size=batch_size, threads=threads)
+    model_path, max_tokens, batch_size, precision, name = spec
+    encoder = TextEncoder(model_path=model_path, max_tokens=max_tokens, batch_size=batch_size, threads=threads,
+                          precision=precision)
     if encoder.name != name:
         raise ValueError(f"the rebuilt text encoder is {encoder.name!r}, the caller's {name!r}")
     return encoder

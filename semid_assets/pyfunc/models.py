@@ -56,6 +56,8 @@ class AlignerModel(mlflow.pyfunc.PythonModel):
     The input is a DataFrame (``item_id`` plus the catalogue's text and ``emb_*`` columns).
     Texts are encoded by all-MiniLM-L6-v2 into a token cache: ``params={"cache_dir": ...}``
     names one (e.g. ``$SEMID_HOME/cache/text``), else a temporary one is used.
+    ``params={"text_precision": "bf16"}`` when the pipeline encoded texts in bf16
+    (``SEMID_TEXT_PRECISION``), so that new items are encoded as the catalogue was.
     """
 
     def load_context(self, context) -> None:
@@ -70,7 +72,8 @@ class AlignerModel(mlflow.pyfunc.PythonModel):
 
         items = model_input if isinstance(model_input, pa.Table) else pa.Table.from_pandas(
             model_input, preserve_index=False)
-        encoder = TextEncoder()
+        # The precision the pipeline encoded texts with (SEMID_TEXT_PRECISION), so new items match.
+        encoder = TextEncoder(precision=(params or {}).get("text_precision") or "fp32")
         cache_dir = (params or {}).get("cache_dir")
         with tempfile.TemporaryDirectory() as tmp:
             store = TokenStore(cache_dir or tmp, encoder.name)

@@ -131,3 +131,59 @@ def test_tokenizing_in_chunks_gives_the_ids_of_one_call(encoder, monkeypatch):
     monkeypatch.setattr(text_encoder, "_TOKENIZE_CHUNK", 2)
     assert encoder.tokenize(texts) == whole
     assert whole[1] == [] and whole[3] == [] and all(whole[i] for i in (0, 2, 4, 5))
+
+
+def test_bf16_is_named_apart_and_stays_within_a_cosine_of_fp32(encoder):
+    import warnings
+
+    assert TextEncoder(precision="bf16").name == "all-MiniLM-L6-v2-bf16"
+    assert TextEncoder(max_tokens=32, precision="bf16").name == "all-MiniLM-L6-v2-max32-bf16"
+    with pytest.raises(ValueError, match="precision"):
+        TextEncoder(precision="int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU without native bf16 warns that it is slow
+        fast = TextEncoder(batch_size=8, precision="bf16")
+        tokens, pooled = fast.encode(SENTENCES)
+    ref_tokens, ref_pooled = encoder.encode(SENTENCES)
+    assert pooled.dtype == np.float32 and not np.array_equal(pooled, ref_pooled)
+    assert (pooled * ref_pooled).sum(1).min() > 0.999
+    for t, r in zip(tokens, ref_tokens):
+        assert t.shape == r.shape and t.dtype == np.float32
+        cos = (t * r).sum(1) / np.linalg.norm(t, axis=1) / np.linalg.norm(r, axis=1)
+        assert cos.min() > 0.99
+
+
+def test_bf16_outputs_do_not_depend_on_the_batch():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enc = TextEncoder(batch_size=2, precision="bf16")
+        target = "a cat sits on the mat"
+        alone_tok, alone_pooled = enc.encode([target])
+        toks, pooled = enc.encode(["a dog sits on the rug", target, *SENTENCES])
+    assert np.array_equal(toks[1], alone_tok[0]) and np.array_equal(pooled[1], alone_pooled[0])
+
+
+def test_the_precision_reaches_the_encoder_from_the_environment():
+    from semid_assets.resources import TextEncoderResource
+    from semid_assets.settings import Settings
+
+    settings = Settings.from_env({"SEMID_TEXT_PRECISION": "bf16"})
+    assert settings.text_precision == "bf16" and Settings.from_env({}).text_precision == "fp32"
+    resource = TextEncoderResource(cache_dir="unused", precision=settings.text_precision)
+    assert resource.encoder().name == "all-MiniLM-L6-v2-bf16"
+    with pytest.raises(ValueError, match="SEMID_TEXT_PRECISION"):
+        Settings.from_env({"SEMID_TEXT_PRECISION": "fp8"})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batches_in_parallel_give_the_bits_of_one_thread(precision):
+    import warnings
+
+    texts = SENTENCES * 3 + ["a dog sits on the rug", "the bird sat on a box", "x"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one_tok, one = TextEncoder(batch_size=2, precision=precision).encode(texts)
+        two_tok, two = TextEncoder(batch_size=2, precision=precision, threads=2).encode(texts)
+    assert np.array_equal(one, two) and all(np.array_equal(a, b) for a, b in zip(one_tok, two_tok))
