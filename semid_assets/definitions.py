@@ -64,7 +64,8 @@ def build_definitions(settings: Settings, resource_overrides: dict | None = None
                 dataset=settings.dataset, size=settings.size, seed=settings.seed,
                 items_path=settings.items_path, interactions_path=settings.interactions_path,
                 data_dir=str(settings.data_dir)),
-            "text_encoder": TextEncoderResource(cache_dir=str(settings.cache_dir), precision=settings.text_precision),
+            "text_encoder": TextEncoderResource(cache_dir=str(settings.cache_dir), precision=settings.text_precision,
+                                                threads=settings.text_threads),
             "mlflow_registry": MlflowRegistry(
                 tracking_uri=settings.mlflow_tracking_uri, artifact_root=str(settings.mlflow_artifacts),
                 ui_url=settings.mlflow_ui_url),

@@ -41,6 +41,14 @@ def _text_precision(text: str | None) -> str:
     return chosen
 
 
+def _text_threads(text: str | None) -> int:
+    chosen = (text or "1").strip()
+    if not chosen.isdigit() or int(chosen) < 1:
+        raise ValueError(f"SEMID_TEXT_THREADS={text!r} is not a count of batches; give a whole number >= 1, "
+                         "e.g. the number of cores.")
+    return int(chosen)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -62,6 +70,8 @@ class Settings:
     ray_address: str | None = None
     # The text encoder's arithmetic: "fp32" (the reference) or "bf16" (faster where the CPU has it).
     text_precision: str = "fp32"
+    # Batches of texts encoded at once, each on one core (any count gives the same vectors).
+    text_threads: int = 1
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -84,6 +94,7 @@ class Settings:
             engine=env.get("SEMID_ENGINE", "local").strip() or "local",
             ray_address=env.get("SEMID_RAY_ADDRESS") or None,
             text_precision=_text_precision(env.get("SEMID_TEXT_PRECISION")),
+            text_threads=_text_threads(env.get("SEMID_TEXT_THREADS")),
         )
 
     @property

@@ -165,7 +165,7 @@ def test_bf16_outputs_do_not_depend_on_the_batch():
     assert np.array_equal(toks[1], alone_tok[0]) and np.array_equal(pooled[1], alone_pooled[0])
 
 
-def test_the_precision_reaches_the_encoder_from_the_environment():
+def test_the_precision_and_thread_count_come_from_the_environment():
     from semid_assets.resources import TextEncoderResource
     from semid_assets.settings import Settings
 
@@ -175,6 +175,10 @@ def test_the_precision_reaches_the_encoder_from_the_environment():
     assert resource.encoder().name == "all-MiniLM-L6-v2-bf16"
     with pytest.raises(ValueError, match="SEMID_TEXT_PRECISION"):
         Settings.from_env({"SEMID_TEXT_PRECISION": "fp8"})
+    assert Settings.from_env({"SEMID_TEXT_THREADS": "2"}).text_threads == 2 and Settings.from_env({}).text_threads == 1
+    for wrong in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match="SEMID_TEXT_THREADS"):
+            Settings.from_env({"SEMID_TEXT_THREADS": wrong})
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
