@@ -2,7 +2,7 @@
 
     python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
                              [--methods rq_kmeans,...] [--codebook-size 1024] [--levers scale|defaults|FILE]
-                             [--no-rerun] [--json FILE]
+                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--json FILE]
 
 1. Writes (once per size; reused after) the two Parquet files of ``SEMID_DATASET=parquet``:
    ``--items`` items with one short text field (``caption``) and a 256-d precomputed
@@ -15,8 +15,9 @@
    is among the methods), then each method's job (candidate tokenizer → staleness → published
    IDs → migration → stability → hierarchy → checks), then the methods' comparison.
 3. Rematerialises the last month in the same home and checks that every method's
-   ``semantic_ids`` (and ``aligned_embeddings``) come out bit for bit the same (``--no-rerun``
-   skips it).
+   ``semantic_ids`` (and ``aligned_embeddings``) come out bit for bit the same: every column's
+   values are hashed before and after (``--no-rerun`` skips it; ``--keep-home --rerun-only`` does
+   only this, on the last month an earlier invocation ran).
 
 Prints, per Dagster step (from the run's events): wall seconds, CPU seconds of this process
 while the step ran, the peak resident memory during the step (sampled every 0.2 s) and the
@@ -28,6 +29,7 @@ a limit. The machine's other jobs inflate wall time; CPU time is what this proce
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -214,14 +216,35 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
     return rows
 
 
-def stored_outputs(home: Path, month: str, methods: list[str]) -> dict[str, bytes]:
-    """The month's published IDs of every method and its aligned embeddings, as Parquet-independent bytes."""
+def stored_outputs(home: Path, month: str, methods: list[str]) -> dict[str, str]:
+    """A digest of the month's published IDs of every method and of its aligned embeddings: every column's values
+    (and list offsets), not the Parquet bytes (whose metadata may differ between runs)."""
     import pyarrow.parquet as pq
 
     root = next((home / "assets").iterdir())
     found = {f"semantic_ids/{m}": root / "semantic_ids" / f"month={month}" / f"method={m}.parquet" for m in methods}
     found["aligned_embeddings"] = root / "aligned_embeddings" / f"{month}.parquet"
-    return {name: pq.read_table(path).to_pandas().to_json().encode() for name, path in found.items()}
+    return {name: table_digest(pq.read_table(path)) for name, path in found.items()}
+
+
+def table_digest(table) -> str:
+    import numpy as np
+    import pyarrow as pa
+
+    digest = hashlib.sha256(repr(table.schema.remove_metadata()).encode())
+    for column in table.columns:
+        values = column.combine_chunks()
+        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or \
+                pa.types.is_fixed_size_list(values.type):
+            if not pa.types.is_fixed_size_list(values.type):
+                digest.update(np.asarray(values.offsets).tobytes())
+            values = values.flatten()
+        digest.update(np.asarray(values.is_null()).tobytes())
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            digest.update("\x00".join(map(str, values.to_pylist())).encode())
+        else:
+            digest.update(values.to_numpy(zero_copy_only=False).tobytes())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------- reporting
@@ -314,6 +337,9 @@ def main() -> int:
     parser.add_argument("--keep-home", action="store_true",
                         help="continue in the existing home (the months an earlier invocation ran stay)")
     parser.add_argument("--no-rerun", action="store_true", help="skip rematerialising the last month")
+    parser.add_argument("--rerun-only", action="store_true",
+                        help="with --keep-home: only rematerialise the last month an earlier invocation ran, "
+                             "and compare its outputs with what that invocation stored")
     parser.add_argument("--levers", default="scale",
                         help="run config per step: 'scale' (SCALE_LEVERS), 'defaults' (none), or a JSON file "
                              "of {step: config}")
@@ -345,6 +371,8 @@ def main() -> int:
     months = args.months.split(",")
     if not set(months) <= set(MONTHS):
         parser.error(f"--months must be among {MONTHS}, got {months}")
+    if args.rerun_only and (not args.keep_home or args.no_rerun):
+        parser.error("--rerun-only reruns a month of an existing home: give --keep-home, not --no-rerun")
     methods = args.methods.split(",")
     levers = {"scale": SCALE_LEVERS, "defaults": {}}.get(args.levers)
     levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
@@ -368,7 +396,7 @@ def main() -> int:
     sampler = Sampler().start()
     rows = []
     with dg.DagsterInstance.get() as instance:
-        for month in months:
+        for month in [] if args.rerun_only else months:
             rows += run_month(defs, instance, month, methods, sampler, "first", levers)
             save(args.json, commit, args, methods, levers, rows, None)
         peak_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
