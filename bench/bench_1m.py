@@ -187,6 +187,7 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
     import dagster as dg
 
     from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, TOKENIZER_JOB
+    from semid_assets.inline import run_job
     from semid_assets.partitions import METHOD, MONTH
 
     runs = [("monthly", MONTHLY_JOB, month)]
@@ -195,10 +196,9 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
         runs.append(("comparison", COMPARISON_JOB, month))
     rows = []
     for job_label, job, key in runs:
-        job_def = defs.resolve_job_def(job)
         t0 = time.time()
-        result = job_def.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                            run_config=run_config(job_def, levers))
+        # As semid demo and a launched run: outputs are not held in memory after their step.
+        result = run_job(defs, job, key, instance=instance, run_config=run_config(defs.resolve_job_def(job), levers))
         t1 = time.time()
         release_free_heap()
         steps = step_times(instance, result.run_id)

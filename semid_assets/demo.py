@@ -7,6 +7,7 @@ import pandas as pd
 
 from semid_assets.core.markdown import markdown_table
 from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, RANKING_JOB, TOKENIZER_JOB
+from semid_assets.inline import run_job
 from semid_assets.partitions import METHOD, MONTH
 
 
@@ -30,20 +31,17 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
     With ``ranking``, each month × method also gets its ``ranking_eval`` (minutes per month
     at default size), summarised by the cold-item AUC of hashing and the best SID variant.
     """
-    monthly = defs.resolve_job_def(MONTHLY_JOB)
     tokenizing = defs.resolve_job_def(TOKENIZER_JOB)
-    comparing = defs.resolve_job_def(COMPARISON_JOB)
     every_method = {key.keys_by_dimension[METHOD] for key in tokenizing.partitions_def.get_partition_keys()}
     rows = []
     for month in months:
         log(f"[{month}] catalogue → features → pairs → aligner → embeddings")
-        monthly.execute_in_process(partition_key=month, instance=instance, raise_on_error=True, run_config=_QUIET)
+        run_job(defs, MONTHLY_JOB, month, instance=instance, raise_on_error=True, run_config=_QUIET)
         for method in methods:
             key = dg.MultiPartitionKey({MONTH: month, METHOD: method})
             log(f"[{month}] {method}: tokenizer → semantic IDs")
             # A failed quality check is a finding to report, not a reason to stop the demo.
-            outcome = tokenizing.execute_in_process(partition_key=key, instance=instance, raise_on_error=False,
-                                                    run_config=_QUIET)
+            outcome = run_job(defs, TOKENIZER_JOB, key, instance=instance, run_config=_QUIET)
             failures = [e for e in outcome.all_events if e.is_step_failure]
             if failures and not any(e.event_type_value == "ASSET_MATERIALIZATION" and
                                     e.asset_key == dg.AssetKey("semantic_ids") for e in outcome.all_events):
@@ -53,8 +51,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
             row["checks"] = check_summary(outcome)
             if ranking:
                 log(f"[{month}] {method}: ranking evaluation")
-                ranked = defs.resolve_job_def(RANKING_JOB).execute_in_process(
-                    partition_key=key, instance=instance, raise_on_error=False, run_config=_QUIET)
+                ranked = run_job(defs, RANKING_JOB, key, instance=instance, run_config=_QUIET)
                 # A month with no history before it (a dataset's first) cannot be ranked; say so in its row.
                 failure = next((e for e in ranked.all_events if e.is_step_failure), None)
                 if failure is None:
@@ -65,8 +62,7 @@ def run_demo(defs: dg.Definitions, instance: dg.DagsterInstance, months: list[st
         # The comparison reads every method's version of the month; a demo of a subset skips it.
         if every_method <= set(methods):
             log(f"[{month}] comparing {len(methods)} method(s)")
-            comparing.execute_in_process(partition_key=month, instance=instance, raise_on_error=True,
-                                         run_config=_QUIET)
+            run_job(defs, COMPARISON_JOB, month, instance=instance, raise_on_error=True, run_config=_QUIET)
     return pd.DataFrame(rows)
 
 
