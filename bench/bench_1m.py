@@ -279,9 +279,9 @@ def _stage(row: dict) -> str:
     if step in ("raw_items", "raw_interactions"):
         return "raw_items + raw_interactions"
     if step in ("sid_migration", "sid_prefix_migration", "sid_stability", "sid_hierarchy") or "_sid_" in step:
-        return "stability, hierarchy, migration, checks (4 methods)"
+        return "stability, hierarchy, migration, checks (every method)"
     if step in ("sid_staleness", "semantic_ids"):
-        return f"{step} (4 methods)"
+        return f"{step} (every method)"
     return f"{step} ({row['job']})" if row["job"] not in ("monthly", "comparison") else step
 
 
