@@ -117,12 +117,13 @@ def align_month(
     aligner, history = train_aligner(features, train_a, train_b, config, captions, warm_start=warm_start,
                                      stability_targets=previous, store=store, log=log)
     vectors = aligner.embed(features, store=store, log=log, threads=config.threads)
-    representations = {"none": features.content_embedding(), "qformer": vectors}
+    # Each space is made when it is judged and dropped after: at a million items each is a gigabyte.
+    representations = {"none": features.content_embedding, "qformer": lambda: vectors}
     if previous is not None:
         # What retraining bought over keeping last month's aligner, and how far it moved the space.
-        representations["previous"] = previous
+        representations["previous"] = lambda: previous
     if serving is not None:
-        representations["serving"] = _embedded(serving, features, store, config.threads, stored_vectors)
+        representations["serving"] = lambda: _embedded(serving, features, store, config.threads, stored_vectors)
     sample = np.random.default_rng(config.seed).permutation(len(train_a))[:TRAIN_RECALL_SAMPLE]
     retrieval, metrics, hits = _retrieval(representations, (a[judged], b[judged]), (train_a[sample], train_b[sample]),
                                           topics, config.seed, config.threads)
@@ -151,14 +152,16 @@ def align_month(
                            hits)
 
 
-def _retrieval(representations: dict[str, np.ndarray], heldout: tuple[np.ndarray, np.ndarray],
+def _retrieval(representations: dict[str, Callable[[], np.ndarray]], heldout: tuple[np.ndarray, np.ndarray],
                train: tuple[np.ndarray, np.ndarray], topics: np.ndarray | None, seed: int,
                threads: int | None) -> tuple[pd.DataFrame, dict[str, float], dict[str, np.ndarray]]:
-    """One row per representation: Recall@K of held-out and (sampled) training partners, and the
-    same-topic vs random cosine when evaluation labels are given; plus the per-pair held-out hits@10.
-    The searches run on ``threads`` threads (None: 1), the aligner's own count."""
+    """One row per representation (each made by calling it, one at a time): Recall@K of held-out and
+    (sampled) training partners, and the same-topic vs random cosine when evaluation labels are given;
+    plus the per-pair held-out hits@10. The searches run on ``threads`` threads (None: 1), the
+    aligner's own count."""
     rows, metrics, hits = [], {}, {}
-    for name, x in representations.items():
+    for name, make in representations.items():
+        x = make()
         held = pair_hits(x, *heldout, RECALL_KS, threads=threads)
         hits[name] = held[RECALL_KS[0]]
         train_recall = pair_recall(x, *train, RECALL_KS, threads=threads)
@@ -175,4 +178,5 @@ def _retrieval(representations: dict[str, np.ndarray], heldout: tuple[np.ndarray
             metrics[f"{name}_same_topic_cos"] = sim["same_topic_cos"]
             metrics[f"{name}_random_cos"] = sim["random_cos"]
         rows.append(row)
+        del x  # before the next space is made
     return pd.DataFrame(rows), metrics, hits
