@@ -412,7 +412,8 @@ def main() -> int:
     print()
     print(totals(rows))
     print()
-    print(stages(rows))
+    for run in dict.fromkeys(r["run"] for r in rows):
+        print(f"run: {run}\n{stages(rows, run)}\n")
     print(f"\nprocess peak (getrusage): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB "
           f"({peak_first:.2f} GB before the rerun)")
     if same is not None:
