@@ -59,17 +59,16 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
     ``size_p10``, ``size_median``, ``size_p90``, ``size_max``.
     """
     # Only sampled rows are ever centred (a float64 copy of a million vectors is gigabytes).
-    X_raw = X
     centre = np.asarray(X).mean(axis=0, dtype=np.float64)
-    X = _unit_rows(X)
-    codes = _check(codes, X)
+    unit = _unit_rows(X)
+    codes = _check(codes, unit)
     n = codes.shape[0]
     rng = np.random.default_rng(seed)
     i = rng.integers(0, n, pairs)
     j = rng.integers(0, n - 1, pairs)
     j += j >= i
-    random_cos = float(_cosine(X, i, j).mean())
-    random_centred = float(_centred_cosine(X_raw, centre, i, j).mean())
+    random_cos = float(_cosine(unit, i, j).mean())
+    random_centred = float(_centred_cosine(X, centre, i, j).mean())
     rows = []
     for level, group in enumerate(prefix_group_ids(codes)):
         sizes = np.bincount(group)
@@ -84,9 +83,9 @@ def prefix_similarity(codes: np.ndarray, X: np.ndarray, pairs: int = 20000, seed
             b = rng.integers(0, s - 1)
             b += b >= a
             first, second = order[starts[chosen] + a], order[starts[chosen] + b]
-            mean = float(_cosine(X, first, second).mean())
+            mean = float(_cosine(unit, first, second).mean())
             row.update(mean_cosine=mean, random_cosine=random_cos, lift=mean - random_cos,
-                       centred_cosine=float(_centred_cosine(X_raw, centre, first, second).mean()),
+                       centred_cosine=float(_centred_cosine(X, centre, first, second).mean()),
                        random_centred_cosine=random_centred, pairs=int(pairs))
         else:
             row.update(mean_cosine=float("nan"), random_cosine=random_cos, lift=float("nan"),

@@ -219,8 +219,8 @@ class TextEncoder:
             if row:
                 by_length[len(row)].append(i)
 
-        batches = [(members[start : start + self.batch_size])
-                   for length, members in sorted(by_length.items())
+        batches = [members[start : start + self.batch_size]
+                   for _, members in sorted(by_length.items())
                    for start in range(0, len(members), self.batch_size)]
         # threads > 1: that many batches at once, each on one torch thread (the batches are
         # independent, so each row's bits stay those of a one-thread run).
