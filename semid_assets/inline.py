@@ -14,11 +14,14 @@ this process. A job whose executor starts other processes cannot be run this way
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import dagster as dg
 
+# Held only while a run executes: each call registers under a token of its own and drops it after.
 _REGISTERED: dict[str, dg.Definitions] = {}
+_TOKENS = itertools.count()
 
 
 def registered_job(token: str, name: str) -> dg.JobDefinition:
@@ -30,8 +33,11 @@ def run_job(defs: dg.Definitions, name: str, partition_key: str | dg.MultiPartit
             instance: dg.DagsterInstance, run_config: dict[str, Any] | None = None,
             raise_on_error: bool = False) -> dg.JobExecutionResult:
     """Run the partition ``partition_key`` of the job ``name`` in this process, as a launched run would."""
-    token = f"{id(defs):x}"
-    _REGISTERED[token] = defs
+    token = f"{id(defs):x}-{next(_TOKENS)}"
     tags = defs.resolve_job_def(name).get_tags_for_partition_key(str(partition_key), None)
-    job = dg.build_reconstructable_job(__name__, registered_job.__name__, reconstructable_args=(token, name))
-    return dg.execute_job(job, instance, run_config=run_config, tags=tags, raise_on_error=raise_on_error)
+    _REGISTERED[token] = defs
+    try:
+        job = dg.build_reconstructable_job(__name__, registered_job.__name__, reconstructable_args=(token, name))
+        return dg.execute_job(job, instance, run_config=run_config, tags=tags, raise_on_error=raise_on_error)
+    finally:
+        del _REGISTERED[token]

@@ -5,6 +5,7 @@ import weakref
 
 import dagster as dg
 
+from semid_assets import inline
 from semid_assets.inline import run_job
 
 MADE: list[weakref.ref] = []
@@ -47,6 +48,7 @@ def test_run_job_materialises_the_partition_and_keeps_no_output(tmp_path):
         gc.collect()
         assert result.success
         assert MADE[-1]() is None, "the run's output is still held after the run"
+        assert not inline._REGISTERED, "the definitions stay registered after the run"
         materialised = instance.fetch_materializations(dg.AssetKey("blob"), limit=1).records
         assert materialised[0].partition_key == str(key)
 
