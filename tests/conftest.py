@@ -13,6 +13,13 @@ from semid_assets.settings import Settings
 TINY_MONTHS = 2
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Modules marked ``heavy`` first (the order is otherwise kept): with one worker per core, the
+    longest modules start at once and the short ones fill in around them, so the workers finish
+    together instead of one running a server test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 @pytest.fixture(scope="session")
 def tiny_settings(tmp_path_factory) -> Settings:
     home = tmp_path_factory.mktemp("semid-home")

@@ -41,6 +41,8 @@ from semid_assets.defs.automation import MONTHLY_JOB, TOKENIZER_JOB
 from semid_assets.registry import CONTENT_TAG, Registry
 from semid_assets.settings import Settings
 
+pytestmark = pytest.mark.heavy
+
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("fault_driver.py")
 METHOD = "rq_kmeans"

@@ -1,6 +1,7 @@
 """The production stores for real: a PostgreSQL server holds the Dagster instance (dagster-postgres,
 configured by docs/dagster-production.yaml) and MLflow's tracking and registry store while
-``semid demo`` materialises two tiny months; the SIDs equal the sqlite default's.
+``semid demo`` materialises two tiny months; the SIDs equal the sqlite default's (the texts' tokens are
+the sqlite lineage's, copied in).
 
 The server is Debian's ``postgresql`` package (``make test`` installs it when missing), run
 from a temporary data directory on 127.0.0.1 and a free port, and stopped by its PID at the
@@ -31,7 +32,7 @@ import pytest
 from semid_assets.home import PROJECT_ROOT
 from semid_assets.settings import METHODS
 
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.timeout(1200), pytest.mark.heavy]
 
 USER, PASSWORD = "semid", "semid-test-only"
 
@@ -132,11 +133,14 @@ def _sids(root: Path, months: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
             for m in months for method in METHODS}
 
 
-def test_a_lineage_on_postgres_gives_the_sqlite_defaults_sids(tiny_run, tiny_default_sids, tmp_path):
+def test_a_lineage_on_postgres_gives_the_sqlite_defaults_sids(tiny_run, tiny_settings, tiny_default_sids, tmp_path):
     import psycopg2
 
     _, _, _, months = tiny_run
     home = tmp_path / "home"
+    # The texts' tokens from the sqlite lineage's cache (content-addressed): what is compared is the
+    # stores, so the texts are not encoded a second time.
+    shutil.copytree(tiny_settings.cache_dir, home / "cache")
     with postgres_server(("dagster", "mlflow")) as server:
         env = {**os.environ, "SEMID_HOME": str(home), "SEMID_DATASET": "synthetic", "SEMID_SIZE": "tiny",
                "SEMID_DAGSTER_CONFIG": str(PROJECT_ROOT / "docs" / "dagster-production.yaml"),

@@ -14,14 +14,15 @@ import pytest
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
-from semid_assets.core.storage import AssetStore, content_sha256, load_artifact
+from semid_assets.core.storage import AssetStore, content_sha256
 from semid_assets.registry import (
     CONTENT_TAG,
     Registry,
     _use_store,
-    load_aligner,
     load_tokenizer,
 )
+
+pytestmark = pytest.mark.heavy
 
 MODEL = "semid-synthetic-tiny-rq_kmeans"
 

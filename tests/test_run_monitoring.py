@@ -17,6 +17,7 @@ import time
 import dagster as dg
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from ui_servers import UiServers, graphql
 
 from semid_assets.core.artifact import load_npz
@@ -26,6 +27,8 @@ from semid_assets.partitions import METHOD as METHOD_DIM
 from semid_assets.partitions import MONTH
 from semid_assets.run_launcher import WORKER_PID_TAG, process_alive_since
 from semid_assets.settings import Settings
+
+pytestmark = pytest.mark.heavy
 
 METHOD = "rq_kmeans_balanced"
 # After the servers are back: the daemon's first monitoring pass, poll_interval_seconds (15)

@@ -18,11 +18,14 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from ui_servers import UiServers, graphql
 
 from semid_assets.defs.automation import MONTHLY_JOB
 from semid_assets.home import prepare_home
 from semid_assets.settings import Settings
+
+pytestmark = pytest.mark.heavy
 
 RUN_SECONDS = 900
 LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name updatedTimestamp versionKey } } } }"

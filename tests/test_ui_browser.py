@@ -23,6 +23,8 @@ from ui_servers import running_servers
 
 from semid_assets.settings import Settings
 
+pytestmark = pytest.mark.heavy
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 # Headless as root on a machine with no network but loopback: no sandbox, and none of
 # Chromium's background connections (each would be refused and retried).
