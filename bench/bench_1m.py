@@ -2,7 +2,8 @@
 
     python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
                              [--methods rq_kmeans,...] [--codebook-size 1024] [--levers scale|defaults|FILE]
-                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--json FILE]
+                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--step-processes N]
+                             [--json FILE]
 
 1. Writes (once per size; reused after) the two Parquet files of ``SEMID_DATASET=parquet``:
    ``--items`` items with one short text field (``caption``) and a 256-d precomputed
@@ -19,9 +20,11 @@
    values are hashed before and after (``--no-rerun`` skips it; ``--keep-home --rerun-only`` does
    only this, on the last month an earlier invocation ran).
 
-Prints, per Dagster step (from the run's events): wall seconds, CPU seconds of this process
-while the step ran, the peak resident memory during the step (sampled every 0.2 s) and the
-1-minute load average; then per month the totals and the process's peak (``getrusage``).
+Prints, per Dagster step (from the run's events): wall seconds, CPU seconds of this process and
+the processes below it while the step ran, their summed peak resident memory during the step
+(sampled every 0.2 s) and the 1-minute load average; then per month the totals and the peaks
+``getrusage`` saw. ``--step-processes N`` runs each step in a process of its own
+(``SEMID_STEP_PROCESSES``), as a deployment that sets it does.
 With ``--json`` the same figures are written to a file. Not a test: nothing is timed against
 a limit. The machine's other jobs inflate wall time; CPU time is what this process used.
 """
@@ -97,22 +100,59 @@ class Sample:
     load: float
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (the run's step processes and what they start)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _memory_and_cpu(pid: int) -> tuple[int, int, float]:
+    """(resident bytes, anonymous bytes, CPU seconds with its reaped children) of one live process, or zeros."""
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            pages = [int(x) for x in f.read().split()]
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0, 0, 0.0
+    # fields[11:15]: utime, stime, cutime, cstime (clock ticks)
+    return pages[1] * page, (pages[1] - pages[2]) * page, sum(int(x) for x in fields[11:15]) / tick
+
+
 @dataclass
 class Sampler:
-    """This process's resident memory, CPU time and the load average, every ``period`` seconds."""
+    """Resident memory and CPU time of this process and every process below it (a run's step processes),
+    and the load average, every ``period`` seconds."""
 
     period: float = 0.2
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def _take(self) -> Sample:
-        with open("/proc/self/statm") as f:
-            pages = [int(x) for x in f.read().split()]
-        page = os.sysconf("SC_PAGE_SIZE")
         # resident = anonymous + file-backed; the token store's memory-mapped shards are the latter
         # (page cache the kernel can drop), so the anonymous part is reported too.
-        return Sample(time.time(), pages[1] * page, (pages[1] - pages[2]) * page, time.process_time(),
-                      os.getloadavg()[0])
+        rss = anon = 0
+        cpu = sum(os.times()[:4])  # this process and the children it has reaped
+        for pid in [os.getpid(), *_descendants(os.getpid())]:
+            r, a, c = _memory_and_cpu(pid)
+            rss, anon = rss + r, anon + a
+            cpu += c if pid != os.getpid() else 0.0
+        return Sample(time.time(), rss, anon, cpu, os.getloadavg()[0])
 
     def start(self) -> "Sampler":
         def loop():
@@ -182,7 +222,7 @@ def run_config(job_def, levers: dict[str, dict]) -> dict:
 
 
 def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, label: str,
-              levers: dict[str, dict]) -> list[dict]:
+              levers: dict[str, dict], after_job=lambda rows: None) -> list[dict]:
     """One month as ``semid demo`` builds it, with ``levers`` as run config; a row per step."""
     import dagster as dg
 
@@ -211,6 +251,7 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
         failed = [s for s, _, _, ok in steps if not ok]
         print(f"[{label} {month}] {job_label}: {t1 - t0:.0f} s" + (f", FAILED steps {failed}" if failed else ""),
               flush=True)
+        after_job(rows)
         if job_label == "monthly" and not result.success:
             raise RuntimeError(f"the monthly job of {month} failed at {failed}")
     return rows
@@ -258,9 +299,10 @@ def describe_commit(folder: Path) -> str:
 
 
 def save(path: Path | None, commit: str, args, methods: list[str], levers: dict, rows: list[dict], same) -> None:
-    """The rows so far as JSON (written after every month, so a long run that is stopped leaves its figures)."""
+    """The rows so far as JSON."""
     if path is not None:
         path.write_text(json.dumps({"commit": commit, "items": args.items, "interactions": args.interactions,
+                                    "step_processes": args.step_processes,
                                     "methods": methods, "levers": levers, "load_at_start": os.getloadavg(),
                                     "rows": rows, "rerun_identical": same}, indent=1))
 
@@ -343,6 +385,9 @@ def main() -> int:
     parser.add_argument("--levers", default="scale",
                         help="run config per step: 'scale' (SCALE_LEVERS), 'defaults' (none), or a JSON file "
                              "of {step: config}")
+    parser.add_argument("--step-processes", type=int, default=0,
+                        help="SEMID_STEP_PROCESSES: 0 runs every step in this process, N each step in a "
+                             "process of its own, N at most at once")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--summarise", type=Path, nargs="+",
                         help="only print the condensed per-stage tables of earlier --json files")
@@ -378,7 +423,8 @@ def main() -> int:
     levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
     os.environ.update(SEMID_DATASET="parquet", SEMID_ITEMS=str(data / "items.parquet"),
                       SEMID_INTERACTIONS=str(data / "interactions.parquet"), SEMID_HOME=str(home),
-                      SEMID_CODEBOOK_SIZE=str(args.codebook_size), SEMID_METHODS=",".join(methods))
+                      SEMID_CODEBOOK_SIZE=str(args.codebook_size), SEMID_METHODS=",".join(methods),
+                      SEMID_STEP_PROCESSES=str(args.step_processes))
 
     import dagster as dg
 
@@ -392,13 +438,14 @@ def main() -> int:
     commit = describe_commit(Path(__file__).parent)
     print(f"bench_1m at {commit}: {args.items:,} items, ~{args.interactions:,} interactions, methods {methods}, "
           f"{args.codebook_size} codes per level, home {home}; load {os.getloadavg()}; levers "
-          f"{json.dumps(levers)}", flush=True)
+          f"{json.dumps(levers)}; step processes {args.step_processes}", flush=True)
     sampler = Sampler().start()
     rows = []
     with dg.DagsterInstance.get() as instance:
         for month in [] if args.rerun_only else months:
-            rows += run_month(defs, instance, month, methods, sampler, "first", levers)
-            save(args.json, commit, args, methods, levers, rows, None)
+            # Saved after every job, so a long run that is stopped or killed leaves its figures.
+            rows += run_month(defs, instance, month, methods, sampler, "first", levers,
+                              after_job=lambda done: save(args.json, commit, args, methods, levers, rows + done, None))
         peak_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         same = None
         if not args.no_rerun:
@@ -415,7 +462,8 @@ def main() -> int:
     for run in dict.fromkeys(r["run"] for r in rows):
         print(f"run: {run}\n{stages(rows, run)}\n")
     print(f"\nprocess peak (getrusage): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB "
-          f"({peak_first:.2f} GB before the rerun)")
+          f"({peak_first:.2f} GB before the rerun); largest step process: "
+          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6:.2f} GB")
     if same is not None:
         print(f"rerun of {months[-1]} identical: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
     save(args.json, commit, args, methods, levers, rows, same)

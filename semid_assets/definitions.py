@@ -39,6 +39,13 @@ def _described(assets: list) -> list:
     return [assets_def.map_asset_specs(lambda spec, v=_code_version(assets_def): apply(spec, v)) for assets_def in assets]
 
 
+def executor_of(settings: Settings) -> dg.ExecutorDefinition:
+    """Every step in the run's process (the default), or each in a process of its own (``SEMID_STEP_PROCESSES``)."""
+    if settings.step_processes == 0:
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured({"max_concurrent": settings.step_processes})
+
+
 def build_definitions(settings: Settings, resource_overrides: dict | None = None) -> dg.Definitions:
     """The definitions of ``settings``' dataset; ``resource_overrides`` replaces resources by key (tests)."""
     source = settings.source()
@@ -47,7 +54,7 @@ def build_definitions(settings: Settings, resource_overrides: dict | None = None
     collaborative_needed = any("collaborative" in declared(m).side_inputs for m in settings.methods)
     jobs, schedules, sensors = automation.build(parts, source.months, collaborative_needed)
     return dg.Definitions(
-        executor=dg.in_process_executor,
+        executor=executor_of(settings),
         assets=_described([*ingest.build(parts), *features.build(parts), *pairs.build(parts), *alignment.build(parts),
                 *(collaborative.build(parts) if collaborative_needed else []),
                 *tokenizer.build(parts, settings.codebook_size_override, collaborative_needed),

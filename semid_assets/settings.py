@@ -49,6 +49,15 @@ def _text_threads(text: str | None) -> int:
     return int(chosen)
 
 
+def _step_processes(text: str | None) -> int:
+    chosen = (text or "0").strip()
+    if not chosen.isdigit():
+        raise ValueError(f"SEMID_STEP_PROCESSES={text!r} is not a count of processes; give 0 (every step of a run "
+                         "in the run's own process) or a whole number >= 1 (each step in a process of its own, "
+                         "at most that many at once).")
+    return int(chosen)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -72,6 +81,10 @@ class Settings:
     text_precision: str = "fp32"
     # Batches of texts encoded at once, each on one core (any count gives the same vectors).
     text_threads: int = 1
+    # 0: a run's steps execute one after another in the run's process; N >= 1: each step in a
+    # process of its own (Dagster's multiprocess executor), at most N at once, so a step's memory
+    # is handed back when it ends instead of staying with the run for its later steps.
+    step_processes: int = 0
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
@@ -95,6 +108,7 @@ class Settings:
             ray_address=env.get("SEMID_RAY_ADDRESS") or None,
             text_precision=_text_precision(env.get("SEMID_TEXT_PRECISION")),
             text_threads=_text_threads(env.get("SEMID_TEXT_THREADS")),
+            step_processes=_step_processes(env.get("SEMID_STEP_PROCESSES")),
         )
 
     @property
