@@ -1,7 +1,8 @@
 """The whole monthly lineage on a user's catalogue of up to 1M items, stage by stage.
 
     python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
-                             [--methods rq_kmeans,...] [--codebook-size 1024] [--levers scale|defaults|FILE]
+                             [--methods rq_kmeans,...] [--tokenize rq_kmeans,...] [--codebook-size 1024]
+                             [--levers scale|defaults|FILE]
                              [--no-rerun] [--keep-home --months M [--rerun-only]] [--step-processes N]
                              [--json FILE]
 
@@ -14,7 +15,8 @@
    (with ``--levers`` as run config: by default ``SCALE_LEVERS`` below):
    the monthly job (catalogue → features → pairs → aligner → embeddings, plus BPR when LETTER
    is among the methods), then each method's job (candidate tokenizer → staleness → published
-   IDs → migration → stability → hierarchy → checks), then the methods' comparison.
+   IDs → migration → stability → hierarchy → checks; ``--tokenize``: only these methods' jobs),
+   then the methods' comparison when all four ran.
 3. Rematerialises the last month in the same home and checks that every method's
    ``semantic_ids`` (and ``aligned_embeddings``) come out bit for bit the same: every column's
    values are hashed before and after (``--no-rerun`` skips it; ``--keep-home --rerun-only`` does
@@ -371,6 +373,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/semid-scale"),
                         help="holds data-<items>-<interactions>/ (reused) and home-<items>/ (recreated)")
     parser.add_argument("--methods", default="rq_kmeans,rq_kmeans_balanced,rq_vae,letter")
+    parser.add_argument("--tokenize", help="run only these methods' jobs (default: every method of --methods); "
+                             "the definitions still hold every method of --methods (BPR runs when LETTER is one)")
     parser.add_argument("--codebook-size", type=int, default=1024)
     parser.add_argument("--no-text", action="store_true",
                         help="items without the caption (only emb_content): the lineage without text encoding")
@@ -419,6 +423,9 @@ def main() -> int:
     if args.rerun_only and (not args.keep_home or args.no_rerun):
         parser.error("--rerun-only reruns a month of an existing home: give --keep-home, not --no-rerun")
     methods = args.methods.split(",")
+    tokenized = args.tokenize.split(",") if args.tokenize else methods
+    if not set(tokenized) <= set(methods):
+        parser.error(f"--tokenize {tokenized} must be among --methods {methods}")
     levers = {"scale": SCALE_LEVERS, "defaults": {}}.get(args.levers)
     levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
     os.environ.update(SEMID_DATASET="parquet", SEMID_ITEMS=str(data / "items.parquet"),
@@ -444,14 +451,14 @@ def main() -> int:
     with dg.DagsterInstance.get() as instance:
         for month in [] if args.rerun_only else months:
             # Saved after every job, so a long run that is stopped or killed leaves its figures.
-            rows += run_month(defs, instance, month, methods, sampler, "first", levers,
-                              after_job=lambda done: save(args.json, commit, args, methods, levers, rows + done, None))
+            rows += run_month(defs, instance, month, tokenized, sampler, "first", levers,
+                              after_job=lambda done: save(args.json, commit, args, tokenized, levers, rows + done, None))
         peak_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         same = None
         if not args.no_rerun:
-            first = stored_outputs(home, months[-1], methods)
-            rows += run_month(defs, instance, months[-1], methods, sampler, "rerun", levers)
-            again = stored_outputs(home, months[-1], methods)
+            first = stored_outputs(home, months[-1], tokenized)
+            rows += run_month(defs, instance, months[-1], tokenized, sampler, "rerun", levers)
+            again = stored_outputs(home, months[-1], tokenized)
             same = {name: first[name] == again[name] for name in first}
     sampler.stop()
     print()
@@ -466,7 +473,7 @@ def main() -> int:
           f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6:.2f} GB")
     if same is not None:
         print(f"rerun of {months[-1]} identical: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
-    save(args.json, commit, args, methods, levers, rows, same)
+    save(args.json, commit, args, tokenized, levers, rows, same)
     return 0 if same is None or all(same.values()) else 1
 
 

@@ -29,7 +29,9 @@ def cmd_demo(args) -> int:
 
     settings = _settings(args)
     # Reads and checks the dataset: bad input is refused before a home or a partition exists.
-    months = settings.source().months()
+    source = settings.source()
+    source.check()
+    months = source.months()
     prepare_home(settings)
     # The code location `dagster dev` loads later must describe the same dataset.
     os.environ.update(SEMID_DATASET=settings.dataset, SEMID_SIZE=settings.size)
@@ -90,7 +92,7 @@ def cmd_ui(args) -> int:
 
     settings = Settings.from_env()
     # The servers would only show a bad dataset as a failed code location: refuse it here, plainly.
-    settings.source().months()
+    settings.source().check()
     prepare_home(settings)
     return serve(settings, dagster_port=args.port, mlflow_port=args.mlflow_port)
 

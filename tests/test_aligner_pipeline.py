@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 
 from semid_assets.cli import main
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.lifecycle.serving import CANDIDATE_VECTORS
 from semid_assets.core.storage import AssetStore, load_artifact
 from semid_assets.registry import Registry, load_aligner
 
@@ -70,6 +71,10 @@ def test_registered_aligner_is_the_stored_candidate_and_the_serving_one_makes_th
     ids, vectors = embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
     serving = store.read_artifact("aligner", month=month)
     assert list(ids) == list(features.item_ids) and np.array_equal(serving.embed(features), vectors)
+    # What the candidate gave every item is kept for aligned_embeddings and the next month's warm start.
+    candidate_ids, candidate_vectors = embeddings_from_arrow(store.read_table(CANDIDATE_VECTORS, month=month))
+    assert list(candidate_ids) == list(features.item_ids)
+    assert np.array_equal(candidate_vectors, store.read_artifact("aligner_candidate", month=month).embed(features))
     assert _metadata(instance, "aligned_embeddings", month)["serving_aligner_month"] == \
         _metadata(instance, "aligner", month)["serving_aligner_month"]
 

@@ -15,7 +15,7 @@ from semid_assets.core.alignment.reuse import embed_reusing
 from semid_assets.core.data import schema
 from semid_assets.core.data.embedding_table import embeddings_to_arrow
 from semid_assets.core.features.multimodal import MultimodalFeatures, text_columns_of
-from semid_assets.core.lifecycle.serving import align_and_serve, serving_month, stored_vectors
+from semid_assets.core.lifecycle.serving import CANDIDATE_VECTORS, align_and_serve, serving_month, stored_vectors
 from semid_assets.core.lifecycle.versions import ALIGNER, SERVING_ALIAS, VersionKey, previous_month
 from semid_assets.partitions import SemidPartitions, month_of
 from semid_assets.resources import (AlignerGateResource, AssetStoreResource, CatalogResource, MlflowRegistry,
@@ -126,6 +126,10 @@ def build(parts: SemidPartitions) -> list:
             caption_token_ids=token_ids, caption_column=column, topics=topics, caption_holdout=config.caption_holdout,
             heldout_sample=config.heldout_sample, stored_vectors=lambda aligner: stored_vectors(store, aligner))
         path = store.write_artifact(CANDIDATE, done.candidate, month=month)
+        if done.trained:
+            # aligned_embeddings (when it serves) and next month's warm start take them instead of embedding again.
+            store.write_table(CANDIDATE_VECTORS, embeddings_to_arrow(multimodal_features.item_ids, done.result.vectors),
+                              month=month)
         links = _register(context, mlflow_registry, path, done, month, catalog.source().name) if done.trained else {}
         yield dg.MaterializeResult(asset_key=CANDIDATE, metadata={
             **links, **_candidate_metadata(done), "path": dg.MetadataValue.path(str(path))})

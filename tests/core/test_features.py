@@ -248,6 +248,9 @@ def test_build_features_and_cache_hit(tmp_path, encoder, monkeypatch):
     np.testing.assert_array_equal(ce, whole)
     monkeypatch.setattr(multimodal, "_CONTENT_BLOCK", 2)
     np.testing.assert_array_equal(f1.content_embedding(), whole)
+    # some rows only (an engine's chunk, or new items), in any order: those rows' bits
+    np.testing.assert_array_equal(f1.content_embedding(np.array([4, 0, 3])), whole[[4, 0, 3]])
+    assert f1.content_embedding(np.array([], np.int64)).shape == (0, 384 + 8)
 
     # similar texts are closer than unrelated ones
     t = f1.pooled["text"]

@@ -43,3 +43,25 @@ def test_vectors_of_another_aligner_are_not_reused():
     embed, calls = _embedder(truth)
     assert np.array_equal(embed_reusing(ids, (np.array(["x"]), truth[:1]), embed), truth)
     assert len(calls) == 1 and len(calls[0]) == 600
+
+
+def test_an_aligners_own_candidate_vectors_come_before_the_months_aligned_embeddings(tmp_path):
+    """The month's aligned embeddings may be another aligner's (the candidate did not serve); its own
+    candidate vectors are taken first, and the month's embeddings only when there are none."""
+    from semid_assets.core.alignment.content import ContentAligner
+    from semid_assets.core.data.embedding_table import embeddings_to_arrow
+    from semid_assets.core.lifecycle.serving import CANDIDATE_VECTORS, stored_vectors
+    from semid_assets.core.storage import AssetStore
+
+    class Trained:  # any aligner but the content stand-in counts as trained
+        info = {"month": "2025-02"}
+
+    store, ids, aligner = AssetStore(tmp_path), np.array(["a", "b"]), Trained()
+    own, served = np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32)
+    assert stored_vectors(store, aligner) is None
+    store.write_table("aligned_embeddings", embeddings_to_arrow(ids, served), month="2025-02")
+    assert np.array_equal(stored_vectors(store, aligner)[1], served)
+    store.write_table(CANDIDATE_VECTORS, embeddings_to_arrow(ids, own), month="2025-02")
+    got_ids, got = stored_vectors(store, aligner)
+    assert list(got_ids) == ["a", "b"] and np.array_equal(got, own)
+    assert stored_vectors(store, ContentAligner({"content": 4})) is None

@@ -128,10 +128,13 @@ def test_aware_naive_and_epoch_timestamps_give_identical_snapshots(tmp_path):
     (ITEMS.assign(created_at=pd.to_datetime(["1960-01-01", "2025-01-05", "2025-02-03"])), INTERACTIONS,
      r"items.parquet: column 'created_at' has 1 value\(s\) of 3 rows outside 1970-01-01 … 2100-01-01"),
 ])
-def test_bad_timestamps_are_refused_when_the_months_are_listed(tmp_path, items, interactions, refusal):
+def test_bad_timestamps_are_refused_when_the_source_is_checked(tmp_path, items, interactions, refusal):
     source = ParquetSource(*_write(tmp_path, items, interactions))
     with pytest.raises(ContractError, match=refusal):
-        source.months()
+        source.check()
+    if "interactions.parquet" in refusal:  # the months come from the log's timestamps, checked alike
+        with pytest.raises(ContractError, match=refusal):
+            ParquetSource(*_write(tmp_path / "again", items, interactions)).months()
 
 
 @pytest.mark.parametrize("broken", ["items", "interactions"])
@@ -141,9 +144,24 @@ def test_a_file_that_is_not_parquet_is_refused_by_name(tmp_path, broken, content
     path = items_path if broken == "items" else interactions_path
     with open(path, "wb") as stream:
         stream.write(content)
-    with pytest.raises(ContractError, match=rf"the {broken} file '{path}' is not readable Parquet \(.*\); write it "
-                                            rf"again with pandas.DataFrame.to_parquet"):
-        ParquetSource(items_path, interactions_path).months()
+    refusal = rf"the {broken} file '{path}' is not readable Parquet \(.*\); write it again with pandas.DataFrame.to_parquet"
+    with pytest.raises(ContractError, match=refusal):
+        ParquetSource(items_path, interactions_path).check()
+    if broken == "interactions":
+        with pytest.raises(ContractError, match=refusal):
+            ParquetSource(items_path, interactions_path).months()
+
+
+def test_the_months_read_the_logs_timestamps_alone(tmp_path):
+    """Every process that builds the definitions lists the months: the catalogue is not read for them."""
+    items_path, interactions_path = _write(tmp_path, ITEMS, INTERACTIONS)
+    months = ParquetSource(items_path, interactions_path).months()
+    with open(items_path, "wb") as stream:
+        stream.write(b"not parquet")
+    source = ParquetSource(items_path, interactions_path)
+    assert source.months() == months
+    with pytest.raises(ContractError, match="the items file"):
+        source.check()
 
 
 def _fake_wheel(path):

@@ -37,8 +37,8 @@ class ContentAligner:
     def embed(self, features: MultimodalFeatures, rows: np.ndarray | None = None, store=None,
               log: Callable[[str], None] = lambda s: None, threads: int | None = None) -> np.ndarray:
         self.check_features(features)
-        vectors = features.content_embedding()
-        return vectors if rows is None else vectors[np.asarray(rows, np.int64)]
+        # Only the rows asked for: an engine embeds the catalogue chunk by chunk.
+        return features.content_embedding(rows)
 
     def truncated_items(self, features: MultimodalFeatures, store=None) -> dict[str, int]:
         return {}

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from semid_assets.core.data import schema
 from semid_assets.core.data.contracts import (
@@ -61,6 +62,9 @@ class CatalogSource(Protocol):
     name: str
 
     def months(self) -> list[str]: ...
+
+    def check(self) -> None:
+        """Read and check the whole dataset, refusing bad input with an error that names the fix."""
 
     def items_as_of(self, month: str) -> pa.Table: ...
 
@@ -114,6 +118,9 @@ class SyntheticSource:
         first = month_start(spec.start_month)
         return [(first + pd.DateOffset(months=i)).strftime("%Y-%m") for i in range(spec.n_months)]
 
+    def check(self) -> None:
+        self.months()  # generated, so only its size can be wrong
+
     def items_as_of(self, month: str) -> pa.Table:
         _check_month(month, self.months(), self.name)
         return self._platform().items_as_of(month)
@@ -127,11 +134,14 @@ class SyntheticSource:
 class ParquetSource:
     """Two files a user brings, following the contract in ``schema.py`` / the README.
 
-    Both files are read and checked in full the first time the source is asked anything
-    (its months, a snapshot), so bad input is refused before any month is built; timestamps
-    are normalised there, once (see ``timestamps.py``). The months span the interaction
-    log: from the month of its first timestamp to the month of its last that has ended (a month
-    is versioned once it is over; rows of the month in progress wait for it).
+    :meth:`check` reads and checks both files in full, as does the first snapshot a process
+    asks for, so bad input is refused before any month is built; timestamps are normalised
+    there, once (see ``timestamps.py``). :meth:`months` reads the log's timestamp column alone:
+    every process that builds the definitions asks for the months (a run's step processes, the
+    code server at each schedule tick), and a million-item catalogue with its log is gigabytes.
+    The months span the interaction log: from the month of its first timestamp to the month of
+    its last that has ended (a month is versioned once it is over; rows of the month in progress
+    wait for it).
     """
 
     items_path: str
@@ -148,17 +158,19 @@ class ParquetSource:
                 )
 
     def _tables(self) -> tuple[pa.Table, pd.DataFrame]:
-        # months() and every *_as_of() need the checked files: read them once per version of them.
+        # Every *_as_of() needs the checked files: read them once per version of them.
         paths = (self.items_path, self.interactions_path)
-        stamp = tuple((Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
-        return _read_parquet_pair(*paths, stamp)
+        return _read_parquet_pair(*paths, _stamp(*paths))
+
+    def check(self) -> None:
+        self._tables()
 
     def months(self) -> list[str]:
         """The months of the log that have ended; rows of the month in progress wait for its end."""
-        ts = self._tables()[1][schema.TS]
-        months = complete_months(ts.min().strftime("%Y-%m"), ts.max().strftime("%Y-%m"), pd.Timestamp.now(tz="UTC"))
+        first, last = _log_span(self.interactions_path, _stamp(self.interactions_path))
+        months = complete_months(first.strftime("%Y-%m"), last.strftime("%Y-%m"), pd.Timestamp.now(tz="UTC"))
         if not months:
-            raise ValueError(f"{self.interactions_path}: the interaction log starts in {ts.min():%Y-%m}, a month "
+            raise ValueError(f"{self.interactions_path}: the interaction log starts in {first:%Y-%m}, a month "
                              "that has not ended yet; semid builds a month once it is over.")
         return months
 
@@ -169,6 +181,29 @@ class ParquetSource:
     def interactions_as_of(self, month: str) -> pd.DataFrame:
         _check_month(month, self.months(), self.name)
         return _interactions_before(self._tables()[1], month)
+
+
+def _stamp(*paths: str) -> tuple:
+    """What tells one version of the files from another."""
+    return tuple((Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in paths)
+
+
+@lru_cache(maxsize=2)
+def _log_span(interactions_path: str, stamp: tuple) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last timestamp of the log, normalised and checked as the full read does, from its
+    timestamp column alone; a file without one gets the full read's error."""
+    try:
+        has_ts = schema.TS in pq.read_schema(interactions_path).names
+    except (pa.ArrowException, OSError):
+        has_ts = False
+    if not has_ts:
+        normalise_interactions(read_parquet_file(interactions_path, "the interactions file"), where=interactions_path)
+    table = pq.read_table(interactions_path, columns=[schema.TS])
+    if table.num_rows == 0:
+        raise ContractError(f"{interactions_path} has no rows.")
+    ts = normalise_timestamps(table.column(schema.TS), schema.TS, interactions_path)
+    refuse_future_timestamps(ts, schema.TS, interactions_path, pd.Timestamp.now(tz="UTC"))
+    return pd.Timestamp(pc.min(ts).as_py()), pd.Timestamp(pc.max(ts).as_py())
 
 
 @lru_cache(maxsize=2)
@@ -264,6 +299,9 @@ class MovieLensSource:
         _, interactions = self._read()
         ts = interactions[schema.TS]
         return month_range(ts.min().strftime("%Y-%m"), ts.max().strftime("%Y-%m"))
+
+    def check(self) -> None:
+        self._read()
 
     def items_as_of(self, month: str) -> pa.Table:
         _check_month(month, self.months(), self.name)

@@ -79,24 +79,26 @@ class MultimodalFeatures:
         """Modality -> vector dimension."""
         return {m: int(self.pooled[m].shape[1]) for m in self.modality_names}
 
-    def content_embedding(self) -> np.ndarray:
-        """float32 ``[n, Σ d_m]``: the no-aligner baseline (concatenated pooled vectors).
+    def content_embedding(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """float32 ``[n, Σ d_m]``: the no-aligner baseline (concatenated pooled vectors); with ``rows``,
+        those items' rows only (each row is computed from that item alone: the same values).
 
         Each modality's unit vector is scaled by ``1/sqrt(n_modalities)``, so an item that
         has every modality gets a unit-norm concatenation with the modalities weighted
         equally. An item missing some modality is re-normalised to unit norm over the ones
         it has (keeping items comparable by cosine); an item with no content stays zero.
         """
+        rows = np.arange(self.n_items) if rows is None else np.asarray(rows, np.int64).reshape(-1)
         if not self.modality_names:
-            return np.zeros((self.n_items, 0), np.float32)
+            return np.zeros((len(rows), 0), np.float32)
         scale = 1.0 / np.sqrt(len(self.modality_names))
-        out = np.empty((self.n_items, sum(self.dims.values())), np.float32)
+        out = np.empty((len(rows), sum(self.dims.values())), np.float32)
         # In row blocks: every step is row-wise, and the float64 temporaries of a whole
         # million-item catalogue are several gigabytes.
-        for start in range(0, self.n_items, _CONTENT_BLOCK):
-            rows = slice(start, start + _CONTENT_BLOCK)
-            parts = [self.pooled[m][rows].astype(np.float64) * scale for m in self.modality_names]
-            out[rows] = _l2_normalise(np.concatenate(parts, axis=1))
+        for start in range(0, len(rows), _CONTENT_BLOCK):
+            block = rows[start : start + _CONTENT_BLOCK]
+            parts = [self.pooled[m][block].astype(np.float64) * scale for m in self.modality_names]
+            out[start : start + len(block)] = _l2_normalise(np.concatenate(parts, axis=1))
         return out
 
     def _open_store(self, store: TokenStore | None) -> TokenStore:

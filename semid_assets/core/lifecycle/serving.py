@@ -17,7 +17,11 @@ from semid_assets.core.alignment.content import ContentAligner, is_trained
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.gate import AlignerGate, AlignerVerdict, judge_aligner
 
-__all__ = ["ServingDecision", "enough_pairs", "decide_serving", "serving_month"]
+__all__ = ["CANDIDATE_VECTORS", "ServingDecision", "enough_pairs", "decide_serving", "serving_month", "stored_vectors"]
+
+CANDIDATE_VECTORS = "aligner_candidate_vectors"
+"""The store's table of the vectors a month's candidate aligner gave every item of that month (written
+when it trained): the month's ``aligned_embeddings`` when it serves, the warm start's vectors next month."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +40,14 @@ def serving_month(aligner) -> str | None:
 
 
 def stored_vectors(store, aligner) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(item_ids, vectors)``: the aligned embeddings ``store`` holds for the month ``aligner`` served in
-    (``reuse.embed_reusing`` checks they are its own); None for the content embedding or none stored."""
+    """``(item_ids, vectors)`` ``aligner`` gave the items of the month it was trained in, as ``store`` holds
+    them: its candidate vectors, else that month's aligned embeddings (``reuse.embed_reusing`` checks
+    they are its own); None for the content embedding or none stored."""
     month = serving_month(aligner)
-    if month is None or not store.exists("aligned_embeddings", month=month):
-        return None
-    return embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
+    for table in (CANDIDATE_VECTORS, "aligned_embeddings"):
+        if month is not None and store.exists(table, month=month):
+            return embeddings_from_arrow(store.read_table(table, month=month))
+    return None
 
 
 def enough_pairs(heldout_pairs: int, gate: AlignerGate) -> bool:
