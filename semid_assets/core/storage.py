@@ -48,11 +48,25 @@ _TRUSTED_MODULE_PREFIX = "semid_assets."
 _DIAGNOSTIC_META_KEYS = frozenset({"fit_info", "info"})
 
 
+ROW_GROUP_ROWS = 65536
+"""Rows per Parquet row group: a reader decodes a group at a time, so a million-row embedding table
+read as one group costs several times its size in temporaries (and one thread)."""
+
+
+def _float_like(kind: pa.DataType) -> bool:
+    while pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        kind = kind.value_type
+    return pa.types.is_floating(kind)
+
+
 def write_parquet_atomically(table: pa.Table | pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` as Parquet to ``path`` atomically and durably."""
+    """Write ``table`` as Parquet to ``path`` atomically and durably, in row groups of ``ROW_GROUP_ROWS``;
+    float columns (vectors) are stored without a dictionary, which real-valued data never fits."""
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    return atomic_write(Path(path), lambda fh: pq.write_table(table, fh))
+    dictionary = [field.name for field in table.schema if not _float_like(field.type)]
+    return atomic_write(Path(path), lambda fh: pq.write_table(table, fh, row_group_size=ROW_GROUP_ROWS,
+                                                             use_dictionary=dictionary))
 
 
 def artifact_class(qualified: str) -> type:

@@ -65,6 +65,25 @@ def test_the_layout_is_the_one_assets_have_always_used(tmp_path):
         store.path("tokenizer", method="rq_kmeans")
 
 
+def test_tables_are_written_in_row_groups_with_vectors_outside_any_dictionary(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from semid_assets.core import storage
+    from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
+
+    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 4)
+    vectors = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    table = embeddings_to_arrow(np.array([f"i{i}" for i in range(10)]), vectors)
+    path = AssetStore(tmp_path).write_table("aligned_embeddings", table, month="2025-01")
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)] == [4, 4, 2]
+    columns = {metadata.row_group(0).column(c).path_in_schema: metadata.row_group(0).column(c)
+               for c in range(metadata.num_columns)}
+    assert columns["item_id"].has_dictionary_page and not columns["embedding.list.element"].has_dictionary_page
+    ids, back = embeddings_from_arrow(pq.read_table(path))
+    assert list(ids) == list(table.column("item_id").to_pylist()) and np.array_equal(back, vectors)
+
+
 def test_tables_and_artifacts_round_trip(tmp_path, tokenizer):
     store = AssetStore(tmp_path)
     frame = pd.DataFrame({"item_id": ["a", "b"], "x": [1.0, 2.0]})
