@@ -78,3 +78,20 @@ def test_bpr_learns_held_out_preferences():
         collaborative_item_embeddings(interactions, item_ids[:10], dim=8)
     with pytest.raises(ValueError, match="no positive"):
         BPRMF().fit(np.array([], dtype=int), np.array([], dtype=int), 1, 1)
+
+
+def test_bpr_heldout_auc_in_blocks_of_users_is_the_auc_of_all_at_once(monkeypatch):
+    from semid_assets.core.collaborative import bpr
+
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 40, 300), rng.integers(0, 60, 300)
+    model = BPRMF(dim=4, epochs=2, batch_size=64, seed=1).fit(users, items, 40, 60)
+    held_users, held_items = rng.integers(0, 40, 37), rng.integers(0, 60, 37)
+    # The AUC as one array of every held-out user's negatives (what the blocks replace).
+    neg_items = np.random.default_rng(model.seed + 1).integers(0, 60, size=(37, 100))
+    pu = model.user_factors[held_users]
+    pos = np.einsum("ij,ij->i", pu, model.item_factors[held_items]) + model.item_bias[held_items]
+    neg = np.einsum("ij,ikj->ik", pu, model.item_factors[neg_items]) + model.item_bias[neg_items]
+    whole = float((pos[:, None] > neg).mean() + 0.5 * (pos[:, None] == neg).mean())
+    monkeypatch.setattr(bpr, "_AUC_BLOCK", 5)
+    assert model.heldout_auc(held_users, held_items) == whole

@@ -55,6 +55,7 @@ def test_an_aligners_own_candidate_vectors_come_before_the_months_aligned_embedd
 
     class Trained:  # any aligner but the content stand-in counts as trained
         info = {"month": "2025-02"}
+        out_dim = 4
 
     store, ids, aligner = AssetStore(tmp_path), np.array(["a", "b"]), Trained()
     own, served = np.ones((2, 4), np.float32), np.zeros((2, 4), np.float32)
@@ -65,3 +66,6 @@ def test_an_aligners_own_candidate_vectors_come_before_the_months_aligned_embedd
     got_ids, got = stored_vectors(store, aligner)
     assert list(got_ids) == ["a", "b"] and np.array_equal(got, own)
     assert stored_vectors(store, ContentAligner({"content": 4})) is None
+    # Vectors of another width (the content embedding served that month) are not even read.
+    store.write_table(CANDIDATE_VECTORS, embeddings_to_arrow(ids, np.ones((2, 6), np.float32)), month="2025-02")
+    assert np.array_equal(stored_vectors(store, aligner)[1], served)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semid_assets.core.alignment.content import ContentAligner, is_trained
-from semid_assets.core.data.embedding_table import embeddings_from_arrow
+from semid_assets.core.data.embedding_table import EMBEDDING, embeddings_from_arrow
 from semid_assets.core.lifecycle.gate import AlignerGate, AlignerVerdict, judge_aligner
 
 __all__ = ["CANDIDATE_VECTORS", "ServingDecision", "enough_pairs", "decide_serving", "serving_month", "stored_vectors"]
@@ -45,9 +45,20 @@ def stored_vectors(store, aligner) -> tuple[np.ndarray, np.ndarray] | None:
     they are its own); None for the content embedding or none stored."""
     month = serving_month(aligner)
     for table in (CANDIDATE_VECTORS, "aligned_embeddings"):
-        if month is not None and store.exists(table, month=month):
+        # A month's aligned embeddings may be another space (the content embedding served): not read.
+        if month is not None and store.exists(table, month=month) and _width(store, table, month) in (
+                aligner.out_dim, None):
             return embeddings_from_arrow(store.read_table(table, month=month))
     return None
+
+
+def _width(store, table: str, month: str) -> int | None:
+    """The stored vectors' dimension, from the file's schema (None when it does not say)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kind = pq.read_schema(store.stored_path(table, month=month)).field(EMBEDDING).type
+    return kind.list_size if pa.types.is_fixed_size_list(kind) else None
 
 
 def enough_pairs(heldout_pairs: int, gate: AlignerGate) -> bool:
