@@ -16,7 +16,7 @@ with the same shapes and the same thread counts: the engine is not part of the n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -82,9 +82,11 @@ def _n_rows(columns: Sequence[Any]) -> int:
     return lengths.pop()
 
 
-def slice_columns(columns: Sequence[Any], min_rows: int, chunk_rows: int) -> list[list[Any]]:
-    """The chunks of ``columns``: for each ``(lo, hi)`` of :func:`chunk_bounds`, every column's ``[lo:hi]``."""
-    return [[c[lo:hi] for c in columns] for lo, hi in chunk_bounds(_n_rows(columns), chunk_rows, min_rows)]
+def slice_columns(columns: Sequence[Any], min_rows: int, chunk_rows: int) -> Iterator[list[Any]]:
+    """The chunks of ``columns``, one at a time: for each ``(lo, hi)`` of :func:`chunk_bounds`, every
+    column's ``[lo:hi]`` (a chunk may be a payload made for it: only the one in use exists)."""
+    for lo, hi in chunk_bounds(_n_rows(columns), chunk_rows, min_rows):
+        yield [c[lo:hi] for c in columns]
 
 
 class LocalEngine:
@@ -100,5 +102,5 @@ class LocalEngine:
 
     def map_chunks(self, function: Callable[..., Any], columns: Sequence[Any], *, chunk_rows: int,
                    shared: Sequence[Any] = (), min_rows: int = 1) -> Any:
-        chunks = slice_columns(columns, min_rows, chunk_rows)
-        return concatenate_outputs([run_chunk(function, self.threads, chunk, shared) for chunk in chunks])
+        return concatenate_outputs([run_chunk(function, self.threads, chunk, shared)
+                                    for chunk in slice_columns(columns, min_rows, chunk_rows)])

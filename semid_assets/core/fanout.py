@@ -50,12 +50,13 @@ import faiss
 import numpy as np
 
 from semid_assets.core.alignment.config import EMBED_BATCH
+from semid_assets.core.alignment.content import is_trained
 from semid_assets.core.engine import Engine
 from semid_assets.core.evaluation.stability import (knn_inputs, knn_queries, nearest_neighbours,
                                                     neighbour_overlap)
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.features.text_encoder import TextEncoder
-from semid_assets.core.features.token_store import TokenStore
+from semid_assets.core.features.token_store import TokenStore, open_store
 from semid_assets.core.threads import uses_torch
 from semid_assets.core.validation import check_int
 
@@ -165,9 +166,11 @@ class _FeatureChunks:
 def _embed_chunk(features: Shipped, aligner: Shipped, store: tuple[str, str] | None) -> np.ndarray:
     import torch
 
-    opened = TokenStore(*store) if store is not None else None
+    model = aligner.rebuild()
+    # The content embedding reads no token; a QFormer reads its items' text tokens from the store.
+    opened = open_store(*store) if store is not None and is_trained(model) else None
     # The thread count run_chunk set, passed on: Aligner.embed would otherwise set its default.
-    return aligner.rebuild().embed(features.rebuild(), store=opened, threads=torch.get_num_threads())
+    return model.embed(features.rebuild(), store=opened, threads=torch.get_num_threads())
 
 
 def embed_items(engine: Engine, aligner, features: MultimodalFeatures, rows: np.ndarray | None = None,

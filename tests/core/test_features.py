@@ -36,6 +36,21 @@ def test_content_key():
     assert len(content_key("enc", "")) == 64
 
 
+def test_open_store_shares_a_reader_until_a_shard_is_added(tmp_path):
+    from semid_assets.core.features.token_store import open_store
+
+    rng = np.random.default_rng(1)
+    writer = TokenStore(tmp_path, "enc")
+    k1, t1, p1 = _random_entries(rng, 3)
+    writer.put(k1, t1, p1)
+    reader = open_store(tmp_path, "enc")
+    assert open_store(tmp_path, "enc") is reader and len(reader) == 3
+    k2, t2, p2 = _random_entries(rng, 2, offset=3)
+    writer.put(k2, t2, p2)
+    again = open_store(tmp_path, "enc")
+    assert again is not reader and len(again) == 5 and np.array_equal(again.pooled(k2), p2)
+
+
 def test_token_store_round_trip_and_reopen(tmp_path):
     rng = np.random.default_rng(0)
     store = TokenStore(tmp_path, "enc")

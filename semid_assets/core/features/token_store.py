@@ -35,6 +35,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,20 @@ class TokenStore:
         self._register(shard, keys, rows, offsets, n_tokens)
         if self.dim is None:
             self.dim = d
+
+
+def open_store(root: str | os.PathLike, encoder_name: str) -> TokenStore:
+    """A reader of the store at ``root`` / ``encoder_name``, shared by the calls of one process while its
+    shards stay the same: opening reads every shard's index (seconds for a million texts), and an
+    engine's chunks each need the store. A shard written since gives a new reader, which sees it."""
+    folder = Path(root) / encoder_name
+    shards = tuple(sorted(p.name for p in folder.glob("shard-*" + _INDEX_SUFFIX))) if folder.is_dir() else ()
+    return _reader(str(root), encoder_name, shards)
+
+
+@lru_cache(maxsize=2)
+def _reader(root: str, encoder_name: str, shards: tuple[str, ...]) -> TokenStore:
+    return TokenStore(root, encoder_name)
 
 
 def _shard_writer(path: Path):
