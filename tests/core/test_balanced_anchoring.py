@@ -128,3 +128,30 @@ def test_bad_init_is_refused():
         RQKMeansBalanced(levels=3, codebook_size=8).fit_encode(X, warm_start=WarmStart(previous))
     with pytest.raises(ValueError, match="takes no side inputs"):
         anchored_fit_encode(model, X, previous, collaborative=X)
+
+
+def test_carried_over_codebooks_in_row_blocks_are_the_ones_of_all_rows_at_once(monkeypatch):
+    from semid_assets.core.tokenizers import anchoring
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 6)).astype(np.float32)
+    codes = rng.integers(0, 12, size=(300, 3))  # 16 codes: some hold no item and start at a random one
+    codes[::7] = -1  # items the previous version never saw
+
+    def all_at_once() -> np.ndarray:  # the whole catalogue's residuals in one array (what the blocks replace)
+        known = np.all(codes >= 0, axis=1)
+        pick, residual, held = np.random.default_rng(0), X[known].astype(np.float64), codes[known]
+        out = np.empty((3, 16, 6), np.float32)
+        for level in range(3):
+            sums = np.zeros((16, 6))
+            np.add.at(sums, held[:, level], residual)
+            counts = np.bincount(held[:, level], minlength=16)[:, None]
+            centroids = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+            empty = np.flatnonzero(counts[:, 0] == 0)
+            centroids[empty] = residual[pick.choice(len(residual), size=len(empty), replace=False)]
+            out[level] = centroids
+            residual -= centroids[held[:, level]]
+        return out
+
+    monkeypatch.setattr(anchoring, "_CARRY_BLOCK", 17)
+    assert np.array_equal(carried_over_codebooks(X, codes, 16, seed=0), all_at_once())

@@ -69,6 +69,9 @@ def relabel_to_previous(codebooks: np.ndarray, codes: np.ndarray,
     return new_codebooks, new_codes, relabelled
 
 
+_CARRY_BLOCK = 65536  # known items per block of carried_over_codebooks
+
+
 def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_size: int,
                            seed: int = 0) -> np.ndarray:
     """Initial codebooks [L, K, d] that carry the previous version's partition into ``X``'s space.
@@ -88,20 +91,33 @@ def carried_over_codebooks(X: np.ndarray, previous_codes: np.ndarray, codebook_s
     if not known.any():
         raise ValueError("no item of X has codes in the previous version; nothing to carry over")
     rng = np.random.default_rng(seed)
-    residual = X[known].astype(np.float64)
+    rows = np.flatnonzero(known)
     codes = previous_codes[known].astype(np.int64)
     levels, d = codes.shape[1], X.shape[1]
     init = np.empty((levels, codebook_size, d), dtype=np.float32)
+    made: list[np.ndarray] = []  # each level's float64 centroids, which the residuals subtract
+
+    def residual(at: np.ndarray, level: int) -> np.ndarray:
+        """The float64 residual of the known items ``at`` (positions in ``rows``) before ``level``."""
+        out = X[rows[at]].astype(np.float64)
+        for earlier, centroids in enumerate(made[:level]):
+            out -= centroids[codes[at, earlier]]
+        return out
+
     for level in range(levels):
         sums = np.zeros((codebook_size, d))
-        np.add.at(sums, codes[:, level], residual)
+        # In row blocks, in row order (the same sums): the catalogue's float64 residuals at once are
+        # twice its size, and the centroids gathered per row as much again.
+        for start in range(0, len(rows), _CARRY_BLOCK):
+            block = np.arange(start, min(start + _CARRY_BLOCK, len(rows)))
+            np.add.at(sums, codes[block, level], residual(block, level))
         counts = np.bincount(codes[:, level], minlength=codebook_size)[:, None]
         centroids = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
         empty = np.flatnonzero(counts[:, 0] == 0)
         if len(empty):
-            centroids[empty] = residual[rng.choice(len(residual), size=len(empty), replace=len(empty) > len(residual))]
+            centroids[empty] = residual(rng.choice(len(rows), size=len(empty), replace=len(empty) > len(rows)), level)
         init[level] = centroids
-        residual -= centroids[codes[:, level]]
+        made.append(centroids)
     return init
 
 
