@@ -122,3 +122,37 @@ def test_the_report_over_months_reads_each_stored_month_oldest_first(tmp_path):
     assert history["recall_gain"].isna().all()
     png = staleness_plot(history, "rq_kmeans", tmp_path / "s.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_candidates_codes_kept_by_one_step_are_taken_by_the_next_only_for_the_same_inputs(tmp_path):
+    """sid_staleness keeps the month's candidate codes; semantic_ids takes them while nothing they
+    depend on changed, and computes them again otherwise."""
+    from semid_assets.core.lifecycle.codes_cache import CodesCache
+
+    rng = np.random.default_rng(0)
+    table, models, view = _month(_clusters(rng.normal(size=(8, DIM)).astype(np.float32), 300, seed=1),
+                                 _clusters(rng.normal(size=(8, DIM)).astype(np.float32), 50, seed=2), seed=0)
+    cache = CodesCache(tmp_path, "2025-02", "rq_kmeans")
+    calls = []
+
+    class Counting:  # the candidate, counting its catalogue encodings
+        def __getattr__(self, name):
+            return getattr(view.candidate, name)
+
+        def encode_catalogue(self, X):
+            calls.append(len(X))
+            return view.candidate.encode_catalogue(X)
+
+    def again(vectors, options=PublishOptions()):
+        return month_view("2025-02", view.item_ids, vectors, None, Counting(), table, models, options,
+                          lambda: None, cache=cache)
+
+    first = again(view.serving_vectors)
+    assert np.array_equal(first.candidate_codes, view.candidate_codes) and len(calls) == 1
+    assert np.array_equal(again(view.serving_vectors).candidate_codes, view.candidate_codes) and len(calls) == 1
+    moved = view.serving_vectors.copy()
+    moved[0, 0] += 1e-3
+    again(moved)
+    assert len(calls) == 2, "other vectors must not take the kept codes"
+    again(moved, PublishOptions(hysteresis=0.5))
+    assert len(calls) == 3, "another margin must not take the kept codes"

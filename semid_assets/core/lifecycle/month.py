@@ -22,6 +22,7 @@ import pandas as pd
 
 from semid_assets.core.alignment.evaluation import judged_pairs, pair_recall, unique_pairs
 from semid_assets.core.lifecycle.archive import GenerationArchive
+from semid_assets.core.lifecycle.codes_cache import CodesCache
 from semid_assets.core.lifecycle.gate import GenerationPolicy, older_verdict, own_generation_verdict
 from semid_assets.core.lifecycle.generations import Generation, published
 from semid_assets.core.lifecycle.history import MethodHistory, StoredTable
@@ -107,7 +108,8 @@ def month_state(store: AssetStore, method: str, month: str, *, item_ids: np.ndar
             origin = history.table(record.origin_month).table
     view = month_view(month, item_ids, serving_vectors, serving_month(serving_aligner), candidate,
                       None if previous is None else previous.table, models, options,
-                      lambda: embed_in_generation(models.aligner), encode_catalogue)
+                      lambda: embed_in_generation(models.aligner), encode_catalogue,
+                      cache=CodesCache(store.root, month, method))
     return MonthState(month, method, previous, later, models, origin, view, serving_aligner)
 
 

@@ -25,6 +25,7 @@ from semid_assets.core.data.schema import ITEM_ID
 from semid_assets.core.lifecycle.gate import GenerationPolicy, Verdict, first_verdict, judge_candidate
 from semid_assets.core.lifecycle.generations import (Generation, cut_generation, extend_generation,
                                                      first_generation, new_item_mask, published)
+from semid_assets.core.lifecycle.codes_cache import CodesCache, codes_digest
 from semid_assets.core.lifecycle.hysteresis import candidate_codes
 from semid_assets.core.lifecycle.staleness import VersionFit, staleness_figures
 from semid_assets.core.lifecycle.versions import months_apart
@@ -95,14 +96,20 @@ def _previous_codes(previous: pd.DataFrame | None, item_ids: np.ndarray, levels:
 
 def month_view(month: str, item_ids: np.ndarray, serving_vectors: np.ndarray, serving_aligner_month: str | None,
                candidate, previous: pd.DataFrame | None, models: GenerationModels | None, options: PublishOptions,
-               embed_in_generation, encode_catalogue=None) -> MonthView:
+               embed_in_generation, encode_catalogue=None, cache: CodesCache | None = None) -> MonthView:
     """What the month knows. ``embed_in_generation()``: the generation aligner's vectors of every item,
     called only when the generation's aligner is not the one serving now. ``encode_catalogue``: as
-    :func:`~semid_assets.core.lifecycle.hysteresis.candidate_codes` takes it."""
+    :func:`~semid_assets.core.lifecycle.hysteresis.candidate_codes` takes it. ``cache``: where the
+    candidate's codes are kept for the month's other step that needs them."""
     same_space = models is None or models.record.aligner_month == serving_aligner_month
     generation_vectors = serving_vectors if same_space else embed_in_generation()
-    codes = candidate_codes(candidate, serving_vectors, _previous_codes(previous, item_ids, candidate.levels),
-                            options.hysteresis, encode_catalogue)
+    previous_codes = _previous_codes(previous, item_ids, candidate.levels)
+
+    def compute() -> np.ndarray:
+        return candidate_codes(candidate, serving_vectors, previous_codes, options.hysteresis, encode_catalogue)
+
+    codes = compute() if cache is None else cache.codes(
+        codes_digest(candidate, item_ids, serving_vectors, previous_codes, options.hysteresis), compute)
     return MonthView(month, np.asarray(item_ids), serving_vectors, generation_vectors, candidate, codes)
 
 
