@@ -32,11 +32,11 @@ def registered_job(token: str, name: str) -> dg.JobDefinition:
 
 
 def environment_job(name: str) -> dg.JobDefinition:
-    """The job ``name`` of semid's definitions as the environment (``SEMID_*``) describes them."""
-    from semid_assets.definitions import build_definitions
-    from semid_assets.settings import Settings
+    """The job ``name`` of semid's definitions as the environment (``SEMID_*``) describes them: the
+    ones ``semid_assets.definitions`` builds when it is imported, built once per process."""
+    from semid_assets.definitions import defs
 
-    return build_definitions(Settings.from_env()).resolve_job_def(name)
+    return defs.resolve_job_def(name)
 
 
 def runs_in_process(job: dg.JobDefinition) -> bool:

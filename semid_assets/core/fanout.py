@@ -56,7 +56,7 @@ from semid_assets.core.evaluation.stability import (knn_inputs, knn_queries, nea
                                                     neighbour_overlap)
 from semid_assets.core.features.multimodal import MultimodalFeatures
 from semid_assets.core.features.text_encoder import TextEncoder
-from semid_assets.core.features.token_store import TokenStore, open_store
+from semid_assets.core.features.token_store import TokenStore, open_store, release_readers
 from semid_assets.core.threads import uses_torch
 from semid_assets.core.validation import check_int
 
@@ -182,8 +182,11 @@ def embed_items(engine: Engine, aligner, features: MultimodalFeatures, rows: np.
     if rows.size == 0:
         return aligner.embed(features, rows=rows, store=store)
     where = (str(store.root), store.encoder_name) if store is not None else None
-    return engine.map_chunks(_embed_chunk, [_FeatureChunks(features, rows)],
-                             chunk_rows=round_up(chunk_rows, EMBED_BATCH), shared=(Shipped.of(aligner), where))
+    try:
+        return engine.map_chunks(_embed_chunk, [_FeatureChunks(features, rows)],
+                                 chunk_rows=round_up(chunk_rows, EMBED_BATCH), shared=(Shipped.of(aligner), where))
+    finally:
+        release_readers()  # the chunks of this call shared one; a run in one process goes on to other steps
 
 
 # ---------------------------------------------------------------------- SID encoding

@@ -37,7 +37,7 @@ def test_content_key():
 
 
 def test_open_store_shares_a_reader_until_a_shard_is_added(tmp_path):
-    from semid_assets.core.features.token_store import open_store
+    from semid_assets.core.features.token_store import open_store, release_readers
 
     rng = np.random.default_rng(1)
     writer = TokenStore(tmp_path, "enc")
@@ -49,6 +49,8 @@ def test_open_store_shares_a_reader_until_a_shard_is_added(tmp_path):
     writer.put(k2, t2, p2)
     again = open_store(tmp_path, "enc")
     assert again is not reader and len(again) == 5 and np.array_equal(again.pooled(k2), p2)
+    release_readers()
+    assert open_store(tmp_path, "enc") is not again
 
 
 def test_token_store_round_trip_and_reopen(tmp_path):

@@ -269,7 +269,8 @@ class TokenStore:
 def open_store(root: str | os.PathLike, encoder_name: str) -> TokenStore:
     """A reader of the store at ``root`` / ``encoder_name``, shared by the calls of one process while its
     shards stay the same: opening reads every shard's index (seconds for a million texts), and an
-    engine's chunks each need the store. A shard written since gives a new reader, which sees it."""
+    engine's chunks each need the store. A shard written since gives a new reader, which sees it.
+    :func:`release_readers` lets the shared readers go (their indexes are gigabytes at that size)."""
     folder = Path(root) / encoder_name
     shards = tuple(sorted(p.name for p in folder.glob("shard-*" + _INDEX_SUFFIX))) if folder.is_dir() else ()
     return _reader(str(root), encoder_name, shards)
@@ -278,6 +279,11 @@ def open_store(root: str | os.PathLike, encoder_name: str) -> TokenStore:
 @lru_cache(maxsize=2)
 def _reader(root: str, encoder_name: str, shards: tuple[str, ...]) -> TokenStore:
     return TokenStore(root, encoder_name)
+
+
+def release_readers() -> None:
+    """Drop the readers :func:`open_store` shares."""
+    _reader.cache_clear()
 
 
 def _shard_writer(path: Path):

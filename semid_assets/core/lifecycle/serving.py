@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from semid_assets.core.alignment.content import ContentAligner, is_trained
 from semid_assets.core.data.embedding_table import EMBEDDING, embeddings_from_arrow
@@ -54,9 +56,6 @@ def stored_vectors(store, aligner) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _width(store, table: str, month: str) -> int | None:
     """The stored vectors' dimension, from the file's schema (None when it does not say)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     kind = pq.read_schema(store.stored_path(table, month=month)).field(EMBEDDING).type
     return kind.list_size if pa.types.is_fixed_size_list(kind) else None
 
