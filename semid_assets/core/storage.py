@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,41 @@ def _float_like(kind: pa.DataType) -> bool:
     while pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         kind = kind.value_type
     return pa.types.is_floating(kind)
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A Parquet table whose float vector columns (fixed-size lists) are each one contiguous buffer,
+    filled a row group at a time: what ``pq.read_table`` returns holds them in row-group chunks,
+    which a reader wanting one matrix copies again (two copies of a million-item embedding beside
+    each other). The values are the file's, bit for bit; a column with null vectors is read as is."""
+    parquet = pq.ParquetFile(path)
+    schema = parquet.schema_arrow
+    names = list(columns) if columns is not None else list(schema.names)
+    vectors = [n for n in names if pa.types.is_fixed_size_list(schema.field(n).type)
+               and pa.types.is_floating(schema.field(n).type.value_type)]
+    if not vectors:
+        return pq.read_table(path, columns=columns)
+    others = pq.read_table(path, columns=[n for n in names if n not in vectors])
+    arrays = [others.column(n) if n not in vectors else _contiguous_vectors(parquet, n) for n in names]
+    if any(array is None for array in arrays):
+        return pq.read_table(path, columns=columns)
+    return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names], schema.metadata))
+
+
+def _contiguous_vectors(parquet: pq.ParquetFile, name: str) -> pa.Array | None:
+    """Column ``name`` (fixed-size lists of floats) as one array over one buffer; None when it holds nulls."""
+    kind = parquet.schema_arrow.field(name).type
+    width, rows = kind.list_size, parquet.metadata.num_rows
+    values = np.empty(rows * width, dtype=kind.value_type.to_pandas_dtype())
+    start = 0
+    for group in range(parquet.num_row_groups):
+        for chunk in parquet.read_row_group(group, columns=[name]).column(0).chunks:
+            if chunk.null_count or chunk.values.null_count:
+                return None
+            flat = chunk.flatten().to_numpy()
+            values[start:start + flat.size] = flat
+            start += flat.size
+    return pa.FixedSizeListArray.from_arrays(pa.array(values), width)
 
 
 def write_parquet_atomically(table: pa.Table | pd.DataFrame, path: Path) -> Path:
@@ -159,7 +194,14 @@ class AssetStore:
 
     def read_table(self, asset: str, *, month: str | None = None, method: str | None = None,
                    columns: list[str] | None = None) -> pa.Table:
-        return pq.read_table(self._existing(asset, month, method, PARQUET), columns=columns)
+        return read_parquet(self._existing(asset, month, method, PARQUET), columns=columns)
+
+    def iter_batches(self, asset: str, *, month: str | None = None, method: str | None = None,
+                     columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The stored table's record batches, one row group at a time (never the whole table at once)."""
+        parquet = pq.ParquetFile(self._existing(asset, month, method, PARQUET))
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group, columns=columns).to_batches()
 
     def columns(self, asset: str, *, month: str | None = None, method: str | None = None) -> list[str]:
         """The column names of a stored table (its schema only is read)."""

@@ -4,15 +4,15 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from semid_assets import metadata as md
 from semid_assets.compute import ComputeEngineResource
-from semid_assets.core.data.embedding_table import embeddings_from_arrow, vectors_of
-from semid_assets.core.data.schema import ITEM_ID
+from semid_assets.core.data.embedding_table import gather_vectors, vectors_of
 from semid_assets.core.evaluation.plots import agreement_plot
-from semid_assets.core.evaluation.stability import compare_versions
+from semid_assets.core.evaluation.stability import common_item_ids, compare_versions, knn_figures
 from semid_assets.core.lifecycle.generations import published
 from semid_assets.core.lifecycle.history import MethodHistory
 from semid_assets.core.lifecycle.versions import VersionKey, months_apart
@@ -31,13 +31,12 @@ class StabilityConfig(dg.Config):
     seed: int = 0
 
 
-def _earlier_vectors(store, month: str, ids: pd.Series):
-    """The earlier month's embeddings of ``ids`` (None when not stored or some item is missing)."""
+def _earlier_vectors(store, month: str, ids: np.ndarray):
+    """The earlier month's embeddings of ``ids``, read a row group at a time (None when not stored or
+    some item is missing)."""
     if not store.exists("aligned_embeddings", month=month):
         return None
-    emb_ids, vectors = embeddings_from_arrow(store.read_table("aligned_embeddings", month=month))
-    rows = pd.Index(emb_ids).get_indexer(ids)
-    return vectors[rows] if (rows >= 0).all() else None
+    return gather_vectors(store.iter_batches("aligned_embeddings", month=month), ids)
 
 
 def build(parts: SemidPartitions) -> list:
@@ -55,11 +54,14 @@ def build(parts: SemidPartitions) -> list:
             return dg.MaterializeResult(value=pd.DataFrame({"prefix_length": pd.Series(dtype="int64")}), metadata={
                 "compared_with": "none: no earlier month is published"})
         before, now = published(earlier.table), published(semantic_ids)
-        emb_b = vectors_of(aligned_embeddings, semantic_ids[ITEM_ID].to_numpy())
-        report, figures = compare_versions(before.item_ids, before.codes, now.item_ids, now.codes,
-                                           emb_a=_earlier_vectors(store, earlier.month, earlier.table[ITEM_ID]),
-                                           emb_b=emb_b, knn_sample=config.knn_sample, knn_k=config.knn_k,
-                                           seed=config.seed, knn=compute_engine.knn_overlap())
+        report, figures = compare_versions(before.item_ids, before.codes, now.item_ids, now.codes)
+        # Both months' vectors of the common items only: two whole catalogues' and their copies
+        # were 13.5 GB at 1M items.
+        common = common_item_ids(before.item_ids, now.item_ids)
+        emb_a = _earlier_vectors(store, earlier.month, common)
+        if emb_a is not None:
+            figures.update(knn_figures(emb_a, vectors_of(aligned_embeddings, common), knn_sample=config.knn_sample,
+                                       knn_k=config.knn_k, seed=config.seed, knn=compute_engine.knn_overlap()))
         gap, levels = months_apart(earlier.month, month), now.levels
         links = _attach(mlflow_registry, catalog, month, method, earlier.month, report.table, figures, gap)
         return dg.MaterializeResult(value=report.table.assign(earlier_month=earlier.month), metadata={

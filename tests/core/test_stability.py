@@ -184,6 +184,41 @@ def test_compare_versions_aligns_items_by_id():
         compare_versions(ids, codes, np.array(["x"] * 1, dtype=object), codes[:1])
 
 
+def test_knn_figures_of_the_common_items_alone_are_compare_versions_figures():
+    from semid_assets.core.evaluation.stability import common_item_ids, knn_figures
+
+    rng = np.random.default_rng(10)
+    ids = np.array([f"i{k}" for k in range(600)], dtype=object)
+    emb_a = rng.normal(size=(600, 12)).astype(np.float32)
+    keep = rng.permutation(600)[:450]
+    new_ids = np.concatenate([ids[keep], np.array([f"new{k}" for k in range(40)], dtype=object)])
+    emb_b = np.concatenate([emb_a[keep] + rng.normal(scale=0.3, size=(450, 12)).astype(np.float32),
+                            rng.normal(size=(40, 12)).astype(np.float32)])
+    codes_a, codes_b = _codes(n=600, seed=11), _codes(n=490, seed=12)
+    _, whole = compare_versions(ids, codes_a, new_ids, codes_b, emb_a=emb_a, emb_b=emb_b, knn_sample=200, knn_k=5)
+    common = common_item_ids(ids, new_ids)
+    assert len(common) == 450
+    row_a = {item: row for row, item in enumerate(ids)}
+    row_b = {item: row for row, item in enumerate(new_ids)}
+    gathered = knn_figures(emb_a[[row_a[i] for i in common]], emb_b[[row_b[i] for i in common]],
+                           knn_sample=200, knn_k=5)
+    assert 0 < whole["knn_overlap"] < 1
+    assert gathered == {key: whole[key] for key in ("knn_overlap", "knn_sample", "knn_k")}
+    assert knn_figures(emb_a[:5], emb_a[:5], knn_k=5) == {}
+
+
+def test_nearest_neighbours_are_an_exact_flat_index_search():
+    import faiss
+
+    from semid_assets.core.evaluation.stability import nearest_neighbours
+
+    emb = np.random.default_rng(13).normal(size=(3000, 32)).astype(np.float32)
+    queries = np.sort(np.random.default_rng(14).choice(3000, 300, replace=False))
+    index = faiss.IndexFlatL2(32)
+    index.add(emb)
+    assert np.array_equal(nearest_neighbours(queries, emb, 10), index.search(emb[queries], 11)[1])
+
+
 def test_knn_overlap_is_one_for_same_embedding_and_lower_for_noise():
     X = np.random.default_rng(8).normal(size=(400, 16)).astype(np.float32)
     assert knn_overlap(X, X.copy(), sample=100, k=5) == pytest.approx(1.0)

@@ -69,7 +69,7 @@ def test_tables_are_written_in_row_groups_with_vectors_outside_any_dictionary(tm
     import pyarrow.parquet as pq
 
     from semid_assets.core import storage
-    from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
+    from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow, gather_vectors
 
     monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 4)
     vectors = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
@@ -82,6 +82,35 @@ def test_tables_are_written_in_row_groups_with_vectors_outside_any_dictionary(tm
     assert columns["item_id"].has_dictionary_page and not columns["embedding.list.element"].has_dictionary_page
     ids, back = embeddings_from_arrow(pq.read_table(path))
     assert list(ids) == list(table.column("item_id").to_pylist()) and np.array_equal(back, vectors)
+    # Read back a row group at a time: what a reader of a large table holds at once.
+    batches = list(AssetStore(tmp_path).iter_batches("aligned_embeddings", month="2025-01"))
+    assert [b.num_rows for b in batches] == [4, 4, 2]
+    assert np.array_equal(gather_vectors(iter(batches), ids[::-1]), vectors[::-1])
+
+
+def test_vector_columns_are_read_into_one_buffer_with_the_files_values(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from semid_assets.core import storage
+    from semid_assets.core.data.embedding_table import embeddings_from_arrow, embeddings_to_arrow
+
+    monkeypatch.setattr(storage, "ROW_GROUP_ROWS", 64)
+    vectors = np.random.default_rng(2).standard_normal((300, 5)).astype(np.float32)
+    table = embeddings_to_arrow(np.array([f"i{i}" for i in range(300)]), vectors).append_column(
+        "rank", pa.array(np.arange(300)))
+    path = AssetStore(tmp_path).write_table("aligned_embeddings", table, month="2025-01")
+    read = AssetStore(tmp_path).read_table("aligned_embeddings", month="2025-01")
+    assert pq.ParquetFile(path).num_row_groups == 5 and read.column("embedding").num_chunks == 1
+    assert read.equals(pq.read_table(path)) and read.schema.equals(pq.read_table(path).schema, check_metadata=True)
+    _, back = embeddings_from_arrow(read)
+    assert np.array_equal(back, vectors)
+    picked = storage.read_parquet(path, columns=["rank", "embedding"])
+    assert picked.column_names == ["rank", "embedding"] and picked.equals(pq.read_table(path, columns=["rank", "embedding"]))
+    # A vector with a null value is read as the file holds it (chunks and all).
+    holed = pa.array([[None, 1.0], [2.0, 3.0]], type=pa.list_(pa.float32(), 2))
+    path = storage.write_parquet_atomically(pa.table({"embedding": holed}), tmp_path / "holed.parquet")
+    assert storage.read_parquet(path).equals(pq.read_table(path))
 
 
 def test_tables_and_artifacts_round_trip(tmp_path, tokenizer):

@@ -298,9 +298,8 @@ def nearest_neighbours(queries: np.ndarray, emb: np.ndarray, k: int) -> np.ndarr
     nearest first (the query itself usually among them). Each query's row depends only on that
     query and ``emb``, so the queries can be searched in chunks. Runs with the caller's thread
     settings (:func:`knn_overlap` and ``core/engine.run_chunk`` set them)."""
-    index = faiss.IndexFlatL2(emb.shape[1])
-    index.add(emb)
-    _, found = index.search(np.ascontiguousarray(emb[queries]), k + 1)
+    # faiss.knn is IndexFlatL2's search without the index's copy of every vector.
+    _, found = faiss.knn(np.ascontiguousarray(emb[queries]), emb, k + 1)
     return found
 
 
@@ -389,9 +388,24 @@ def compare_versions(ids_a, codes_a: np.ndarray, ids_b, codes_b: np.ndarray, *,
                          "compare versions of the same shape")
     report = compare_codes(codes_a[rows_a], codes_b[rows_b])
     figures = {"items_earlier": int(len(codes_a)), "items_this": int(len(codes_b)), "items_common": int(rows_a.size)}
-    if emb_a is not None and emb_b is not None and rows_a.size > knn_k:
-        figures["knn_overlap"] = (knn or knn_overlap)(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b],
-                                                      sample=knn_sample, k=knn_k, seed=seed)
-        figures["knn_sample"] = int(min(knn_sample, rows_a.size))
-        figures["knn_k"] = int(knn_k)
+    if emb_a is not None and emb_b is not None:
+        figures.update(knn_figures(np.asarray(emb_a)[rows_a], np.asarray(emb_b)[rows_b], knn_sample=knn_sample,
+                                   knn_k=knn_k, seed=seed, knn=knn))
     return report, figures
+
+
+def common_item_ids(ids_a, ids_b) -> np.ndarray:
+    """The items both versions hold, in the order :func:`compare_versions` compares them (``ids_b``'s)."""
+    return np.asarray(ids_b)[align_common(ids_a, ids_b)[1]]
+
+
+def knn_figures(emb_a: np.ndarray, emb_b: np.ndarray, *, knn_sample: int = 1000, knn_k: int = 10, seed: int = 0,
+                knn: Callable[..., float] | None = None) -> dict:
+    """``knn_overlap`` and what it was drawn from, for the embeddings of the common items (rows of
+    :func:`common_item_ids`, in that order): what :func:`compare_versions` adds when given both
+    embeddings. For a caller that gathers only those rows instead of holding each whole catalogue's.
+    Empty when there are too few items for ``knn_k`` neighbours."""
+    if len(emb_a) <= knn_k:
+        return {}
+    return {"knn_overlap": (knn or knn_overlap)(emb_a, emb_b, sample=knn_sample, k=knn_k, seed=seed),
+            "knn_sample": int(min(knn_sample, len(emb_a))), "knn_k": int(knn_k)}
