@@ -3,7 +3,7 @@
     python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
                              [--methods rq_kmeans,...] [--tokenize rq_kmeans,...] [--codebook-size 1024]
                              [--levers scale|defaults|FILE]
-                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--step-processes N]
+                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--step-processes N] [--threads N]
                              [--json FILE]
 
 1. Writes (once per size; reused after) the two Parquet files of ``SEMID_DATASET=parquet``:
@@ -217,6 +217,16 @@ def release_free_heap() -> None:
         pass
 
 
+def with_threads(levers: dict[str, dict], threads: int) -> dict[str, dict]:
+    """``levers`` with ``threads`` threads in the steps that take a count: the aligner, BPR and each
+    method's tokenizer (another count is another fit, so the IDs differ from one-thread runs')."""
+    levers = json.loads(json.dumps(levers))
+    levers.setdefault("aligners", {})["threads"] = threads
+    levers.setdefault("collaborative_embeddings", {})["n_threads"] = threads
+    levers.setdefault("tokenizer", {})["n_threads"] = threads  # shared by every method's section
+    return levers
+
+
 def run_config(job_def, levers: dict[str, dict]) -> dict:
     """The run config of one job: quiet console logs and the levers of the job's own steps."""
     ops = {op: {"config": config} for op, config in levers.items() if job_def.graph.has_node_named(op)}
@@ -389,6 +399,10 @@ def main() -> int:
     parser.add_argument("--levers", default="scale",
                         help="run config per step: 'scale' (SCALE_LEVERS), 'defaults' (none), or a JSON file "
                              "of {step: config}")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="add to the levers this many torch/faiss/BLAS threads for the aligner, BPR and every "
+                             "method's tokenizer (their fits, encodings and the staleness margins); default: the "
+                             "pipeline's one thread")
     parser.add_argument("--step-processes", type=int, default=0,
                         help="SEMID_STEP_PROCESSES: 0 runs every step in this process, N each step in a "
                              "process of its own, N at most at once")
@@ -428,6 +442,8 @@ def main() -> int:
         parser.error(f"--tokenize {tokenized} must be among --methods {methods}")
     levers = {"scale": SCALE_LEVERS, "defaults": {}}.get(args.levers)
     levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
+    if args.threads is not None:
+        levers = with_threads(levers, args.threads)
     os.environ.update(SEMID_DATASET="parquet", SEMID_ITEMS=str(data / "items.parquet"),
                       SEMID_INTERACTIONS=str(data / "interactions.parquet"), SEMID_HOME=str(home),
                       SEMID_CODEBOOK_SIZE=str(args.codebook_size), SEMID_METHODS=",".join(methods),
