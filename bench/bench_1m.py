@@ -26,7 +26,8 @@ Prints, per Dagster step (from the run's events): wall seconds, CPU seconds of t
 the processes below it while the step ran, their summed peak resident memory during the step
 (sampled every 0.2 s) and the 1-minute load average; then per month the totals and the peaks
 ``getrusage`` saw. ``--step-processes N`` runs each step in a process of its own
-(``SEMID_STEP_PROCESSES``), as a deployment that sets it does.
+(``SEMID_STEP_PROCESSES``), as a deployment that sets it does; ``--threads N`` gives the aligner,
+BPR and the tokenizers N threads (run config added to the levers).
 With ``--json`` the same figures are written to a file. Not a test: nothing is timed against
 a limit. The machine's other jobs inflate wall time; CPU time is what this process used.
 """
