@@ -78,8 +78,7 @@ def gather_vectors(batches: Iterable[pa.RecordBatch], item_ids, column: str = EM
         hit = np.flatnonzero(rows >= 0)
         if hit.size == 0:
             continue
-        _, vectors = embeddings_from_arrow(pa.table({schema.ITEM_ID: batch.column(schema.ITEM_ID),
-                                                     column: batch.column(column)}).take(hit), column)
+        _, vectors = embeddings_from_arrow(pa.Table.from_batches([batch.take(pa.array(hit))]), column)
         if out is None:
             out = np.empty((len(wanted), vectors.shape[1]), dtype=np.float32)
         if filled[rows[hit]].any() or np.unique(rows[hit]).size < hit.size:
