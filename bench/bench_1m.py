@@ -3,7 +3,8 @@
     python bench/bench_1m.py [--items 1000000] [--interactions 10000000] [--work /tmp/semid-scale]
                              [--methods rq_kmeans,...] [--tokenize rq_kmeans,...] [--codebook-size 1024]
                              [--levers scale|defaults|FILE]
-                             [--no-rerun] [--keep-home --months M [--rerun-only]] [--step-processes N] [--threads N]
+                             [--no-rerun] [--keep-home --months M [--rerun-only] [--jobs monthly,letter,...]]
+                             [--step-processes N] [--threads N]
                              [--json FILE]
 
 1. Writes (once per size; reused after) the two Parquet files of ``SEMID_DATASET=parquet``:
@@ -16,7 +17,8 @@
    the monthly job (catalogue → features → pairs → aligner → embeddings, plus BPR when LETTER
    is among the methods), then each method's job (candidate tokenizer → staleness → published
    IDs → migration → stability → hierarchy → checks; ``--tokenize``: only these methods' jobs),
-   then the methods' comparison when all four ran.
+   then the methods' comparison when all four ran. ``--keep-home --jobs``: only those of a month's
+   jobs (say one method's, on a month whose other jobs ran before).
 3. Rematerialises the last month in the same home and checks that every method's
    ``semantic_ids`` (and ``aligned_embeddings``) come out bit for bit the same: every column's
    values are hashed before and after (``--no-rerun`` skips it; ``--keep-home --rerun-only`` does
@@ -235,8 +237,9 @@ def run_config(job_def, levers: dict[str, dict]) -> dict:
 
 
 def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, label: str,
-              levers: dict[str, dict], after_job=lambda rows: None) -> list[dict]:
-    """One month as ``semid demo`` builds it, with ``levers`` as run config; a row per step."""
+              levers: dict[str, dict], after_job=lambda rows: None, only: set[str] | None = None) -> list[dict]:
+    """One month as ``semid demo`` builds it, with ``levers`` as run config; a row per step. ``only``: the
+    labels of the jobs to run (``monthly``, a method, ``comparison``); None: all of them."""
     import dagster as dg
 
     from semid_assets.defs.automation import COMPARISON_JOB, MONTHLY_JOB, TOKENIZER_JOB
@@ -247,6 +250,7 @@ def run_month(defs, instance, month: str, methods: list[str], sampler: Sampler, 
     runs += [(method, TOKENIZER_JOB, dg.MultiPartitionKey({MONTH: month, METHOD: method})) for method in methods]
     if len(methods) == 4:
         runs.append(("comparison", COMPARISON_JOB, month))
+    runs = [run for run in runs if only is None or run[0] in only]
     rows = []
     for job_label, job, key in runs:
         t0 = time.time()
@@ -407,6 +411,8 @@ def main() -> int:
     parser.add_argument("--step-processes", type=int, default=0,
                         help="SEMID_STEP_PROCESSES: 0 runs every step in this process, N each step in a "
                              "process of its own, N at most at once")
+    parser.add_argument("--jobs", help="with --keep-home: run only these of each month's jobs ('monthly', a method of "
+                             "--tokenize, 'comparison'), e.g. one method's job on a month whose other jobs ran")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--summarise", type=Path, nargs="+",
                         help="only print the condensed per-stage tables of earlier --json files")
@@ -441,6 +447,9 @@ def main() -> int:
     tokenized = args.tokenize.split(",") if args.tokenize else methods
     if not set(tokenized) <= set(methods):
         parser.error(f"--tokenize {tokenized} must be among --methods {methods}")
+    only = None if args.jobs is None else set(args.jobs.split(","))
+    if only is not None and (not args.keep_home or not only <= {"monthly", "comparison", *tokenized}):
+        parser.error(f"--jobs {sorted(only)} needs --keep-home and must be among monthly, comparison, {tokenized}")
     levers = {"scale": SCALE_LEVERS, "defaults": {}}.get(args.levers)
     levers = json.loads(Path(args.levers).read_text()) if levers is None else levers
     if args.threads is not None:
@@ -469,12 +478,13 @@ def main() -> int:
         for month in [] if args.rerun_only else months:
             # Saved after every job, so a long run that is stopped or killed leaves its figures.
             rows += run_month(defs, instance, month, tokenized, sampler, "first", levers,
-                              after_job=lambda done: save(args.json, commit, args, tokenized, levers, rows + done, None))
+                              after_job=lambda done: save(args.json, commit, args, tokenized, levers, rows + done, None),
+                              only=only)
         peak_first = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         same = None
         if not args.no_rerun:
             first = stored_outputs(home, months[-1], tokenized)
-            rows += run_month(defs, instance, months[-1], tokenized, sampler, "rerun", levers)
+            rows += run_month(defs, instance, months[-1], tokenized, sampler, "rerun", levers, only=only)
             again = stored_outputs(home, months[-1], tokenized)
             same = {name: first[name] == again[name] for name in first}
     sampler.stop()

@@ -12,7 +12,7 @@ import pyarrow as pa
 from semid_assets import metadata as md
 from semid_assets.core.data import schema
 from semid_assets.core.tokenizers.collisions import reassign_collisions
-from semid_assets.core.evaluation.comparison import comparison_row, display_table, relative_differences
+from semid_assets.core.evaluation.comparison import beam_mse, comparison_row, display_table, relative_differences
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.partitions import METHOD, MONTH, SemidPartitions, month_of
 from semid_assets.resources import CatalogResource, MlflowRegistry
@@ -83,12 +83,8 @@ def build(parts: SemidPartitions) -> list:
             report = model.level_report(vectors, codes)
             _, collisions = reassign_collisions(codes, model.last_level_candidates(vectors, codes,
                                                                                    config.reassign_candidates))
-            beam_mse = {}
-            for beam in sorted({1, config.compare_beam}):
-                diff = vectors - model.decode(model.encode(vectors, beam_size=beam))
-                beam_mse[beam] = float(np.einsum("ij,ij->", diff, diff, dtype=np.float64)) / diff.size
             row = comparison_row(method, report, collisions, model.fit_info.get("seconds", float("nan")),
-                                 encode_seconds, codes, truth, beam_mse)
+                                 encode_seconds, codes, truth, beam_mse(model, vectors, {1, config.compare_beam}, codes))
             table = stored.get(method)
             row["suffix_share"] = float((table["suffix"].to_numpy() > 0).mean()) if table is not None else float("nan")
             rows.append(row)

@@ -250,3 +250,62 @@ def test_stored_rq_vae_artefacts_of_the_old_layout_still_load(fitted, data):
     loaded = RQVAE.from_arrays(arrays, {**meta, "params": old_params})
     assert loaded.options == model.options
     assert np.array_equal(loaded.encode(unseen), model.encode(unseen))
+
+
+def test_rq_vae_input_scale_and_reports_match_the_whole_array_formulas(fitted, data, monkeypatch):
+    import torch
+
+    from semid_assets.core.tokenizers import metrics
+    from semid_assets.core.tokenizers.rq_vae import _rms_deviation
+
+    X, _, _ = data
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    # The in-place forms keep a fit's scale, so its model, bit for bit.
+    assert _rms_deviation(X, mean) == float(np.sqrt(np.mean(np.square(X - mean), dtype=np.float64)))
+    model, codes = fitted["rq_vae"]
+    decoded = model.decode(codes)
+    q = super(RQVAE, model).decode_prefix(codes, 3)
+    with torch.no_grad():
+        raw = model.net.decoder(torch.from_numpy(q)).numpy()
+    assert np.array_equal(decoded, raw * np.float32(model.scale) + model.mean)
+    # The level report in blocks of 300 rows: the whole-array sums, up to float64 summation order.
+    whole = model.level_report(X, codes)
+    monkeypatch.setattr(metrics, "_BLOCK", 300)
+    blocked = model.level_report(X, codes)
+    centred = X - mean
+    last = X - decoded
+    assert np.isclose(blocked["mse"].iloc[-1], np.einsum("ij,ij->", last, last, dtype=np.float64) / X.size,
+                      rtol=1e-9)
+    assert np.isclose(blocked["relative_mse"].iloc[-1], np.einsum("ij,ij->", last, last, dtype=np.float64)
+                      / np.einsum("ij,ij->", centred, centred, dtype=np.float64), rtol=1e-9)
+    assert np.allclose(blocked[["mse", "relative_mse"]], whole[["mse", "relative_mse"]], rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_beam_mse_in_blocks_matches_encoding_the_whole_array(method, fitted, data, monkeypatch):
+    from semid_assets.core.evaluation import comparison
+
+    X, _, _ = data
+    model, _ = fitted[method]
+    catalogue = model.encode_catalogue(X)
+    monkeypatch.setattr(comparison, "_BLOCK", 512)
+    found = comparison.beam_mse(model, X, [4, 1, 1], catalogue)
+    assert sorted(found) == [1, 4]
+    for beam, mse in found.items():
+        diff = X - model.decode(model.encode(X, beam_size=beam))
+        assert np.isclose(mse, np.einsum("ij,ij->", diff, diff, dtype=np.float64) / diff.size, rtol=1e-9)
+    # Population codes (balanced) are not the beam's codes: it encodes again rather than take them.
+    if model.population_codes:
+        shuffled = catalogue[::-1].copy()
+        assert comparison.beam_mse(model, X, [1], shuffled)[1] == found[1]
+
+
+def test_last_level_candidates_in_blocks_are_the_whole_search():
+    from semid_assets.core.tokenizers import residual
+
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(residual._ASSIGN_BLOCK + 4500, 6)).astype(np.float32)
+    books = rng.normal(size=(2, 24, 6)).astype(np.float32)
+    codes = greedy_encode(Z, books)
+    whole = residual._flat_index(books[1]).search(residual.prefix_residual(Z, books, codes, 1), 5)[1]
+    assert np.array_equal(residual.last_level_candidates(Z, books, codes, 5), whole)

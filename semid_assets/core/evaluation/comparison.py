@@ -16,7 +16,11 @@ import pandas as pd
 from semid_assets.core.evaluation import stability
 from semid_assets.core.tokenizers.metrics import prefix_group_ids
 
-__all__ = ["normalized_mutual_info", "comparison_row", "display_table", "relative_differences"]
+__all__ = ["normalized_mutual_info", "comparison_row", "display_table", "relative_differences", "beam_mse"]
+
+# Rows per block of beam_mse: a multiple of every encoder's own row block (8192, 65536), so the codes of a
+# block are the codes the whole array would get.
+_BLOCK = 65536
 
 
 def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
@@ -29,6 +33,26 @@ def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"labelings must be 1-D, non-empty and of equal length; got {a.shape} and {b.shape}")
     return stability.normalized_mutual_info(a, b)
+
+
+def beam_mse(tokenizer, X: np.ndarray, beams, catalogue_codes: np.ndarray) -> dict[int, float]:
+    """``{beam: final MSE}`` of encoding ``X`` with each beam size and decoding it back, block by block.
+
+    A beam the tokenizer encodes its catalogue with anyway (its ``beam_size``, when its catalogue codes do
+    not depend on the population) takes ``catalogue_codes`` instead of encoding again."""
+    n, d = X.shape
+    found = {}
+    for beam in sorted(set(beams)):
+        reuse = not tokenizer.population_codes and beam == tokenizer.options.beam_size
+        sse = 0.0
+        for start in range(0, n, _BLOCK):
+            block = X[start : start + _BLOCK]
+            codes = catalogue_codes[start : start + _BLOCK] if reuse else tokenizer.encode(block, beam_size=beam)
+            diff = tokenizer.decode(codes)
+            np.subtract(block, diff, out=diff)
+            sse += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+        found[beam] = sse / (n * d)
+    return found
 
 
 def comparison_row(method: str, report: pd.DataFrame, collisions: dict, fit_seconds: float,

@@ -156,12 +156,18 @@ def decoded_level_report(X: np.ndarray, codes: np.ndarray, decode_prefix: Callab
     codes = check_codes(codes, codebook_size=codebook_size, allow_empty=False)
     if codes.shape[0] != X.shape[0]:
         raise ValueError(f"codes have {codes.shape[0]} rows but X {X.shape[0]}")
-    centred = X - X.mean(axis=0, dtype=np.float64).astype(np.float32)
-    total_ss = float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
-    sse = []
-    for lvl in range(codes.shape[1]):
-        diff = X - decode_prefix(codes, lvl + 1)
-        sse.append(float(np.einsum("ij,ij->", diff, diff, dtype=np.float64)))
+    # Block by block: a decoder's reconstruction of a whole catalogue is as large as the catalogue.
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    total_ss = 0.0
+    sse = np.zeros(codes.shape[1], dtype=np.float64)
+    for start in range(0, X.shape[0], _BLOCK):
+        block, block_codes = X[start : start + _BLOCK], codes[start : start + _BLOCK]
+        centred = block - mean
+        total_ss += float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+        for lvl in range(codes.shape[1]):
+            diff = decode_prefix(block_codes, lvl + 1)
+            np.subtract(block, diff, out=diff)
+            sse[lvl] += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
     return _report(codes, codebook_size, sse, total_ss, X.shape[1])
 
 

@@ -120,6 +120,11 @@ def last_level_candidates(Z: np.ndarray, codebooks: np.ndarray, codes: np.ndarra
     nearest first — the alternatives a colliding item can move to without changing its prefix."""
     L, K, _ = codebooks.shape
     k = min(int(k), K)
-    residual = prefix_residual(Z, codebooks, codes, L - 1)
-    _, labels = _flat_index(codebooks[L - 1]).search(residual, k)
+    index = _flat_index(codebooks[L - 1])
+    labels = np.empty((Z.shape[0], k), dtype=np.int64)
+    # Block by block (a multiple of faiss's own query block): the residuals of a whole catalogue are
+    # as large as the catalogue.
+    for start in range(0, Z.shape[0], _ASSIGN_BLOCK):
+        block = slice(start, start + _ASSIGN_BLOCK)
+        _, labels[block] = index.search(prefix_residual(Z[block], codebooks, codes[block], L - 1), k)
     return labels

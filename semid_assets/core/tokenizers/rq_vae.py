@@ -64,6 +64,17 @@ class _Net(nn.Module):
         self.codebooks = nn.Parameter(torch.zeros(levels, K, latent_dim))
 
 
+def _rms_deviation(X: np.ndarray, mean: np.ndarray) -> float:
+    """The root-mean-square deviation of ``X`` from ``mean`` (1.0 when it is 0): the model's input scale.
+
+    Squared in place, so one catalogue-sized temporary, not two; the float64 mean is taken over the
+    same float32 squares as ``np.mean(np.square(X - mean))``, so the scale is the same bit for bit."""
+    squares = np.subtract(X, mean)
+    np.square(squares, out=squares)
+    centred_ms = float(np.mean(squares, dtype=np.float64))
+    return float(math.sqrt(centred_ms)) if centred_ms > 0 else 1.0
+
+
 def _nearest(r: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     # ||r - c||^2 up to the per-row constant ||r||^2.
     scores = (codebook * codebook).sum(1)[None, :] - 2.0 * (r @ codebook.T)
@@ -165,11 +176,13 @@ class RQVAE(Tokenizer):
         self.dim = int(X.shape[1])
         if previous is None:
             self.mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
-            centred_ms = float(np.mean(np.square(X - self.mean), dtype=np.float64))
-            self.scale = float(math.sqrt(centred_ms)) if centred_ms > 0 else 1.0
+            self.scale = _rms_deviation(X, self.mean)
         else:
             self.mean, self.scale = previous.mean.copy(), float(previous.scale)
-        return torch.from_numpy((X - self.mean) / np.float32(self.scale))
+        # In place: one catalogue-sized array beside X instead of two (the same values).
+        standardised = np.subtract(X, self.mean)
+        standardised /= np.float32(self.scale)
+        return torch.from_numpy(standardised)
 
     def _epochs(self, n: int, steps: int | None) -> int:
         """A warm start's ``steps``, else ``epochs`` raised until ``min_steps`` optimiser steps are reached."""
@@ -331,7 +344,10 @@ class RQVAE(Tokenizer):
             for start in range(0, len(q), _ENCODE_BATCH):
                 block = torch.from_numpy(q[start : start + _ENCODE_BATCH])
                 out[start : start + _ENCODE_BATCH] = self.net.decoder(block).numpy()
-        return out * np.float32(self.scale) + self.mean
+        # In place: the same values as ``out * scale + mean`` without two more [n, dim] arrays.
+        out *= np.float32(self.scale)
+        out += self.mean
+        return out
 
     def level_report(self, X: Any, codes: Any) -> pd.DataFrame:
         """Per level: error of the decoder's reconstruction from the first l codes (in the input space),
