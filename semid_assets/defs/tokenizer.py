@@ -11,6 +11,7 @@ from semid_assets.compute import ComputeEngineResource
 from semid_assets.config import config_class, to_options
 from semid_assets.core.data.embedding_table import embeddings_from_arrow
 from semid_assets.core.lifecycle.candidate import choose_codebook_size, fit_candidate
+from semid_assets.core.lifecycle.codes_cache import CodesCache
 from semid_assets.core.lifecycle.generations import published
 from semid_assets.core.lifecycle.history import MethodHistory
 from semid_assets.core.lifecycle.hysteresis import candidate_margin
@@ -115,7 +116,7 @@ def _fit(context, config, method: str, month: str, vectors: np.ndarray, item_ids
         model, vectors, item_ids, previous=None if earlier is None or not config.anchor_to_previous else earlier[1],
         published=None if publication is None else published(publication.table), steps=steps,
         hysteresis=candidate_margin(method, config.hysteresis), progress=context.log.info,
-        encode_catalogue=encode, **side)
+        encode_catalogue=encode, cache=CodesCache(store.root, month, method), **side)
     anchoring["anchored_to"] = publication.month if anchoring["anchored"] else anchoring["anchored_to"]
     return model, codes, anchoring
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from semid_assets.core.evaluation.plots import staleness_plot
 from semid_assets.core.lifecycle.gate import GenerationPolicy
@@ -156,3 +157,38 @@ def test_the_candidates_codes_kept_by_one_step_are_taken_by_the_next_only_for_th
     assert len(calls) == 2, "other vectors must not take the kept codes"
     again(moved, PublishOptions(hysteresis=0.5))
     assert len(calls) == 3, "another margin must not take the kept codes"
+
+
+@pytest.mark.parametrize("method", ["rq_kmeans", "rq_vae"])
+def test_the_codes_a_candidate_fit_ends_with_are_kept_for_its_staleness_step(method, tmp_path):
+    """The tokenizer step keeps its candidate's codes under the digest sid_staleness asks with (the candidate
+    read back from its artefact): sid_staleness takes them instead of encoding the catalogue again."""
+    from semid_assets.core.lifecycle.candidate import fit_candidate
+    from semid_assets.core.lifecycle.codes_cache import CodesCache
+    from semid_assets.core.storage import load_artifact, save_artifact
+
+    options = dict(levels=2, codebook_size=8, seed=0) if method == "rq_kmeans" else \
+        dict(levels=2, codebook_size=8, seed=0, latent_dim=4, hidden_dims=[16], epochs=3, batch_size=64, min_steps=0)
+    vectors = _clusters(np.random.default_rng(4).normal(size=(8, DIM)).astype(np.float32), 400, seed=5)
+    ids = np.array([f"i{k}" for k in range(400)])
+
+    def refuse(X):
+        raise AssertionError("the kept codes were not taken")
+
+    def kept_then_taken(month, previous, table):
+        candidate = make_tokenizer(method, **options)
+        cache = CodesCache(tmp_path, month, method)
+        codes, info = fit_candidate(candidate, vectors, ids, previous=previous, published=published(table)
+                                    if table is not None else None, steps=2, hysteresis=0.1, cache=cache)
+        stored = load_artifact(save_artifact(candidate, tmp_path / f"{month}.npz"))
+        stored.encode_catalogue = refuse  # the stored candidate must not encode: its codes come from the cache
+        view = month_view(month, ids, vectors, None, stored, table, None, PublishOptions(hysteresis=0.1),
+                          lambda: None, cache=cache)
+        assert np.array_equal(view.candidate_codes, codes)
+        return candidate, codes, info
+
+    first, codes, info = kept_then_taken("2025-01", None, None)
+    assert not info["anchored"]
+    table, _ = first_generation(ids[:350], codes[:350], "2025-01")
+    _, _, info = kept_then_taken("2025-02", first, table)
+    assert info["anchored"]

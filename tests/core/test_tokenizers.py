@@ -228,6 +228,7 @@ def test_interface_of_a_fitted_model(method, fitted, data):
     assert quantised.dtype == np.float32 and quantised.shape[1] == model.codebooks.shape[2]
     # A prefix of every level is the full reconstruction.
     assert np.array_equal(model.decode_prefix(codes, 3), model.decode(codes))
+    assert model.relative_mse(X, codes) == model.level_report(X, codes)["relative_mse"].iloc[-1]
     candidates = model.last_level_candidates(X, codes, 4)
     assert candidates.shape == (len(X), 4) and candidates.dtype == np.int64
     if not model.population_codes:  # greedy codes take the nearest last-level code: the first candidate
@@ -279,6 +280,10 @@ def test_rq_vae_input_scale_and_reports_match_the_whole_array_formulas(fitted, d
     assert np.isclose(blocked["relative_mse"].iloc[-1], np.einsum("ij,ij->", last, last, dtype=np.float64)
                       / np.einsum("ij,ij->", centred, centred, dtype=np.float64), rtol=1e-9)
     assert np.allclose(blocked[["mse", "relative_mse"]], whole[["mse", "relative_mse"]], rtol=1e-9, atol=0)
+    # The last level alone (what the staleness report weighs) is the report's figure, bit for bit.
+    assert model.relative_mse(X, codes) == blocked["relative_mse"].iloc[-1]
+    monkeypatch.undo()
+    assert model.relative_mse(X, codes) == whole["relative_mse"].iloc[-1]
 
 
 @pytest.mark.parametrize("method", list(METHODS))

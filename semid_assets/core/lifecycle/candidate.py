@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from semid_assets.core.lifecycle.codes_cache import CodesCache, codes_digest
 from semid_assets.core.lifecycle.generations import PublishedIds
 from semid_assets.core.lifecycle.hysteresis import candidate_codes
 from semid_assets.core.threads import compute_threads
@@ -48,30 +49,36 @@ def choose_codebook_size(requested: int | None, n_items: int, levels: int,
 def fit_candidate(model: Tokenizer, X: np.ndarray, item_ids: np.ndarray, *, previous: Tokenizer | None,
                   published: PublishedIds | None, steps: int | None, hysteresis: float,
                   progress: Callable[[str], None] | None = None, encode_catalogue=None,
-                  **side) -> tuple[np.ndarray, dict]:
+                  cache: CodesCache | None = None, **side) -> tuple[np.ndarray, dict]:
     """Fit ``model`` on ``X`` anchored to ``published`` (and ``previous``, the newest earlier model, which
     RQ-VAE/LETTER continue); return the candidate's catalogue codes and what the anchoring did.
 
     Not anchored (a plain fit) when there is no earlier version or it has another shape; the
     summary says why. ``steps``: Lloyd iterations (k-means family) or epochs (whole model) after
     the warm start; None = the method's default. ``encode_catalogue(tokenizer, X)``: where the
-    catalogue's codes are computed (default: ``tokenizer.encode_catalogue``).
+    catalogue's codes are computed (default: ``tokenizer.encode_catalogue``). ``cache``: where the codes
+    are kept, keyed by what they depend on, for the month's later steps (``codes_cache.py``).
 
     Everything runs with the model's ``n_threads`` (faiss, torch and BLAS), the carried-over
     partition and the hysteresis included: never with the process's own thread counts."""
     with compute_threads(model.options.n_threads):
-        return _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis, progress,
-                              encode_catalogue, side)
+        codes, info, held_on = _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis,
+                                              progress, encode_catalogue, side)
+    if cache is not None:
+        # Keyed as month_view asks: candidate_codes(model, X, held_on, hysteresis) are these codes.
+        cache.keep(codes_digest(model, item_ids, X, held_on, hysteresis), codes)
+    return codes, info
 
 
 def _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis, progress, encode_catalogue,
-                   side) -> tuple[np.ndarray, dict]:
+                   side) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """The codes, what the anchoring did, and the published codes the codes were held on (None: not held)."""
     reason = _why_not_anchored(model, X, previous, published)
     if reason is not None:
         model.fit_encode(X, progress=progress, **side)
         model.fit_info["hysteresis"] = float(hysteresis)
         codes = model.encode_catalogue(X) if encode_catalogue is None else encode_catalogue(model, X)
-        return codes, {"anchored": False, "anchored_to": f"none ({reason})"}
+        return codes, {"anchored": False, "anchored_to": f"none ({reason})"}, None
     previous_codes = published_codes_of(published, item_ids)
     _, info = anchored_fit_encode(model, X, previous, previous_codes=previous_codes, progress=progress,
                                   steps=steps, **side)
@@ -82,7 +89,7 @@ def _fit_candidate(model, X, item_ids, previous, published, steps, hysteresis, p
     model.fit_info["anchoring"] = {**info, "full_sid_unchanged_after_hysteresis": kept}
     return codes, {"anchored": True, "warm_start": info["warm_start"], "items_known_before": info["items_known_before"],
                    "literal_kept": kept, "literal_kept_before_hysteresis": info["full_sid_unchanged"],
-                   "prefix_kept": info["prefix_unchanged"]}
+                   "prefix_kept": info["prefix_unchanged"]}, previous_codes
 
 
 def _why_not_anchored(model: Tokenizer, X: np.ndarray, previous: Tokenizer | None,

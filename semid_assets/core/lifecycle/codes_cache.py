@@ -3,9 +3,11 @@
 ``sid_staleness`` and ``semantic_ids`` each build the month's view (``month.month_state``), whose
 costliest part is the candidate's catalogue codes held on the published ones (``candidate_codes``):
 minutes at a million items. Those codes are a function of the candidate, the month's vectors, the
-published codes of its items and the margin alone, so the first step keeps them with a digest of all
-four and the second takes them when its digest is the same; anything else (another candidate, a
-publication since) computes them again. One file per month and method, replaced each time.
+published codes of its items and the margin alone, so the step that computes them keeps them with a
+digest of all four, and a later step takes them when its digest is the same; anything else (another
+candidate, a publication since) computes them again. The tokenizer step keeps the codes its fit
+ended with, so ``sid_staleness`` usually finds them too. One file per month and method, replaced
+each time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class CodesCache:
             if meta.get("digest") == digest:
                 return arrays["codes"]
         codes = compute()
+        self.keep(digest, codes)
+        return codes
+
+    def keep(self, digest: str, codes: np.ndarray) -> None:
+        """Keep ``codes`` under ``digest`` (replacing what was kept)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         save_npz(self.path, {"codes": np.asarray(codes)}, {"digest": digest})
-        return codes

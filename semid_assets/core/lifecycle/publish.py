@@ -128,8 +128,8 @@ def _extend(previous: pd.DataFrame, models: GenerationModels, view: MonthView,
 
 
 def judge_first(view: MonthView, policy: GenerationPolicy) -> Judgement:
-    report = view.candidate.level_report(view.serving_vectors, view.candidate_codes)
-    figures = {"candidate_relative_mse": float(report["relative_mse"].iloc[-1]), "new_items": float(len(view.item_ids))}
+    figures = {"candidate_relative_mse": view.candidate.relative_mse(view.serving_vectors, view.candidate_codes),
+               "new_items": float(len(view.item_ids))}
     return Judgement(first_verdict(figures, policy), figures, None)
 
 

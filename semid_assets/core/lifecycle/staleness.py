@@ -63,8 +63,7 @@ class VersionFit:
     codes: np.ndarray
 
     def relative_mse(self) -> float:
-        report = self.tokenizer.level_report(self.vectors, np.asarray(self.codes))
-        return float(report["relative_mse"].iloc[-1])
+        return self.tokenizer.relative_mse(self.vectors, np.asarray(self.codes))
 
 
 def kept_share(item_ids: np.ndarray, codes: np.ndarray, reference_ids: np.ndarray, reference_codes: np.ndarray) -> float:

@@ -303,6 +303,11 @@ class Tokenizer(abc.ABC):
         self._check_fitted("level_report")
         return level_report(X, codes, self.codebooks)
 
+    def relative_mse(self, X: Any, codes: Any) -> float:
+        """The reconstruction error from every level relative to X's variance: the last row's
+        ``relative_mse`` of :meth:`level_report` (a method may compute it alone, for less)."""
+        return float(self.level_report(X, codes)["relative_mse"].iloc[-1])
+
     def last_level_candidates(self, X: Any, codes: Any, k: int) -> np.ndarray:
         """int64 [n, k]: each item's ``k`` nearest last-level codes given its own first L - 1 codes, nearest
         first — where a colliding item can move without changing its prefix."""

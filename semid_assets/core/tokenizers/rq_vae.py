@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from semid_assets.core.tokenizers.base import Anchoring, Progress, Tokenizer, WarmStart
-from semid_assets.core.tokenizers.metrics import decoded_level_report
+from semid_assets.core.tokenizers.metrics import decoded_level_report, decoded_relative_mse
 from semid_assets.core.tokenizers.rq_kmeans import RQKMeans
 from semid_assets.core.tokenizers.vae_options import RQVAEOptions
 
@@ -354,6 +354,11 @@ class RQVAE(Tokenizer):
         utilisation, entropy and collisions of the prefix."""
         self._check_fitted("level_report")
         return decoded_level_report(X, codes, self.decode_prefix, self.codebook_size)
+
+    def relative_mse(self, X: Any, codes: Any) -> float:
+        """The last level's ``relative_mse`` of :meth:`level_report`, decoding once instead of per level."""
+        self._check_fitted("relative_mse")
+        return decoded_relative_mse(X, codes, self.decode_prefix, self.codebook_size)
 
     # --------------------------------------------------------------- artefact
 
