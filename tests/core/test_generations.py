@@ -108,3 +108,14 @@ def test_generation_record_round_trips():
     assert Generation.from_json(record.to_json()) == record
     with pytest.raises(ValueError, match="numbered from 1"):
         Generation(number=0, method="rq_kmeans", origin_month="2025-04", aligner_month=None, reason="")
+
+
+def test_prefix_keys_name_each_rows_leading_codes():
+    from semid_assets.core.lifecycle.migration import prefix_key
+
+    codes = np.random.default_rng(2).integers(-1, 12, size=(500, 3))
+    for length in (1, 2, 3):
+        expected = ["-".join(str(c) for c in row[:length]) for row in codes.tolist()]
+        assert prefix_key(codes, length).tolist() == expected
+    assert prefix_key(np.array([[12, 5, 7]], dtype=np.int32), 3).tolist() == ["12-5-7"]
+    assert prefix_key(np.zeros((0, 3), dtype=np.int64), 2).shape == (0,)

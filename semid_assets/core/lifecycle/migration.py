@@ -24,7 +24,11 @@ def prefix_key(codes: np.ndarray, length: int) -> np.ndarray:
     codes = np.asarray(codes)[:, :length].astype(np.int64)
     if not len(codes):
         return np.zeros(0, dtype=object)
-    return pd.DataFrame(codes).astype(str).agg("-".join, axis=1).to_numpy(dtype=object)
+    # Each distinct prefix is named once: a catalogue has far fewer prefixes than items, and a
+    # row-by-row join takes minutes at a million items.
+    distinct, row_of = np.unique(codes, axis=0, return_inverse=True)
+    names = np.array(["-".join(map(str, prefix)) for prefix in distinct.tolist()], dtype=object)
+    return names[row_of.reshape(-1)]
 
 
 def migration_table(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
