@@ -111,7 +111,7 @@ class LETTER(RQVAE):
             draw = draw + (draw >= position[c]).long()
             positive = members[starts[g] + draw]
             C = self.net.codebooks[lvl]
-            logits = (C[c] @ C.T) / self.options.temperature
+            logits = (torch.index_select(C, 0, c) @ C.T) / self.options.temperature  # not C[c]: see RQVAE._losses
             logits = logits.masked_fill(torch.nn.functional.one_hot(c, C.shape[0]).bool(), float("-inf"))
             total = total + torch.nn.functional.cross_entropy(logits, positive)
         return total
@@ -124,7 +124,8 @@ class LETTER(RQVAE):
             rows = batch[self._has_cf[batch]]
             keep = self._has_cf[batch]
             if len(rows) >= 2:
-                p = torch.nn.functional.normalize(self._head(z_q[keep]), dim=1)
+                kept = torch.index_select(z_q, 0, torch.nonzero(keep).flatten())  # not z_q[keep]: see RQVAE._losses
+                p = torch.nn.functional.normalize(self._head(kept), dim=1)
                 logits = p @ self._cf[rows].T / options.temperature
                 terms["cf"] = options.cf_weight * torch.nn.functional.cross_entropy(
                     logits, torch.arange(len(rows)))

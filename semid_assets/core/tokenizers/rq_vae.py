@@ -271,7 +271,9 @@ class RQVAE(Tokenizer):
         for lvl in range(self.levels):
             C = net.codebooks[lvl]
             c = _nearest(residual.detach(), C.detach())
-            e = C[c]
+            # index_select, not C[c]: the backward of advanced indexing sums the rows' gradients in an
+            # order that varies from run to run with more than one thread (the same fit, other weights).
+            e = torch.index_select(C, 0, c)
             codebook_loss = codebook_loss + ((residual.detach() - e) ** 2).mean() \
                 + self.options.beta * ((residual - e.detach()) ** 2).mean()
             codes.append(c)
