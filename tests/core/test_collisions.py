@@ -80,6 +80,26 @@ def test_bpr_learns_held_out_preferences():
         BPRMF().fit(np.array([], dtype=int), np.array([], dtype=int), 1, 1)
 
 
+def test_bpr_sparse_updates_leave_a_row_alone_in_steps_that_do_not_use_it():
+    """Two users, one positive each, one per step. Both modes make the same first step; in the second,
+    dense Adam also moves the first step's user (its momentum), the sparse default does not. So the
+    modes agree on the second step's user and differ on the first's."""
+    users, items = np.array([0, 1]), np.array([0, 1])
+    fits = {sparse: BPRMF(dim=4, epochs=1, batch_size=1, seed=0, sparse_updates=sparse).fit(users, items, 2, 2)
+            for sparse in (True, False)}
+    gap = np.abs(fits[True].user_factors - fits[False].user_factors).max(axis=1)
+    assert sorted(gap)[0] < 1e-6 and sorted(gap)[1] > 1e-3, gap
+
+
+def test_bpr_fits_the_same_factors_twice_with_two_threads():
+    rng = np.random.default_rng(4)
+    users, items = rng.integers(0, 300, 20_000), rng.integers(0, 500, 20_000)
+    first, again = (BPRMF(dim=16, epochs=2, batch_size=4096, seed=0, n_threads=2).fit(users, items, 300, 500)
+                    for _ in range(2))
+    assert np.array_equal(first.item_factors, again.item_factors)
+    assert np.array_equal(first.user_factors, again.user_factors)
+
+
 def test_bpr_heldout_auc_in_blocks_of_users_is_the_auc_of_all_at_once(monkeypatch):
     from semid_assets.core.collaborative import bpr
 

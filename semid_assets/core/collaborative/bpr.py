@@ -7,6 +7,10 @@ model. We train the simplest such model on the month's positives: users and item
 an item j drawn uniformly from the catalogue, with L2 regularisation on the factors
 used in the step. Items that no user liked get no embedding (``has_embedding`` False)
 rather than their random initialisation.
+
+Each step moves only the rows its batch uses ("lazy" Adam, torch's ``SparseAdam``): a batch
+touches a few ten thousand of a million items' and users' rows, and a dense Adam step would
+rewrite both whole tables and their moments every time.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ class BPROptions:
     """Same seed and threads give the same factors."""
     n_threads: int = 1
     """torch and BLAS threads while training (set for the fit and restored, never the process's own)."""
+    sparse_updates: bool = True
+    """Adam moves, and keeps moments for, only the rows a step's batch uses (``SparseAdam``); False: every
+    row of both tables each step, as before this option (the same factors as then, far slower on large
+    tables)."""
 
     def __post_init__(self) -> None:
         for name, low in (("dim", 1), ("epochs", 1), ("batch_size", 1), ("negatives", 1), ("seed", 0),
@@ -68,6 +76,7 @@ class BPRMF:
         o = self.options
         self.dim, self.epochs, self.batch_size, self.lr = o.dim, o.epochs, o.batch_size, o.lr
         self.reg, self.negatives, self.seed, self.n_threads = o.reg, o.negatives, o.seed, o.n_threads
+        self.sparse_updates = o.sparse_updates
         self.item_factors: np.ndarray | None = None
         self.user_factors: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
@@ -90,14 +99,15 @@ class BPRMF:
         t0 = time.perf_counter()
         with compute_threads(self.n_threads):
             torch.manual_seed(int(rng.integers(0, 2**31 - 1)))
-            user_emb = nn.Embedding(n_users, self.dim)
-            item_emb = nn.Embedding(n_items, self.dim)
-            item_bias = nn.Embedding(n_items, 1)
+            sparse = self.sparse_updates
+            user_emb = nn.Embedding(n_users, self.dim, sparse=sparse)
+            item_emb = nn.Embedding(n_items, self.dim, sparse=sparse)
+            item_bias = nn.Embedding(n_items, 1, sparse=sparse)
             for table in (user_emb, item_emb):
                 nn.init.normal_(table.weight, std=0.1)
             nn.init.zeros_(item_bias.weight)
             params = [*user_emb.parameters(), *item_emb.parameters(), *item_bias.parameters()]
-            optimiser = torch.optim.Adam(params, lr=self.lr)
+            optimiser = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(params, lr=self.lr)
             u_all, i_all = torch.from_numpy(users), torch.from_numpy(items)
             history = []
             for epoch in range(self.epochs):
