@@ -5,7 +5,7 @@
   :func:`held_out_pairs` also gives the held-out pairs an aligner is judged on: all of them, or a
   stable sample when they are many.
 * :func:`pair_recall` — for each held-out pair (a, b), is b among the K nearest items of a
-  by inner product (faiss, exact), a itself excluded? And symmetrically a for b.
+  by inner product (exact), a itself excluded? And symmetrically a for b.
 * :func:`content_similarity` — mean cosine of pairs of items with the same fine topic vs
   random pairs (evaluation labels only, e.g. the synthetic ``truth_topic``).
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from semid_assets.core.alignment.partner_rank import items_ahead
 
 
 def unique_pairs(pairs: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,30 +105,18 @@ def judged_items(item_ids: np.ndarray, fraction: float, seed: int = 0, sample: i
 def pair_hits(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, ks: tuple[int, ...] = (10, 50),
               threads: int | None = None) -> dict[int, np.ndarray]:
     """Per pair and K, the share of its two directions (a finds b, b finds a) whose partner is among
-    the K nearest items by inner product (faiss, exact, ``threads`` threads; None: 1), the query item
-    itself excluded: 0, 0.5 or 1."""
-    import faiss
+    the K nearest items by inner product, the query item itself excluded: 0, 0.5 or 1.
 
-    from semid_assets.core.threads import compute_threads
-
+    A direction hits when fewer than K other items score at least the partner's score (an item tied
+    with the partner counts as ahead of it). The counts are exact (``partner_rank.items_ahead``:
+    low-precision products as a filter, float64 for the close calls) and the same at any ``threads``
+    (None: 1)."""
     if len(a) == 0:
         return {k: np.zeros(0) for k in ks}
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    queries = np.concatenate([a, b])
-    targets = np.concatenate([b, a])
-    k_max = min(max(ks) + 1, len(x))
-    # One thread unless told otherwise: a shared machine's second core is often busy, and the
-    # distances' last bits (so the order of near-ties) depend on the count.
-    # faiss.knn searches the matrix in place (an index would copy it: a gigabyte per million items)
-    # with the very routine IndexFlatIP.search runs, so the neighbours are the same.
-    with compute_threads(threads):
-        _, found = faiss.knn(x[queries], x, k_max, metric=faiss.METRIC_INNER_PRODUCT)
-    found = np.where(found == queries[:, None], -1, found)  # the query item itself never counts
+    ahead = items_ahead(vectors, np.concatenate([a, b]), np.concatenate([b, a]), max(ks), threads=threads)
     out = {}
     for k in ks:
-        # k + 1 columns, minus the query itself, leave at least k candidates.
-        rank_ok = ((found[:, : k + 1] >= 0).cumsum(axis=1) <= k)
-        hits = ((found[:, : k + 1] == targets[:, None]) & rank_ok).any(axis=1).astype(np.float64)
+        hits = (ahead < k).astype(np.float64)
         out[k] = (hits[: len(a)] + hits[len(a):]) / 2.0
     return out
 
