@@ -7,9 +7,11 @@ encode sets its counts from its options (``core/threads.py``) and restores them.
 
 The size matters: on a few hundred points faiss does not split its work and any thread count
 gives the same bits. At 20,000 × 64 with 64 codes per level, faiss' BLAS distance products and
-progressive-dimension k-means run on two threads, whose sums round differently from one
-thread's: a fit that followed the process's setting lands on other codes for nearly every item
-(checked below), which is what the pinned fit prevents.
+progressive-dimension k-means run on two threads, whose sums can round differently from one
+thread's: where they do, a fit that followed the process's setting lands on other codes for
+nearly every item (checked below), which is what the pinned fit prevents. Some CPUs' BLAS kernels
+(OpenBLAS on AVX-512) keep the same bits at any thread count at this size; there that check is
+skipped, and the pinned fit is still compared.
 """
 
 from __future__ import annotations
@@ -110,9 +112,28 @@ def test_a_partition_fits_to_the_same_codes_in_process_and_in_a_two_thread_proce
     np.testing.assert_array_equal(here, codes["pinned"])
 
 
+def _kmeans_bits_depend_on_threads() -> bool:
+    """Whether this machine's faiss k-means at the partition's size gives other centroids on two threads.
+
+    Not every CPU's BLAS kernels split their sums with the thread count: OpenBLAS's SkylakeX (AVX-512)
+    kernels give the same bits on one thread and two at this size, so no fit here could show the pin
+    matters."""
+    x = partition_vectors()
+    centroids = []
+    for n in (1, 2):
+        with faiss_threads(n), blas_threads(n):
+            kmeans = faiss.Kmeans(DIM, CODES, niter=10, seed=1)
+            kmeans.train(x)
+            centroids.append(kmeans.centroids.copy())
+    return not np.array_equal(*centroids)
+
+
 def test_a_fit_that_followed_the_process_would_have_given_other_codes(two_thread_codes):
     codes, _ = two_thread_codes
     differ = float(np.any(codes["pinned"] != codes["following"], axis=1).mean())
+    if differ == 0 and not _kmeans_bits_depend_on_threads():
+        pytest.skip("on this CPU's BLAS kernels faiss k-means gives the same bits on one thread and two at this "
+                    "size: the pin cannot be shown to matter here (the pinned fit is still checked above)")
     assert differ > 0.5, f"only {differ:.1%} of the items changed code: is faiss splitting work at this size?"
 
 
